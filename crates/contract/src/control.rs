@@ -1,0 +1,49 @@
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::message::{Message, Violation};
+use crate::{CapacityShortage, InterruptionNotice};
+
+/// A unit of work for the control plane, carried on the FIFO control queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ControlJob", description = "A control-plane job on the FIFO control queue (contract version 1).")]
+pub struct ControlJob {
+    #[schemars(extend("const" = 1))]
+    pub version: u32,
+    /// Stable for the same cause, so that a redelivered cause yields the same id; it is also the FIFO
+    /// deduplication id.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_\-:.]{1,128}$"))]
+    pub control_id: String,
+    /// The worker fleet concerned; control jobs of one fleet are processed in order.
+    #[schemars(length(min = 1, max = 128))]
+    pub fleet: String,
+    pub emitted_at: DateTime<Utc>,
+    pub command: ControlCommand,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlCommand {
+    /// Put one failed offering in the ledger and re-plan capacity if the fleet is short.
+    RecordCapacityFailure { shortage: CapacityShortage },
+    /// One instance is going away: mark its offering, drain it, replace it.
+    HandleInterruption { notice: InterruptionNotice },
+}
+
+impl Message for ControlJob {
+    const SCHEMA_NAME: &'static str = "control-job";
+
+    fn semantic_violations(&self) -> Vec<Violation> {
+        match &self.command {
+            ControlCommand::RecordCapacityFailure { shortage } if !shortage.other_offerings.is_empty() => {
+                vec![Violation::new("command.shortage.other_offerings", "a control job carries one offering")]
+            }
+            ControlCommand::HandleInterruption { notice } if !notice.other_instance_ids.is_empty() => {
+                vec![Violation::new("command.notice.other_instance_ids", "a control job carries one instance")]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
