@@ -1,0 +1,111 @@
+//! SDK configuration. Throttling (`ThrottlingException`, `ProvisionedThroughputExceededException`,
+//! `RequestLimitExceeded`), 5xx answers and attempts that time out are retried by the SDK's standard strategy:
+//! exponential backoff with full jitter, up to `max_attempts`.
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+/// Retry and timeout settings, read from `GAMEFORGE_AWS_*` variables so that tests and operators can tune
+/// them without a rebuild.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsSettings {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// One HTTP attempt; a hung attempt is abandoned and retried.
+    pub attempt_timeout: Duration,
+    /// The whole call, retries included.
+    pub operation_timeout: Duration,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl AwsSettings {
+    /// The defaults, overridden by `GAMEFORGE_AWS_MAX_ATTEMPTS`, `GAMEFORGE_AWS_INITIAL_BACKOFF_MS`,
+    /// `GAMEFORGE_AWS_MAX_BACKOFF_MS`, `GAMEFORGE_AWS_ATTEMPT_TIMEOUT_MS` and `GAMEFORGE_AWS_OPERATION_TIMEOUT_MS`.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let defaults = Self::default();
+        let millis = |name: &str, default: Duration| {
+            lookup(name).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_millis).unwrap_or(default)
+        };
+        Self {
+            max_attempts: lookup("GAMEFORGE_AWS_MAX_ATTEMPTS")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|n| *n >= 1)
+                .unwrap_or(defaults.max_attempts),
+            initial_backoff: millis("GAMEFORGE_AWS_INITIAL_BACKOFF_MS", defaults.initial_backoff),
+            max_backoff: millis("GAMEFORGE_AWS_MAX_BACKOFF_MS", defaults.max_backoff),
+            attempt_timeout: millis("GAMEFORGE_AWS_ATTEMPT_TIMEOUT_MS", defaults.attempt_timeout),
+            operation_timeout: millis("GAMEFORGE_AWS_OPERATION_TIMEOUT_MS", defaults.operation_timeout),
+        }
+    }
+
+    pub fn retry_config(&self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts)
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+
+    pub fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout)
+            .build()
+    }
+
+    /// Applies these settings to a loader; region, credentials and endpoint come from wherever the loader
+    /// finds them (the environment on Lambda and ECS, `AWS_ENDPOINT_URL` against the emulator).
+    pub fn apply(&self, loader: ConfigLoader) -> ConfigLoader {
+        loader.retry_config(self.retry_config()).timeout_config(self.timeout_config())
+    }
+}
+
+/// The configuration every gameforge binary uses: the environment's region, credentials and endpoint, with
+/// the retry and timeout settings above.
+pub async fn load() -> SdkConfig {
+    AwsSettings::from_env().apply(aws_config::defaults(BehaviorVersion::latest())).load().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults_and_ignores_nonsense() {
+        let settings = AwsSettings::from_lookup(|name| match name {
+            "GAMEFORGE_AWS_MAX_ATTEMPTS" => Some("8".into()),
+            "GAMEFORGE_AWS_INITIAL_BACKOFF_MS" => Some("50".into()),
+            "GAMEFORGE_AWS_ATTEMPT_TIMEOUT_MS" => Some("soon".into()),
+            _ => None,
+        });
+        assert_eq!(settings.max_attempts, 8);
+        assert_eq!(settings.initial_backoff, Duration::from_millis(50));
+        assert_eq!(settings.attempt_timeout, AwsSettings::default().attempt_timeout);
+        assert_eq!(settings.retry_config().max_attempts(), 8);
+    }
+
+    #[test]
+    fn zero_attempts_falls_back_to_the_default() {
+        let settings = AwsSettings::from_lookup(|name| (name == "GAMEFORGE_AWS_MAX_ATTEMPTS").then(|| "0".into()));
+        assert_eq!(settings.max_attempts, AwsSettings::default().max_attempts);
+    }
+}

@@ -1,0 +1,33 @@
+//! Local AWS for gameforge's tests and its local run.
+//!
+//! [`Emulator`] starts the moto server (installing it into the repository's `.venv` when missing) on an
+//! ephemeral loopback port, puts a [`FaultInjector`] in front of it, and hands out SDK configuration that points
+//! at the injector. Dropping the emulator stops both; the moto process also exits by itself if this process
+//! dies. [`LambdaHost`] runs a function binary under a local Lambda runtime API and [`SqsEventSource`] feeds it
+//! from a queue the way a Lambda event source mapping does.
+
+mod emulator;
+mod event_source;
+pub mod injector;
+mod lambda_host;
+mod moto;
+mod stack;
+pub mod tools;
+
+pub use emulator::Emulator;
+pub use event_source::{EventSourceStats, SqsEventSource};
+pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
+pub use lambda_host::{Invocation, InvokeError, LambdaHost};
+pub use stack::{deploy_stack, queue_url};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("local tools: {0}")]
+    Tools(String),
+    #[error("emulator: {0}")]
+    Emulator(String),
+    #[error("stack {stack}: {reason}")]
+    Stack { stack: String, reason: String },
+    #[error("lambda host: {0}")]
+    Lambda(String),
+}

@@ -1,0 +1,70 @@
+//! Deploys the project's CloudFormation templates to the emulator, as they would be deployed to AWS.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+
+use crate::Error;
+
+/// Creates a stack and waits for it; returns its outputs.
+pub async fn deploy_stack(
+    config: &SdkConfig,
+    name: &str,
+    template: &str,
+    parameters: &[(&str, &str)],
+) -> Result<BTreeMap<String, String>, Error> {
+    let fail = |reason: String| Error::Stack { stack: name.to_owned(), reason };
+    let client = aws_sdk_cloudformation::Client::new(config);
+    client
+        .create_stack()
+        .stack_name(name)
+        .template_body(template)
+        .set_parameters(Some(
+            parameters
+                .iter()
+                .map(|(key, value)| Parameter::builder().parameter_key(*key).parameter_value(*value).build())
+                .collect(),
+        ))
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .map_err(|e| fail(format!("create: {}", aws_sdk_cloudformation::error::DisplayErrorContext(e))))?;
+    for _ in 0..600 {
+        let stacks = client
+            .describe_stacks()
+            .stack_name(name)
+            .send()
+            .await
+            .map_err(|e| fail(format!("describe: {}", aws_sdk_cloudformation::error::DisplayErrorContext(e))))?;
+        let stack = stacks.stacks().first().ok_or_else(|| fail("vanished".into()))?;
+        match stack.stack_status() {
+            Some(StackStatus::CreateComplete) => {
+                return Ok(stack
+                    .outputs()
+                    .iter()
+                    .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+                    .collect());
+            }
+            Some(StackStatus::CreateInProgress) | None => tokio::time::sleep(Duration::from_millis(100)).await,
+            Some(other) => {
+                return Err(fail(format!("{other}: {}", stack.stack_status_reason().unwrap_or("no reason given"))));
+            }
+        }
+    }
+    Err(fail("still creating after 60 s".into()))
+}
+
+/// A queue's URL as the emulator hands it out. Stack outputs carry real-AWS URLs, so queues are looked up by
+/// name.
+pub async fn queue_url(config: &SdkConfig, name: &str) -> Result<String, Error> {
+    aws_sdk_sqs::Client::new(config)
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| Error::Emulator(format!("queue {name}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?
+        .queue_url
+        .ok_or_else(|| Error::Emulator(format!("queue {name} has no URL")))
+}
