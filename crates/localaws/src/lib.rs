@@ -18,7 +18,7 @@ pub use emulator::Emulator;
 pub use event_source::{EventSourceStats, SqsEventSource};
 pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
-pub use stack::{deploy_stack, queue_url};
+pub use stack::{Deployment, deploy_stack, queue_url};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

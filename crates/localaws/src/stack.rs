@@ -68,3 +68,43 @@ pub async fn queue_url(config: &SdkConfig, name: &str) -> Result<String, Error> 
         .queue_url
         .ok_or_else(|| Error::Emulator(format!("queue {name} has no URL")))
 }
+
+/// The resources of `infra/gameforge.yaml` as deployed, found by their names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub prefix: String,
+    pub signals_queue_url: String,
+    pub signals_dead_letter_url: String,
+    pub control_queue_url: String,
+    pub control_dead_letter_url: String,
+    pub dedup_table: String,
+}
+
+impl Deployment {
+    /// Deploys the project's template under `prefix` (the stack is named after it).
+    pub async fn deploy(config: &SdkConfig, prefix: &str) -> Result<Self, Error> {
+        let path = crate::tools::repo_root().join("infra/gameforge.yaml");
+        let template = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Stack { stack: prefix.to_owned(), reason: format!("{}: {e}", path.display()) })?;
+        deploy_stack(config, prefix, &template, &[("Prefix", prefix)]).await?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            signals_queue_url: queue_url(config, &format!("{prefix}-signals")).await?,
+            signals_dead_letter_url: queue_url(config, &format!("{prefix}-signals-dlq")).await?,
+            control_queue_url: queue_url(config, &format!("{prefix}-control.fifo")).await?,
+            control_dead_letter_url: queue_url(config, &format!("{prefix}-control-dlq.fifo")).await?,
+            dedup_table: format!("{prefix}-signal-dedup"),
+        })
+    }
+
+    /// The environment of the `on-signal` function, as the template sets it on AWS.
+    pub fn on_signal_env(&self, fleet: &str) -> Vec<(String, String)> {
+        vec![
+            ("SIGNALS_QUEUE_URL".into(), self.signals_queue_url.clone()),
+            ("SIGNALS_DLQ_URL".into(), self.signals_dead_letter_url.clone()),
+            ("CONTROL_QUEUE_URL".into(), self.control_queue_url.clone()),
+            ("SIGNAL_DEDUP_TABLE".into(), self.dedup_table.clone()),
+            ("GAMEFORGE_FLEET".into(), fleet.to_owned()),
+        ]
+    }
+}

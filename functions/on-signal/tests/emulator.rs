@@ -1,0 +1,245 @@
+//! The AWS adapters and the whole handler against the emulator, with the project's template deployed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use gameforge_aws::metrics::Metrics;
+use gameforge_contract::{ControlJob, Message};
+use gameforge_localaws::{Deployment, Emulator, Rule};
+use on_signal::aws::DynamoDedupStore;
+use on_signal::ports::{Claim, ControlSink, DedupStore, PortError};
+use on_signal::settings::Settings;
+use serde_json::{Value, json};
+
+struct Setup {
+    emulator: Emulator,
+    config: aws_config::SdkConfig,
+    deployment: Deployment,
+    settings: Settings,
+}
+
+async fn setup() -> Setup {
+    let emulator = Emulator::start().unwrap();
+    let config = emulator.sdk_config().await;
+    let deployment = Deployment::deploy(&config, "gameforge").await.unwrap();
+    let env = deployment.on_signal_env("sdxl");
+    let settings =
+        Settings::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
+    Setup { emulator, config, deployment, settings }
+}
+
+fn sample(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../../events/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Drains a queue, returning the bodies and attributes of what was on it.
+async fn drain(config: &aws_config::SdkConfig, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let mut all = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return all;
+        }
+        for message in &messages {
+            sqs.delete_message().queue_url(url).receipt_handle(message.receipt_handle().unwrap()).send().await.unwrap();
+        }
+        all.extend(messages);
+    }
+}
+
+fn control_jobs(messages: &[aws_sdk_sqs::types::Message]) -> Vec<ControlJob> {
+    messages.iter().map(|m| ControlJob::from_json(m.body().unwrap().as_bytes()).unwrap()).collect()
+}
+
+fn batch(bodies: &[String]) -> Value {
+    json!({"Records": bodies.iter().enumerate().map(|(i, body)| json!({
+        "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"), "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:gameforge-signals",
+        "awsRegion": "us-east-1"
+    })).collect::<Vec<_>>()})
+}
+
+#[tokio::test]
+async fn the_dynamodb_store_claims_each_event_once() {
+    let setup = setup().await;
+    let store = DynamoDedupStore::new(
+        aws_sdk_dynamodb::Client::new(&setup.config),
+        &setup.deployment.dedup_table,
+        Duration::from_secs(3600),
+    );
+    let now = Utc::now();
+    let lease = Duration::from_secs(30);
+    assert_eq!(store.claim("e1", "a", now, lease).await.unwrap(), Claim::Claimed);
+    assert!(matches!(store.claim("e1", "b", now, lease).await.unwrap(), Claim::InFlight { .. }));
+    // A claim whose lease has lapsed (its holder died) can be taken over.
+    let later = now + chrono::Duration::seconds(31);
+    assert_eq!(store.claim("e1", "b", later, lease).await.unwrap(), Claim::Claimed);
+    // The first holder's completion no longer counts; the new holder's does.
+    store.complete("e1", "a", later, 1).await.unwrap();
+    assert!(matches!(store.claim("e1", "c", later, lease).await.unwrap(), Claim::InFlight { .. }));
+    store.complete("e1", "b", later, 1).await.unwrap();
+    assert_eq!(store.claim("e1", "c", later, lease).await.unwrap(), Claim::AlreadyDone);
+    // Past its retention the record is gone, whether or not DynamoDB's TTL sweep has run.
+    let much_later = later + chrono::Duration::hours(2);
+    assert_eq!(store.claim("e1", "d", much_later, lease).await.unwrap(), Claim::Claimed);
+
+    // A released claim is free at once; a release by someone else is a no-op.
+    assert_eq!(store.claim("e2", "a", now, lease).await.unwrap(), Claim::Claimed);
+    store.release("e2", "intruder").await.unwrap();
+    assert!(matches!(store.claim("e2", "b", now, lease).await.unwrap(), Claim::InFlight { .. }));
+    store.release("e2", "a").await.unwrap();
+    assert_eq!(store.claim("e2", "b", now, lease).await.unwrap(), Claim::Claimed);
+}
+
+#[tokio::test]
+async fn every_sample_becomes_its_control_jobs_on_the_fifo_queue() {
+    let setup = setup().await;
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let events = [
+        "autoscaling/launch-unsuccessful-insufficient-capacity.json",
+        "cloudtrail/create-fleet-instant-errors.json",
+        "ec2/spot-interruption-warning-terminate.json",
+        "health/scheduled-change-instance-retirement.json",
+        "ecs/task-running.json",
+    ];
+    let answer = handler.handle(batch(&events.map(sample))).await.unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let messages = drain(&setup.config, &setup.deployment.control_queue_url).await;
+    let jobs = control_jobs(&messages);
+    assert_eq!(jobs.len(), 1 + 2 + 1 + 2);
+    for (message, job) in messages.iter().zip(&jobs) {
+        let attributes = message.attributes().unwrap();
+        use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+        assert_eq!(attributes.get(&A::MessageGroupId).map(String::as_str), Some("sdxl"));
+        assert_eq!(attributes.get(&A::MessageDeduplicationId), Some(&job.control_id));
+    }
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_concurrently_yields_one_set_of_jobs() {
+    let setup = setup().await;
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let event = sample("health/scheduled-change-instance-retirement.json");
+    let (a, b) = tokio::join!(handler.handle(batch(&[event.clone()])), handler.handle(batch(&[event.clone()])));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // Later, the copy that met the claim comes back.
+    handler.handle(batch(&[event])).await.unwrap();
+    let jobs = control_jobs(&drain(&setup.config, &setup.deployment.control_queue_url).await);
+    assert_eq!(jobs.len(), 2, "two affected instances, once each ({a} / {b})");
+}
+
+/// A sink that counts every send, so that the FIFO queue's own deduplication cannot hide a second send.
+#[derive(Default)]
+struct CountingSink(std::sync::Mutex<Vec<ControlJob>>);
+
+impl ControlSink for CountingSink {
+    async fn send(&self, jobs: &[ControlJob]) -> Result<(), PortError> {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.0.lock().unwrap().extend_from_slice(jobs);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_alone_stops_concurrent_duplicates() {
+    let setup = setup().await;
+    let handler = on_signal::handler::SignalHandler::new(
+        setup.settings.handler_config(),
+        DynamoDedupStore::new(aws_sdk_dynamodb::Client::new(&setup.config), &setup.settings.dedup_table, Duration::from_secs(3600)),
+        CountingSink::default(),
+        on_signal::aws::SqsSignalQueue::new(
+            aws_sdk_sqs::Client::new(&setup.config),
+            &setup.settings.signals_queue_url,
+            &setup.settings.signals_dead_letter_url,
+        ),
+    );
+    let event = sample("ec2/spot-interruption-warning-terminate.json");
+    let copies = (0..8).map(|_| handler.handle_event(&event));
+    let outcomes = futures::future::join_all(copies).await;
+    assert_eq!(handler.ports().1.0.lock().unwrap().len(), 1, "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn throttling_from_dynamodb_and_sqs_is_retried_with_backoff() {
+    let setup = setup().await;
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let faults = setup.emulator.faults();
+    let dynamo = faults.add(Rule::for_service("dynamodb").action("PutItem").times(2).throttle());
+    let sqs = faults.add(Rule::for_service("sqs").action("SendMessageBatch").times(2).throttle());
+    let answer = handler.handle(batch(&[sample("ec2/rebalance-recommendation.json")])).await.unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    assert_eq!((dynamo.hits(), sqs.hits()), (2, 2));
+    assert_eq!(faults.count("dynamodb", "PutItem"), 3);
+    assert_eq!(faults.count("sqs", "SendMessageBatch"), 3);
+    assert_eq!(control_jobs(&drain(&setup.config, &setup.deployment.control_queue_url).await).len(), 1);
+}
+
+#[tokio::test]
+async fn throttling_that_outlasts_the_retries_fails_the_record_and_delays_it() {
+    let setup = setup().await;
+    let sqs = aws_sdk_sqs::Client::new(&setup.config);
+    sqs.send_message()
+        .queue_url(&setup.settings.signals_queue_url)
+        .message_body(sample("ec2/rebalance-recommendation.json"))
+        .send()
+        .await
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&setup.settings.signals_queue_url)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages()[0];
+    let payload = json!({"Records": [{
+        "messageId": message.message_id(), "receiptHandle": message.receipt_handle(), "body": message.body(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:gameforge-signals", "awsRegion": "us-east-1"
+    }]});
+    let throttle = setup.emulator.faults().add(Rule::for_service("dynamodb").action("PutItem").throttle());
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let mut metrics = Metrics::new("test");
+    let answer = handler.handle_batch(serde_json::from_value(payload).unwrap(), &mut metrics).await;
+    assert_eq!(answer.failed_ids().collect::<Vec<_>>(), vec![message.message_id().unwrap()]);
+    assert_eq!(throttle.hits(), Emulator::settings().max_attempts);
+    assert_eq!(metrics.get("transient_failures"), Some(1.0));
+    assert_eq!(setup.emulator.faults().count("sqs", "ChangeMessageVisibility"), 1, "the retry is delayed");
+    assert!(drain(&setup.config, &setup.deployment.control_queue_url).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_malformed_record_reaches_the_dead_letter_queue_with_its_reason() {
+    let setup = setup().await;
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let answer = handler
+        .handle(batch(&[sample("ec2/rebalance-recommendation.json"), "certainly not an event".into()]))
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let dead = drain(&setup.config, &setup.settings.signals_dead_letter_url).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some("certainly not an event"));
+    let attributes = dead[0].message_attributes().unwrap();
+    assert_eq!(attributes["error_class"].string_value(), Some("malformed_event"));
+    assert!(attributes["error_reason"].string_value().unwrap().contains("not JSON"));
+    assert_eq!(attributes["source_message_id"].string_value(), Some("m1"));
+    let jobs: HashSet<_> = control_jobs(&drain(&setup.config, &setup.deployment.control_queue_url).await)
+        .into_iter()
+        .map(|j| j.control_id)
+        .collect();
+    assert_eq!(jobs.len(), 1, "the good record of the batch went through");
+}
