@@ -1,0 +1,28 @@
+//! `gameforge`: the command-line face of the project.
+
+mod events;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "gameforge", version, about = "GPU capacity failover for SDXL inference on AWS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with EventBridge events as the control plane sees them.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Events(command) => events::run(command),
+    }
+}
