@@ -98,7 +98,12 @@ mod tests {
         assert_eq!(emf["function"], "on-signal");
         assert_eq!(emf["records"], 5.0);
         assert_eq!(emf["batch_latency"], 12.0);
-        let names: Vec<_> = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].clone()).collect();
+        let names: Vec<_> = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].clone())
+            .collect();
         assert_eq!(names, vec![json!("batch_latency"), json!("records")]);
     }
 }

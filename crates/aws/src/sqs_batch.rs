@@ -71,9 +71,10 @@ impl BatchResponse {
 
 /// Whether a Lambda payload is an SQS batch (as opposed to a single event delivered directly).
 pub fn is_sqs_batch(payload: &Value) -> bool {
-    payload.get("Records").and_then(Value::as_array).is_some_and(|records| {
-        records.iter().all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
-    })
+    payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .is_some_and(|records| records.iter().all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")))
 }
 
 #[cfg(test)]

@@ -41,7 +41,8 @@ fn classify(args: &[&str], stdin: Option<&[u8]>) -> Output {
 
 #[test]
 fn every_event_sample_prints_one_classification_and_exits_zero() {
-    let samples: Vec<_> = files(&events_dir()).into_iter().filter(|p| !p.starts_with(events_dir().join("sqs"))).collect();
+    let samples: Vec<_> =
+        files(&events_dir()).into_iter().filter(|p| !p.starts_with(events_dir().join("sqs"))).collect();
     assert!(samples.len() >= 25);
     for sample in samples {
         let output = classify(&[sample.to_str().unwrap()], None);
@@ -50,7 +51,8 @@ fn every_event_sample_prints_one_classification_and_exits_zero() {
         assert_eq!(stdout.lines().count(), 1, "exactly one line of JSON");
         let printed: Value = serde_json::from_str(&stdout).unwrap();
         let object = printed.as_object().unwrap();
-        let order: Vec<_> = ["\"kind\"", "\"event_id\"", "\"region\""].iter().map(|k| stdout.find(k).unwrap()).collect();
+        let order: Vec<_> =
+            ["\"kind\"", "\"event_id\"", "\"region\""].iter().map(|k| stdout.find(k).unwrap()).collect();
         assert!(stdout.starts_with("{\"kind\":") && order.is_sorted(), "kind, event_id, region lead: {stdout}");
         let relative = sample.strip_prefix(events_dir()).unwrap();
         let expected: Value =

@@ -91,7 +91,12 @@ fn default_guidance() -> f64 {
 
 impl GenerationJob {
     /// A job with the defaults SDXL base is tuned for (1024 × 1024, 30 Euler steps, guidance 5).
-    pub fn new(job_id: impl Into<String>, prompt: impl Into<String>, model_id: impl Into<String>, output: S3Uri) -> Self {
+    pub fn new(
+        job_id: impl Into<String>,
+        prompt: impl Into<String>,
+        model_id: impl Into<String>,
+        output: S3Uri,
+    ) -> Self {
         Self {
             version: CONTRACT_VERSION,
             job_id: job_id.into(),

@@ -26,7 +26,11 @@ impl Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() { write!(f, "{}", self.message) } else { write!(f, "{}: {}", self.field, self.message) }
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
     }
 }
 
@@ -47,7 +51,10 @@ impl ContractError {
             ContractError::Invalid(violations) => violations.clone(),
             ContractError::NotJson(reason) => vec![Violation::new("", format!("not valid JSON: {reason}"))],
             ContractError::UnsupportedVersion { found } => {
-                vec![Violation::new("version", format!("unsupported contract version {found}, expected {CONTRACT_VERSION}"))]
+                vec![Violation::new(
+                    "version",
+                    format!("unsupported contract version {found}, expected {CONTRACT_VERSION}"),
+                )]
             }
         }
     }
@@ -85,15 +92,16 @@ pub trait Message: Serialize + DeserializeOwned + JsonSchema + Sized {
         if !violations.is_empty() {
             return Err(ContractError::Invalid(violations));
         }
-        let message: Self =
-            serde_json::from_value(value).map_err(|e| ContractError::Invalid(vec![Violation::new("", e.to_string())]))?;
+        let message: Self = serde_json::from_value(value)
+            .map_err(|e| ContractError::Invalid(vec![Violation::new("", e.to_string())]))?;
         let violations = message.semantic_violations();
         if violations.is_empty() { Ok(message) } else { Err(ContractError::Invalid(violations)) }
     }
 
     /// The checks a message built in code must pass before it is sent.
     fn validate(&self) -> Result<(), ContractError> {
-        let value = serde_json::to_value(self).map_err(|e| ContractError::Invalid(vec![Violation::new("", e.to_string())]))?;
+        let value =
+            serde_json::to_value(self).map_err(|e| ContractError::Invalid(vec![Violation::new("", e.to_string())]))?;
         let mut violations = schema_violations(Self::SCHEMA_NAME, &Self::json_schema_value(), &value);
         violations.extend(self.semantic_violations());
         if violations.is_empty() { Ok(()) } else { Err(ContractError::Invalid(violations)) }

@@ -127,8 +127,11 @@ fn request(port: u16, method: &str, path: &str) -> Result<u16, Error> {
     let io = |e: std::io::Error| Error::Emulator(format!("{method} {path}: {e}"));
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(io)?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(io)?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .map_err(io)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(io)?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(io)?;
     response

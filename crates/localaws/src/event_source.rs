@@ -10,8 +10,8 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{Map, Value, json};
 
-use crate::lambda_host::LambdaHost;
 use crate::Error;
+use crate::lambda_host::LambdaHost;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventSourceStats {
@@ -51,7 +51,9 @@ impl SqsEventSource {
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|e| Error::Emulator(format!("queue {queue_url}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+            .map_err(|e| {
+                Error::Emulator(format!("queue {queue_url}: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))
+            })?;
         let queue_arn = attributes
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
@@ -101,14 +103,21 @@ impl SqsEventSource {
         let records: Vec<Value> = messages.iter().map(|m| self.record(m)).collect();
         let mut stats = EventSourceStats { received: messages.len(), ..Default::default() };
         let ids: HashSet<&str> = messages.iter().filter_map(|m| m.message_id()).collect();
-        let failed: Option<HashSet<String>> = match host.invoke(&json!({ "Records": records }), self.invoke_timeout).await {
+        let failed: Option<HashSet<String>> = match host
+            .invoke(&json!({ "Records": records }), self.invoke_timeout)
+            .await
+        {
             Ok(invocation) => {
                 let failures: Vec<String> = invocation.response["batchItemFailures"]
                     .as_array()
                     .map(|items| items.iter().filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned)).collect())
                     .unwrap_or_default();
                 // Lambda treats an answer that names a record it did not send as a failure of the whole batch.
-                if failures.iter().all(|id| ids.contains(id.as_str())) { Some(failures.into_iter().collect()) } else { None }
+                if failures.iter().all(|id| ids.contains(id.as_str())) {
+                    Some(failures.into_iter().collect())
+                } else {
+                    None
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, "invocation failed; the batch will reappear");
@@ -148,7 +157,11 @@ impl SqsEventSource {
     }
 
     /// Polls until `done` says so, summing what happened.
-    pub async fn run_until(&self, host: &LambdaHost, mut done: impl FnMut(&EventSourceStats) -> bool) -> Result<EventSourceStats, Error> {
+    pub async fn run_until(
+        &self,
+        host: &LambdaHost,
+        mut done: impl FnMut(&EventSourceStats) -> bool,
+    ) -> Result<EventSourceStats, Error> {
         let mut total = EventSourceStats::default();
         while !done(&total) {
             total += self.poll_once(host).await?;

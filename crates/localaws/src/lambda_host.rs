@@ -137,7 +137,11 @@ impl LambdaHost {
         let (tx, mut rx) = oneshot::channel();
         self.shared.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(request_id.clone(), tx);
         let started = Instant::now();
-        self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back((request_id.clone(), payload.clone(), timeout));
+        self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back((
+            request_id.clone(),
+            payload.clone(),
+            timeout,
+        ));
         self.shared.queued.notify_waiters();
         self.shared.queued.notify_one();
         let deadline = started + timeout;
@@ -218,7 +222,10 @@ impl Drop for LambdaHost {
     }
 }
 
-async fn serve(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn serve(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -236,7 +243,10 @@ async fn serve(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respon
                     .header("content-type", "application/json")
                     .header("lambda-runtime-aws-request-id", &request_id)
                     .header("lambda-runtime-deadline-ms", deadline.as_millis().to_string())
-                    .header("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:local")
+                    .header(
+                        "lambda-runtime-invoked-function-arn",
+                        "arn:aws:lambda:us-east-1:123456789012:function:local",
+                    )
                     .header("lambda-runtime-trace-id", format!("Root=1-00000000-{request_id}"))
                     .body(Full::new(Bytes::from(payload.to_string())))
                     .unwrap_or_default();

@@ -30,7 +30,8 @@ pub struct MotoServer {
 
 impl MotoServer {
     pub fn start(python: &Path, log: &Path) -> Result<Self, Error> {
-        let log_file = std::fs::File::create(log).map_err(|e| Error::Emulator(format!("log {}: {e}", log.display())))?;
+        let log_file =
+            std::fs::File::create(log).map_err(|e| Error::Emulator(format!("log {}: {e}", log.display())))?;
         let mut child = Command::new(python)
             .args(["-c", LAUNCHER])
             .stdin(Stdio::piped())
@@ -59,7 +60,8 @@ impl MotoServer {
             }
             None => {
                 let log = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                let tail: String =
+                    log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
                 Err(Error::Emulator(format!("moto did not start: {tail}")))
             }
         }

@@ -50,7 +50,8 @@ async fn an_injected_shortage_reaches_ec2_as_a_typed_error() {
 async fn quota_errors_are_client_errors_and_not_retried() {
     let emulator = Emulator::start().unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&emulator.sdk_config().await);
-    let quota = emulator.faults().add(Rule::for_service("ec2").action("RunInstances").fail(AwsError::vcpu_limit_exceeded(8)));
+    let quota =
+        emulator.faults().add(Rule::for_service("ec2").action("RunInstances").fail(AwsError::vcpu_limit_exceeded(8)));
     let error = ec2.run_instances().image_id("ami-12c6146b").min_count(1).max_count(1).send().await.unwrap_err();
     use aws_sdk_ec2::error::ProvideErrorMetadata;
     assert_eq!(error.code(), Some("VcpuLimitExceeded"));
@@ -62,15 +63,13 @@ async fn dynamodb_throttling_is_its_modeled_exception() {
     let emulator = Emulator::start().unwrap();
     let dynamo = aws_sdk_dynamodb::Client::new(&emulator.sdk_config_with("us-east-1", &single_attempt()).await);
     emulator.faults().add(Rule::for_service("dynamodb").action("PutItem").throttle());
-    let error = dynamo
-        .put_item()
-        .table_name("anything")
-        .item("pk", AttributeValue::S("x".into()))
-        .send()
-        .await
-        .unwrap_err();
+    let error =
+        dynamo.put_item().table_name("anything").item("pk", AttributeValue::S("x".into())).send().await.unwrap_err();
     assert!(
-        matches!(error.as_service_error(), Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ProvisionedThroughputExceededException(_))),
+        matches!(
+            error.as_service_error(),
+            Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ProvisionedThroughputExceededException(_))
+        ),
         "{error:?}"
     );
 }
@@ -83,7 +82,10 @@ async fn sqs_throttling_is_its_modeled_exception() {
     emulator.faults().add(Rule::for_service("sqs").action("SendMessage").throttle());
     let error = sqs.send_message().queue_url(&url).message_body("x").send().await.unwrap_err();
     assert!(
-        matches!(error.as_service_error(), Some(aws_sdk_sqs::operation::send_message::SendMessageError::RequestThrottled(_))),
+        matches!(
+            error.as_service_error(),
+            Some(aws_sdk_sqs::operation::send_message::SendMessageError::RequestThrottled(_))
+        ),
         "{error:?}"
     );
 }
@@ -105,7 +107,8 @@ async fn a_hung_attempt_times_out_and_is_retried() {
     let settings = AwsSettings { attempt_timeout: Duration::from_millis(300), ..Emulator::settings() };
     let sqs = aws_sdk_sqs::Client::new(&emulator.sdk_config_with("us-east-1", &settings).await);
     let url = sqs.create_queue().queue_name("q").send().await.unwrap().queue_url.unwrap();
-    let slow = emulator.faults().add(Rule::for_service("sqs").action("SendMessage").times(1).delay(Duration::from_secs(3)));
+    let slow =
+        emulator.faults().add(Rule::for_service("sqs").action("SendMessage").times(1).delay(Duration::from_secs(3)));
     sqs.send_message().queue_url(&url).message_body("x").send().await.expect("the retry passes");
     // The held-back attempt is still logged as unanswered; the rule saw both attempts arrive.
     assert_eq!((slow.hits(), slow.matched()), (1, 2));
@@ -117,8 +120,16 @@ async fn server_errors_are_absorbed_by_retries_within_the_attempt_budget() {
     let sqs = aws_sdk_sqs::Client::new(&emulator.sdk_config().await);
     let url = sqs.create_queue().queue_name("q").send().await.unwrap().queue_url.unwrap();
     emulator.faults().add(Rule::for_service("sqs").action("SendMessage").times(1).fail(AwsError::internal_error()));
-    emulator.faults().add(Rule::for_service("sqs").action("SendMessage").times(1).fail(AwsError::service_unavailable()));
+    emulator
+        .faults()
+        .add(Rule::for_service("sqs").action("SendMessage").times(1).fail(AwsError::service_unavailable()));
     sqs.send_message().queue_url(&url).message_body("x").send().await.unwrap();
-    let statuses: Vec<u16> = emulator.faults().requests().iter().filter(|r| r.action.as_deref() == Some("SendMessage")).map(|r| r.status).collect();
+    let statuses: Vec<u16> = emulator
+        .faults()
+        .requests()
+        .iter()
+        .filter(|r| r.action.as_deref() == Some("SendMessage"))
+        .map(|r| r.status)
+        .collect();
     assert_eq!(statuses, vec![500, 503, 200]);
 }

@@ -35,7 +35,13 @@ impl DynamoDedupStore {
 }
 
 impl DedupStore for DynamoDedupStore {
-    async fn claim(&self, event_id: &str, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Claim, PortError> {
+    async fn claim(
+        &self,
+        event_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Claim, PortError> {
         let put = self
             .client
             .put_item()
@@ -80,7 +86,13 @@ impl DedupStore for DynamoDedupStore {
         }
     }
 
-    async fn complete(&self, event_id: &str, owner: &str, now: DateTime<Utc>, control_jobs: usize) -> Result<(), PortError> {
+    async fn complete(
+        &self,
+        event_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        control_jobs: usize,
+    ) -> Result<(), PortError> {
         let update = self
             .client
             .update_item()
@@ -168,7 +180,13 @@ impl ControlSink for SqsControlSink {
             if let Some(failed) = sent.failed().first() {
                 return Err(PortError::new(
                     "send control jobs",
-                    format!("{} of {} entries failed, first: {} {}", sent.failed().len(), chunk.len(), failed.code(), failed.message().unwrap_or_default()),
+                    format!(
+                        "{} of {} entries failed, first: {} {}",
+                        sent.failed().len(),
+                        chunk.len(),
+                        failed.code(),
+                        failed.message().unwrap_or_default()
+                    ),
                 ));
             }
         }

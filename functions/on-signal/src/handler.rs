@@ -205,7 +205,9 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
 
 fn describe(outcome: &Outcome) -> Value {
     match outcome {
-        Outcome::Emitted { kind, control_jobs } => json!({"outcome": "emitted", "kind": kind, "control_jobs": control_jobs}),
+        Outcome::Emitted { kind, control_jobs } => {
+            json!({"outcome": "emitted", "kind": kind, "control_jobs": control_jobs})
+        }
         Outcome::Ignored { reason } => json!({"outcome": "ignored", "reason": reason}),
         Outcome::Duplicate { kind } => json!({"outcome": "duplicate", "kind": kind}),
     }

@@ -18,7 +18,11 @@ pub fn deployed_handler(settings: &settings::Settings, config: &aws_config::SdkC
     let sqs = aws_sdk_sqs::Client::new(config);
     SignalHandler::new(
         settings.handler_config(),
-        aws::DynamoDedupStore::new(aws_sdk_dynamodb::Client::new(config), &settings.dedup_table, settings.dedup_retention),
+        aws::DynamoDedupStore::new(
+            aws_sdk_dynamodb::Client::new(config),
+            &settings.dedup_table,
+            settings.dedup_retention,
+        ),
         aws::SqsControlSink::new(sqs.clone(), &settings.control_queue_url),
         aws::SqsSignalQueue::new(sqs, &settings.signals_queue_url, &settings.signals_dead_letter_url),
     )

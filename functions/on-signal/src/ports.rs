@@ -71,5 +71,9 @@ pub trait SignalQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Keeps a failed record hidden for `delay` before SQS delivers it again.
-    fn delay_redelivery(&self, receipt_handle: &str, delay: Duration) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn delay_redelivery(
+        &self,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }

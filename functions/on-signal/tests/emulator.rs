@@ -24,8 +24,7 @@ async fn setup() -> Setup {
     let config = emulator.sdk_config().await;
     let deployment = Deployment::deploy(&config, "gameforge").await.unwrap();
     let env = deployment.on_signal_env("sdxl");
-    let settings =
-        Settings::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
+    let settings = Settings::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
     Setup { emulator, config, deployment, settings }
 }
 
@@ -133,7 +132,10 @@ async fn the_same_event_delivered_twice_concurrently_yields_one_set_of_jobs() {
     let setup = setup().await;
     let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
     let event = sample("health/scheduled-change-instance-retirement.json");
-    let (a, b) = tokio::join!(handler.handle(batch(&[event.clone()])), handler.handle(batch(&[event.clone()])));
+    let (a, b) = tokio::join!(
+        handler.handle(batch(std::slice::from_ref(&event))),
+        handler.handle(batch(std::slice::from_ref(&event)))
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     // Later, the copy that met the claim comes back.
     handler.handle(batch(&[event])).await.unwrap();
@@ -158,7 +160,11 @@ async fn dynamodb_alone_stops_concurrent_duplicates() {
     let setup = setup().await;
     let handler = on_signal::handler::SignalHandler::new(
         setup.settings.handler_config(),
-        DynamoDedupStore::new(aws_sdk_dynamodb::Client::new(&setup.config), &setup.settings.dedup_table, Duration::from_secs(3600)),
+        DynamoDedupStore::new(
+            aws_sdk_dynamodb::Client::new(&setup.config),
+            &setup.settings.dedup_table,
+            Duration::from_secs(3600),
+        ),
         CountingSink::default(),
         on_signal::aws::SqsSignalQueue::new(
             aws_sdk_sqs::Client::new(&setup.config),

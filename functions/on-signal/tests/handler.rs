@@ -10,14 +10,23 @@ use on_signal::handler::{HandlerConfig, InvocationError, RecordError, SignalHand
 use on_signal::ports::{Claim, ControlSink, DedupStore, PortError, SignalQueue};
 use serde_json::{Value, json};
 
+/// Owner, done, lease end.
+type DedupRecord = (String, bool, DateTime<Utc>);
+
 #[derive(Default)]
 struct MemoryDedup {
-    records: Mutex<HashMap<String, (String, bool, DateTime<Utc>)>>,
+    records: Mutex<HashMap<String, DedupRecord>>,
     fail: Mutex<bool>,
 }
 
 impl DedupStore for MemoryDedup {
-    async fn claim(&self, event_id: &str, owner: &str, now: DateTime<Utc>, lease: Duration) -> Result<Claim, PortError> {
+    async fn claim(
+        &self,
+        event_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Claim, PortError> {
         if *self.fail.lock().unwrap() {
             return Err(PortError::new("claim event", "throttled"));
         }
@@ -28,7 +37,8 @@ impl DedupStore for MemoryDedup {
             Some((_, true, _)) => Ok(Claim::AlreadyDone),
             Some((_, false, lease_until)) if *lease_until > now => Ok(Claim::InFlight { lease_until: *lease_until }),
             _ => {
-                records.insert(event_id.into(), (owner.into(), false, now + chrono::Duration::from_std(lease).unwrap()));
+                records
+                    .insert(event_id.into(), (owner.into(), false, now + chrono::Duration::from_std(lease).unwrap()));
                 Ok(Claim::Claimed)
             }
         }
@@ -92,7 +102,12 @@ impl SignalQueue for MemoryQueue {
 type Handler = SignalHandler<MemoryDedup, MemoryControl, MemoryQueue>;
 
 fn handler() -> Handler {
-    SignalHandler::new(HandlerConfig::default(), MemoryDedup::default(), MemoryControl::default(), MemoryQueue::default())
+    SignalHandler::new(
+        HandlerConfig::default(),
+        MemoryDedup::default(),
+        MemoryControl::default(),
+        MemoryQueue::default(),
+    )
 }
 
 fn sample(path: &str) -> String {
@@ -109,7 +124,12 @@ fn batch(bodies: &[String]) -> Value {
 }
 
 fn failures(answer: &Value) -> Vec<String> {
-    answer["batchItemFailures"].as_array().unwrap().iter().map(|f| f["itemIdentifier"].as_str().unwrap().to_owned()).collect()
+    answer["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -184,7 +204,10 @@ async fn the_same_event_twice_in_one_batch_yields_its_jobs_once() {
 async fn concurrent_invocations_with_the_same_event_yield_its_jobs_once() {
     let handler = handler();
     let event = sample("health/scheduled-change-instance-retirement.json");
-    let (a, b) = tokio::join!(handler.handle(batch(&[event.clone()])), handler.handle(batch(&[event.clone()])));
+    let (a, b) = tokio::join!(
+        handler.handle(batch(std::slice::from_ref(&event))),
+        handler.handle(batch(std::slice::from_ref(&event)))
+    );
     let failed = failures(&a.unwrap()).len() + failures(&b.unwrap()).len();
     assert_eq!(failed, 1);
     assert_eq!(handler_sent(&handler).len(), 2, "two instances, once each");
@@ -195,7 +218,7 @@ async fn a_failed_send_releases_the_claim_and_backs_off() {
     let handler = handler();
     *handler_ports(&handler).1.fail_next.lock().unwrap() = 1;
     let event = sample("ec2/rebalance-recommendation.json");
-    let answer = handler.handle(batch(&[event.clone()])).await.unwrap();
+    let answer = handler.handle(batch(std::slice::from_ref(&event))).await.unwrap();
     assert_eq!(failures(&answer), vec!["m0"]);
     let (_, control, queue) = handler_ports(&handler);
     assert!(control.sent.lock().unwrap().is_empty());
@@ -221,7 +244,8 @@ async fn a_dedup_store_outage_fails_the_record_for_a_retry() {
 #[tokio::test]
 async fn a_direct_event_answers_with_its_outcome() {
     let handler = handler();
-    let event: Value = serde_json::from_str(&sample("autoscaling/launch-unsuccessful-insufficient-capacity.json")).unwrap();
+    let event: Value =
+        serde_json::from_str(&sample("autoscaling/launch-unsuccessful-insufficient-capacity.json")).unwrap();
     let answer = handler.handle(event.clone()).await.unwrap();
     assert_eq!(answer, json!({"outcome": "emitted", "kind": "capacity_unavailable", "control_jobs": 1}));
     assert_eq!(handler.handle(event).await.unwrap()["outcome"], "duplicate");

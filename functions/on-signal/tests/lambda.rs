@@ -48,9 +48,8 @@ async fn queue_depth(config: &aws_config::SdkConfig, url: &str) -> usize {
         .send()
         .await
         .unwrap();
-    let get = |name| {
-        attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0)
-    };
+    let get =
+        |name| attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
     use aws_sdk_sqs::types::QueueAttributeName as A;
     get(A::ApproximateNumberOfMessages) + get(A::ApproximateNumberOfMessagesNotVisible)
 }
@@ -59,7 +58,15 @@ async fn receive_all(config: &aws_config::SdkConfig, url: &str) -> Vec<String> {
     let sqs = aws_sdk_sqs::Client::new(config);
     let mut bodies = Vec::new();
     loop {
-        let messages = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap().messages.unwrap_or_default();
+        let messages = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
         if messages.is_empty() {
             return bodies;
         }
@@ -82,7 +89,9 @@ async fn events_published_to_eventbridge_flow_through_the_rules_and_the_function
             .source(event["source"].as_str().unwrap())
             .detail_type(event["detail-type"].as_str().unwrap())
             .detail(event["detail"].to_string())
-            .set_resources(Some(event["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect()))
+            .set_resources(Some(
+                event["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+            ))
             .build();
         let put = events.put_events().entries(entry).send().await.unwrap();
         assert_eq!(put.failed_entry_count(), 0, "{}", path.display());
@@ -98,7 +107,8 @@ async fn events_published_to_eventbridge_flow_through_the_rules_and_the_function
     }
     assert!(routed >= 20, "only {routed} samples were routed");
 
-    let source = SqsEventSource::new(&config, &deployment.signals_queue_url).await.unwrap().wait(Duration::from_millis(200));
+    let source =
+        SqsEventSource::new(&config, &deployment.signals_queue_url).await.unwrap().wait(Duration::from_millis(200));
     let stats = source.run_until(&host, |s| s.received >= routed).await.unwrap();
     assert_eq!(stats.failed, 0, "{stats:?}");
     assert_eq!(queue_depth(&config, &deployment.signals_queue_url).await, 0);
@@ -131,7 +141,8 @@ async fn a_malformed_message_on_the_queue_ends_in_the_dead_letter_queue_and_the_
     ] {
         sqs.send_message().queue_url(&deployment.signals_queue_url).message_body(body).send().await.unwrap();
     }
-    let source = SqsEventSource::new(&config, &deployment.signals_queue_url).await.unwrap().wait(Duration::from_millis(200));
+    let source =
+        SqsEventSource::new(&config, &deployment.signals_queue_url).await.unwrap().wait(Duration::from_millis(200));
     let stats = source.run_until(&host, |s| s.received >= 3).await.unwrap();
     assert_eq!((stats.deleted, stats.failed), (3, 0), "{stats:?}");
     assert_eq!(receive_all(&config, &deployment.signals_dead_letter_url).await, vec!["{\"id\": \"truncated"]);
@@ -143,10 +154,8 @@ async fn every_event_file_can_be_invoked_directly() {
     let (_emulator, _config, _deployment, host) = start().await;
     for path in event_files(&events_dir()) {
         let payload: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let invocation = host
-            .invoke(&payload, Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let invocation =
+            host.invoke(&payload, Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let answer = invocation.response;
         if path.starts_with(events_dir().join("sqs")) {
             assert_eq!(answer["batchItemFailures"], Value::Array(vec![]), "{}: {answer}", path.display());

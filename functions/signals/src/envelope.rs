@@ -128,9 +128,10 @@ mod tests {
 
     #[test]
     fn a_detail_that_is_not_an_object_is_malformed() {
-        let error =
-            EventEnvelope::from_json(br#"{"id":"1","source":"aws.ec2","detail-type":"x","region":"r","detail":"oops"}"#)
-                .unwrap_err();
+        let error = EventEnvelope::from_json(
+            br#"{"id":"1","source":"aws.ec2","detail-type":"x","region":"r","detail":"oops"}"#,
+        )
+        .unwrap_err();
         assert!(matches!(error, EnvelopeError::BadField { field: "detail", .. }));
     }
 }

@@ -24,13 +24,14 @@ pub struct TextFacts {
 }
 
 static INSTANCE_TYPE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b([a-z][a-z0-9\-]*[0-9][a-z0-9\-]*\.(?:nano|micro|small|medium|large|[0-9]*xlarge|metal(?:-[0-9]+xl)?))\b")
-        .expect("valid regex")
+    Regex::new(
+        r"\b([a-z][a-z0-9\-]*[0-9][a-z0-9\-]*\.(?:nano|micro|small|medium|large|[0-9]*xlarge|metal(?:-[0-9]+xl)?))\b",
+    )
+    .expect("valid regex")
 });
 // Regional zones (us-east-1a) and local zones (us-east-1-bos-1a).
-static ZONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b([a-z]{2}(?:-gov)?-[a-z]+-[0-9](?:-[a-z]+-[0-9])?[a-z])\b").expect("valid regex")
-});
+static ZONE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b([a-z]{2}(?:-gov)?-[a-z]+-[0-9](?:-[a-z]+-[0-9])?[a-z])\b").expect("valid regex"));
 static REQUESTED_ZONE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)availability zone you requested \(([^)]+)\)").expect("valid regex"));
 static ALTERNATIVES: LazyLock<Regex> =
@@ -156,17 +157,22 @@ mod tests {
 
     #[test]
     fn spot_wording_is_recognised() {
-        let facts = read("There is no Spot capacity available that matches your request. Launching EC2 instance failed.");
+        let facts =
+            read("There is no Spot capacity available that matches your request. Launching EC2 instance failed.");
         assert_eq!(facts.cause, Some(ShortageCause::InsufficientCapacity));
         assert!(facts.spot);
-        let facts = read("Could not launch Spot Instances. MaxSpotInstanceCountExceeded - Max spot instance count exceeded.");
+        let facts =
+            read("Could not launch Spot Instances. MaxSpotInstanceCountExceeded - Max spot instance count exceeded.");
         assert_eq!(facts.cause, Some(ShortageCause::Quota));
         assert_eq!(facts.error_code.as_deref(), Some("MaxSpotInstanceCountExceeded"));
     }
 
     #[test]
     fn finds_the_instance_of_a_lost_host() {
-        assert_eq!(read("Host EC2 (instance i-0a1b2c3d4e5f67890) terminated.").instance_id.as_deref(), Some("i-0a1b2c3d4e5f67890"));
+        assert_eq!(
+            read("Host EC2 (instance i-0a1b2c3d4e5f67890) terminated.").instance_id.as_deref(),
+            Some("i-0a1b2c3d4e5f67890")
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ use tokio::sync::watch;
 
 pub use protocol::AwsError;
 pub use request::Protocol;
-pub use rules::{Answer, Rule, RuleHandle};
 use rules::RuleSet;
+pub use rules::{Answer, Rule, RuleHandle};
 
 use crate::Error;
 

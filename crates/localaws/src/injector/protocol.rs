@@ -87,7 +87,11 @@ impl AwsError {
     }
 
     /// The answer as `protocol` writes it: status, headers and body.
-    pub fn render(&self, protocol: Protocol, service: Option<&str>) -> (StatusCode, Vec<(&'static str, String)>, String) {
+    pub fn render(
+        &self,
+        protocol: Protocol,
+        service: Option<&str>,
+    ) -> (StatusCode, Vec<(&'static str, String)>, String) {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let request_id = request_id();
         let code = xml_escape(&self.code);

@@ -40,11 +40,15 @@ impl RequestInfo {
             let params = serde_json::from_slice::<Value>(&body).map(|v| flatten(&v)).unwrap_or_default();
             return Self { service, region, action, protocol: Protocol::AwsJson, params, body };
         }
-        if content_type.starts_with("application/x-www-form-urlencoded") || parts.uri.query().is_some_and(|q| q.contains("Action=")) {
+        if content_type.starts_with("application/x-www-form-urlencoded")
+            || parts.uri.query().is_some_and(|q| q.contains("Action="))
+        {
             let mut params: Vec<(String, String)> =
                 url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
             if let Some(query) = parts.uri.query() {
-                params.extend(url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())));
+                params.extend(
+                    url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())),
+                );
             }
             let action = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone());
             let protocol = if service.as_deref() == Some("ec2") { Protocol::Ec2Query } else { Protocol::AwsQuery };
@@ -83,7 +87,9 @@ fn flatten(value: &Value) -> Vec<(String, String)> {
         let join = |key: &str| if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
         match value {
             Value::Object(map) => map.iter().for_each(|(k, v)| walk(&join(k), v, out)),
-            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| walk(&join(&(i + 1).to_string()), v, out)),
+            Value::Array(items) => {
+                items.iter().enumerate().for_each(|(i, v)| walk(&join(&(i + 1).to_string()), v, out))
+            }
             Value::String(s) => out.push((prefix.to_owned(), s.clone())),
             Value::Null => {}
             other => out.push((prefix.to_owned(), other.to_string())),
@@ -127,11 +133,13 @@ mod tests {
         builder.body(()).unwrap().into_parts().0
     }
 
-    const AUTH_EC2: &str = "AWS4-HMAC-SHA256 Credential=test/20261127/us-west-2/ec2/aws4_request, SignedHeaders=host, Signature=x";
+    const AUTH_EC2: &str =
+        "AWS4-HMAC-SHA256 Credential=test/20261127/us-west-2/ec2/aws4_request, SignedHeaders=host, Signature=x";
 
     #[test]
     fn reads_an_ec2_query_request() {
-        let body = "Action=RunInstances&Version=2016-11-15&InstanceType=g5.xlarge&Placement.AvailabilityZone=us-west-2a";
+        let body =
+            "Action=RunInstances&Version=2016-11-15&InstanceType=g5.xlarge&Placement.AvailabilityZone=us-west-2a";
         let info = RequestInfo::read(
             &parts("POST", "/", &[("authorization", AUTH_EC2), ("content-type", "application/x-www-form-urlencoded")]),
             body.into(),
@@ -166,7 +174,13 @@ mod tests {
     #[test]
     fn names_s3_actions() {
         let auth = [("authorization", "AWS4-HMAC-SHA256 Credential=test/20261127/us-east-1/s3/aws4_request")];
-        assert_eq!(RequestInfo::read(&parts("PUT", "/bucket/a/b.png", &auth), bytes::Bytes::new()).action.as_deref(), Some("PutObject"));
-        assert_eq!(RequestInfo::read(&parts("GET", "/bucket?list-type=2", &auth), bytes::Bytes::new()).action.as_deref(), Some("ListObjectsV2"));
+        assert_eq!(
+            RequestInfo::read(&parts("PUT", "/bucket/a/b.png", &auth), bytes::Bytes::new()).action.as_deref(),
+            Some("PutObject")
+        );
+        assert_eq!(
+            RequestInfo::read(&parts("GET", "/bucket?list-type=2", &auth), bytes::Bytes::new()).action.as_deref(),
+            Some("ListObjectsV2")
+        );
     }
 }

@@ -222,8 +222,10 @@ mod tests {
                 .availability_zone("us-east-1a")
                 .fail(AwsError::insufficient_instance_capacity("g5.xlarge", "us-east-1a", &[])),
         );
-        let hit = request("RunInstances", &[("InstanceType", "g5.xlarge"), ("Placement.AvailabilityZone", "us-east-1a")]);
-        let other_zone = request("RunInstances", &[("InstanceType", "g5.xlarge"), ("Placement.AvailabilityZone", "us-east-1b")]);
+        let hit =
+            request("RunInstances", &[("InstanceType", "g5.xlarge"), ("Placement.AvailabilityZone", "us-east-1a")]);
+        let other_zone =
+            request("RunInstances", &[("InstanceType", "g5.xlarge"), ("Placement.AvailabilityZone", "us-east-1b")]);
         let other_action = request("DescribeInstances", &[("InstanceType", "g5.xlarge")]);
         assert!(rules.decide(&hit).is_some());
         assert!(rules.decide(&other_zone).is_none());

@@ -5,7 +5,8 @@ use super::{capacity_type_named, find_key, find_str, ignored, shortage};
 use crate::envelope::EventEnvelope;
 use crate::text;
 
-const LAUNCH_CALLS: &[&str] = &["RunInstances", "CreateFleet", "RequestSpotInstances", "RequestSpotFleet", "StartInstances"];
+const LAUNCH_CALLS: &[&str] =
+    &["RunInstances", "CreateFleet", "RequestSpotInstances", "RequestSpotFleet", "StartInstances"];
 
 /// `AWS API Call via CloudTrail` for EC2 launch calls: a failed call carries `errorCode`; an instant fleet
 /// succeeds as a whole and lists per-override errors in its response.

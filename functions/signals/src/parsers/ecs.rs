@@ -16,14 +16,11 @@ pub fn service_action(event: &EventEnvelope) -> Signal {
         return ignored(event, IgnoreReason::NotACapacityFailure, format!("placement failed: {reason}"));
     }
     let mut signal = shortage(event, ShortageCause::PlacementFailure, SignalSource::EcsService);
-    signal.capacity_type = event.detail.get("capacityProviderArns").and_then(|arns| {
-        arns.as_array()?.iter().filter_map(|arn| arn.as_str()).find_map(capacity_type_named)
-    });
-    signal.scope = event
-        .resources
-        .first()
-        .cloned()
-        .or_else(|| event.detail_str(&["clusterArn"]).map(str::to_owned));
+    signal.capacity_type = event
+        .detail
+        .get("capacityProviderArns")
+        .and_then(|arns| arns.as_array()?.iter().filter_map(|arn| arn.as_str()).find_map(capacity_type_named));
+    signal.scope = event.resources.first().cloned().or_else(|| event.detail_str(&["clusterArn"]).map(str::to_owned));
     signal.message = Some(reason.to_owned());
     Signal::CapacityUnavailable(signal)
 }
