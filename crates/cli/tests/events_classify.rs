@@ -1,27 +1,15 @@
 //! `gameforge events classify` on every file in `events/` and on garbage.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use gameforge_localaws::tools;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
 fn events_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events")
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() && !path.ends_with("expected") {
-            out.extend(files(&path));
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
+    tools::repo_root().join("events")
 }
 
 fn classify(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -41,8 +29,7 @@ fn classify(args: &[&str], stdin: Option<&[u8]>) -> Output {
 
 #[test]
 fn every_event_sample_prints_one_classification_and_exits_zero() {
-    let samples: Vec<_> =
-        files(&events_dir()).into_iter().filter(|p| !p.starts_with(events_dir().join("sqs"))).collect();
+    let samples = tools::event_samples();
     assert!(samples.len() >= 25);
     for sample in samples {
         let output = classify(&[sample.to_str().unwrap()], None);
@@ -75,7 +62,7 @@ fn reads_standard_input() {
 
 #[test]
 fn an_sqs_batch_is_not_an_event_and_says_what_to_do() {
-    for batch in files(&events_dir().join("sqs")) {
+    for batch in tools::event_batches() {
         let output = classify(&[batch.to_str().unwrap()], None);
         assert_eq!(output.status.code(), Some(2));
         assert!(output.stdout.is_empty());

@@ -1,12 +1,12 @@
 //! The local system: emulator, deployed template, functions and their event sources.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use gameforge_contract::{ControlJob, Message, Signal};
-use gameforge_localaws::{Deployment, Emulator, LambdaHost, SqsEventSource, tools};
+use gameforge_localaws::{Deployment, Emulator, LambdaHost, SqsEventSource, queue_depth, tools};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -31,21 +31,10 @@ impl Drop for System {
 
 /// Every single-event sample under `events/`, in a stable order.
 pub fn sample_events() -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if path.is_dir() && name != "expected" && name != "sqs" {
-                walk(&path, out)?;
-            } else if path.extension().is_some_and(|e| e == "json") {
-                out.push(path);
-            }
-        }
-        Ok(())
+    let files = tools::event_samples();
+    if files.is_empty() {
+        bail!("no samples under {}", tools::repo_root().join("events").display());
     }
-    let mut files = Vec::new();
-    walk(&tools::repo_root().join("events"), &mut files).context("reading events/")?;
-    files.sort();
     Ok(files)
 }
 
@@ -157,20 +146,7 @@ impl System {
     }
 
     async fn depth(&self, url: &str) -> anyhow::Result<usize> {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let attributes = aws_sdk_sqs::Client::new(&self.config)
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(A::All)
-            .send()
-            .await
-            .context("GetQueueAttributes")?;
-        let get = |name| {
-            attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0)
-        };
-        Ok(get(A::ApproximateNumberOfMessages)
-            + get(A::ApproximateNumberOfMessagesNotVisible)
-            + get(A::ApproximateNumberOfMessagesDelayed))
+        Ok(queue_depth(&self.config, url).await?)
     }
 
     /// How to reach the running system from another terminal.

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 
 use crate::Error;
+use crate::http_server::LoopbackServer;
 
 const PREFIX: &str = "/2018-06-01/runtime";
 
@@ -43,6 +43,7 @@ type Outcome = Result<Value, InvokeError>;
 
 #[derive(Debug, Default)]
 struct Shared {
+    function_arn: String,
     queue: Mutex<VecDeque<(String, Value, Duration)>>,
     queued: Notify,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
@@ -57,47 +58,20 @@ pub struct LambdaHost {
     child: Mutex<Child>,
     spawned_at: Instant,
     function_arn: String,
-    shutdown: Option<watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    // Held for its drop, which comes after the process is killed, so the function never sees its API vanish.
+    _server: LoopbackServer,
 }
 
 impl LambdaHost {
     /// Starts the runtime API on an ephemeral port and the function process against it, with `env` added to
     /// the Lambda variables. The function's stdout (its JSON logs and metrics) is kept, line by line.
     pub fn start(binary: &Path, function_name: &str, env: &[(String, String)]) -> Result<Self, Error> {
-        let shared = Arc::new(Shared::default());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Lambda(format!("bind: {e}")))?;
-        listener.set_nonblocking(true).map_err(|e| Error::Lambda(e.to_string()))?;
-        let addr = listener.local_addr().map_err(|e| Error::Lambda(e.to_string()))?;
-        let (shutdown, mut stopped) = watch::channel(false);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Lambda(format!("runtime: {e}")))?;
+        let function_arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{function_name}");
+        let shared = Arc::new(Shared { function_arn: function_arn.clone(), ..Shared::default() });
         let state = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("lambda-api-{function_name}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-                    loop {
-                        tokio::select! {
-                            _ = stopped.changed() => break,
-                            accepted = listener.accept() => {
-                                let Ok((stream, _)) = accepted else { continue };
-                                let state = state.clone();
-                                tokio::spawn(async move {
-                                    let service = hyper::service::service_fn(move |r| serve(state.clone(), r));
-                                    let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), service)
-                                        .await;
-                                });
-                            }
-                        }
-                    }
-                });
-            })
-            .map_err(|e| Error::Lambda(format!("thread: {e}")))?;
+        let server = LoopbackServer::start("lambda-runtime-api", move |request| serve(state.clone(), request))
+            .map_err(|e| Error::Lambda(format!("runtime API: {e}")))?;
+        let addr = server.addr();
 
         let spawned_at = Instant::now();
         let mut child = Command::new(binary)
@@ -121,14 +95,7 @@ impl LambdaHost {
                 }
             });
         }
-        Ok(Self {
-            shared,
-            child: Mutex::new(child),
-            spawned_at,
-            function_arn: format!("arn:aws:lambda:us-east-1:123456789012:function:{function_name}"),
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        Ok(Self { shared, child: Mutex::new(child), spawned_at, function_arn, _server: server })
     }
 
     /// Hands `payload` to the function and waits for its answer.
@@ -213,23 +180,14 @@ impl Drop for LambdaHost {
         let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
         let _ = child.kill();
         let _ = child.wait();
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(true);
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
-async fn serve(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn serve(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let Some(route) = path.strip_prefix(PREFIX) else { return Ok(reply(StatusCode::NOT_FOUND, "")) };
+    let Some(route) = path.strip_prefix(PREFIX) else { return reply(StatusCode::NOT_FOUND, "") };
 
     if method == Method::GET && route == "/invocation/next" {
         shared.first_poll.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
@@ -243,14 +201,11 @@ async fn serve(
                     .header("content-type", "application/json")
                     .header("lambda-runtime-aws-request-id", &request_id)
                     .header("lambda-runtime-deadline-ms", deadline.as_millis().to_string())
-                    .header(
-                        "lambda-runtime-invoked-function-arn",
-                        "arn:aws:lambda:us-east-1:123456789012:function:local",
-                    )
+                    .header("lambda-runtime-invoked-function-arn", &shared.function_arn)
                     .header("lambda-runtime-trace-id", format!("Root=1-00000000-{request_id}"))
                     .body(Full::new(Bytes::from(payload.to_string())))
                     .unwrap_or_default();
-                return Ok(response);
+                return response;
             }
             notified.await;
         }
@@ -262,22 +217,22 @@ async fn serve(
             for (_, tx) in waiting {
                 let _ = tx.send(Err(error.clone()));
             }
-            return Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#));
+            return reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#);
         }
         let mut segments = route.trim_start_matches("/invocation/").splitn(2, '/');
         if let (Some(request_id), Some(kind)) = (segments.next(), segments.next()) {
             let outcome = match kind {
                 "response" => Ok(serde_json::from_slice(&body).unwrap_or(Value::Null)),
                 "error" => Err(function_error(&body)),
-                _ => return Ok(reply(StatusCode::NOT_FOUND, "")),
+                _ => return reply(StatusCode::NOT_FOUND, ""),
             };
             if let Some(tx) = shared.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(request_id) {
                 let _ = tx.send(outcome);
             }
-            return Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#));
+            return reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#);
         }
     }
-    Ok(reply(StatusCode::NOT_FOUND, ""))
+    reply(StatusCode::NOT_FOUND, "")
 }
 
 fn function_error(body: &[u8]) -> InvokeError {

@@ -8,9 +8,11 @@
 
 mod emulator;
 mod event_source;
+mod http_server;
 pub mod injector;
 mod lambda_host;
 mod moto;
+mod queues;
 mod stack;
 pub mod tools;
 
@@ -18,6 +20,7 @@ pub use emulator::Emulator;
 pub use event_source::{EventSourceStats, SqsEventSource};
 pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
+pub use queues::{drain_queue, queue_depth};
 pub use stack::{Deployment, deploy_stack, queue_url};
 
 #[derive(Debug, thiserror::Error)]

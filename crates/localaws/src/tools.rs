@@ -31,3 +31,31 @@ pub fn scratch_dir() -> PathBuf {
     let _ = std::fs::create_dir_all(&dir);
     dir
 }
+
+/// Every single-event sample under `events/` (the SQS batches and the expectations left out), sorted.
+pub fn event_samples() -> Vec<PathBuf> {
+    let root = repo_root().join("events");
+    json_files(&root)
+        .into_iter()
+        .filter(|p| !p.starts_with(root.join("sqs")) && !p.starts_with(root.join("expected")))
+        .collect()
+}
+
+/// The SQS batches under `events/sqs/`, sorted.
+pub fn event_batches() -> Vec<PathBuf> {
+    json_files(&repo_root().join("events/sqs"))
+}
+
+/// Every `.json` file under `dir`, recursively, sorted.
+pub fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for path in std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            out.extend(json_files(&path));
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}

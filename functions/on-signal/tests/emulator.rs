@@ -6,11 +6,14 @@ use std::time::Duration;
 use chrono::Utc;
 use gameforge_aws::metrics::Metrics;
 use gameforge_contract::{ControlJob, Message};
-use gameforge_localaws::{Deployment, Emulator, Rule};
+use gameforge_localaws::{Deployment, Emulator, Rule, drain_queue};
 use on_signal::aws::DynamoDedupStore;
 use on_signal::ports::{Claim, ControlSink, DedupStore, PortError};
 use on_signal::settings::Settings;
-use serde_json::{Value, json};
+use serde_json::json;
+use support::{batch, sample};
+
+mod support;
 
 struct Setup {
     emulator: Emulator,
@@ -28,47 +31,8 @@ async fn setup() -> Setup {
     Setup { emulator, config, deployment, settings }
 }
 
-fn sample(path: &str) -> String {
-    std::fs::read_to_string(format!("{}/../../events/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-/// Drains a queue, returning the bodies and attributes of what was on it.
-async fn drain(config: &aws_config::SdkConfig, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    let sqs = aws_sdk_sqs::Client::new(config);
-    let mut all = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return all;
-        }
-        for message in &messages {
-            sqs.delete_message().queue_url(url).receipt_handle(message.receipt_handle().unwrap()).send().await.unwrap();
-        }
-        all.extend(messages);
-    }
-}
-
 fn control_jobs(messages: &[aws_sdk_sqs::types::Message]) -> Vec<ControlJob> {
     messages.iter().map(|m| ControlJob::from_json(m.body().unwrap().as_bytes()).unwrap()).collect()
-}
-
-fn batch(bodies: &[String]) -> Value {
-    json!({"Records": bodies.iter().enumerate().map(|(i, body)| json!({
-        "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"), "body": body,
-        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:gameforge-signals",
-        "awsRegion": "us-east-1"
-    })).collect::<Vec<_>>()})
 }
 
 #[tokio::test]
@@ -116,7 +80,7 @@ async fn every_sample_becomes_its_control_jobs_on_the_fifo_queue() {
     ];
     let answer = handler.handle(batch(&events.map(sample))).await.unwrap();
     assert_eq!(answer, json!({"batchItemFailures": []}));
-    let messages = drain(&setup.config, &setup.deployment.control_queue_url).await;
+    let messages = drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap();
     let jobs = control_jobs(&messages);
     assert_eq!(jobs.len(), 1 + 2 + 1 + 2);
     for (message, job) in messages.iter().zip(&jobs) {
@@ -139,7 +103,7 @@ async fn the_same_event_delivered_twice_concurrently_yields_one_set_of_jobs() {
     let (a, b) = (a.unwrap(), b.unwrap());
     // Later, the copy that met the claim comes back.
     handler.handle(batch(&[event])).await.unwrap();
-    let jobs = control_jobs(&drain(&setup.config, &setup.deployment.control_queue_url).await);
+    let jobs = control_jobs(&drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap());
     assert_eq!(jobs.len(), 2, "two affected instances, once each ({a} / {b})");
 }
 
@@ -190,7 +154,7 @@ async fn throttling_from_dynamodb_and_sqs_is_retried_with_backoff() {
     assert_eq!((dynamo.hits(), sqs.hits()), (2, 2));
     assert_eq!(faults.count("dynamodb", "PutItem"), 3);
     assert_eq!(faults.count("sqs", "SendMessageBatch"), 3);
-    assert_eq!(control_jobs(&drain(&setup.config, &setup.deployment.control_queue_url).await).len(), 1);
+    assert_eq!(control_jobs(&drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap()).len(), 1);
 }
 
 #[tokio::test]
@@ -224,7 +188,7 @@ async fn throttling_that_outlasts_the_retries_fails_the_record_and_delays_it() {
     assert_eq!(throttle.hits(), Emulator::settings().max_attempts);
     assert_eq!(metrics.get("transient_failures"), Some(1.0));
     assert_eq!(setup.emulator.faults().count("sqs", "ChangeMessageVisibility"), 1, "the retry is delayed");
-    assert!(drain(&setup.config, &setup.deployment.control_queue_url).await.is_empty());
+    assert!(drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -236,16 +200,17 @@ async fn a_malformed_record_reaches_the_dead_letter_queue_with_its_reason() {
         .await
         .unwrap();
     assert_eq!(answer, json!({"batchItemFailures": []}));
-    let dead = drain(&setup.config, &setup.settings.signals_dead_letter_url).await;
+    let dead = drain_queue(&setup.config, &setup.settings.signals_dead_letter_url).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body(), Some("certainly not an event"));
     let attributes = dead[0].message_attributes().unwrap();
     assert_eq!(attributes["error_class"].string_value(), Some("malformed_event"));
     assert!(attributes["error_reason"].string_value().unwrap().contains("not JSON"));
     assert_eq!(attributes["source_message_id"].string_value(), Some("m1"));
-    let jobs: HashSet<_> = control_jobs(&drain(&setup.config, &setup.deployment.control_queue_url).await)
-        .into_iter()
-        .map(|j| j.control_id)
-        .collect();
+    let jobs: HashSet<_> =
+        control_jobs(&drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap())
+            .into_iter()
+            .map(|j| j.control_id)
+            .collect();
     assert_eq!(jobs.len(), 1, "the good record of the batch went through");
 }

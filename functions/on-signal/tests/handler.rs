@@ -9,6 +9,9 @@ use gameforge_contract::ControlJob;
 use on_signal::handler::{HandlerConfig, InvocationError, RecordError, SignalHandler};
 use on_signal::ports::{Claim, ControlSink, DedupStore, PortError, SignalQueue};
 use serde_json::{Value, json};
+use support::{batch, sample};
+
+mod support;
 
 /// Owner, done, lease end.
 type DedupRecord = (String, bool, DateTime<Utc>);
@@ -108,19 +111,6 @@ fn handler() -> Handler {
         MemoryControl::default(),
         MemoryQueue::default(),
     )
-}
-
-fn sample(path: &str) -> String {
-    std::fs::read_to_string(format!("{}/../../events/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn batch(bodies: &[String]) -> Value {
-    json!({"Records": bodies.iter().enumerate().map(|(i, body)| json!({
-        "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"), "body": body,
-        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:gameforge-signals",
-        "awsRegion": "us-east-1"
-    })).collect::<Vec<_>>()})
 }
 
 fn failures(answer: &Value) -> Vec<String> {

@@ -2,35 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
+use gameforge_localaws::tools;
+
 use gameforge_contract::{ControlCommand, Message, Signal};
 use serde_json::Value;
 
 fn events_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events")
-}
-
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(json_files(&path));
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
+    tools::repo_root().join("events")
 }
 
 /// The single-event samples, as paths relative to `events/`.
 fn samples() -> Vec<PathBuf> {
-    let root = events_dir();
-    json_files(&root)
-        .into_iter()
-        .map(|p| p.strip_prefix(&root).unwrap().to_path_buf())
-        .filter(|p| !p.starts_with("sqs") && !p.starts_with("expected"))
-        .collect()
+    tools::event_samples().into_iter().map(|p| p.strip_prefix(events_dir()).unwrap().to_path_buf()).collect()
 }
 
 fn read_json(path: &Path) -> Value {
@@ -64,7 +47,7 @@ fn every_sample_is_classified_as_expected() {
 #[test]
 fn every_expectation_has_its_sample() {
     let root = events_dir().join("expected");
-    for expected in json_files(&root) {
+    for expected in tools::json_files(&root) {
         let sample = events_dir().join(expected.strip_prefix(&root).unwrap());
         assert!(sample.exists(), "{} expects a sample that does not exist", expected.display());
     }
@@ -115,7 +98,7 @@ fn control_jobs_carry_one_offering_or_instance_each() {
 fn sqs_batches_wrap_the_samples_verbatim() {
     let samples: Vec<Value> = samples().iter().map(|p| read_json(&events_dir().join(p))).collect();
     let mut malformed = 0;
-    for batch in json_files(&events_dir().join("sqs")) {
+    for batch in tools::event_batches() {
         let records = read_json(&batch)["Records"].as_array().unwrap().clone();
         assert!(!records.is_empty());
         for record in records {

@@ -15,8 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::watch;
+use hyper_util::rt::TokioExecutor;
 
 pub use protocol::AwsError;
 pub use request::Protocol;
@@ -24,6 +23,7 @@ use rules::RuleSet;
 pub use rules::{Answer, Rule, RuleHandle};
 
 use crate::Error;
+use crate::http_server::LoopbackServer;
 
 /// One request as the proxy saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,63 +45,27 @@ struct Shared {
 /// The running proxy. Dropping it stops it.
 #[derive(Debug)]
 pub struct FaultInjector {
-    addr: SocketAddr,
+    server: LoopbackServer,
     shared: Arc<Shared>,
-    shutdown: Option<watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 const LOG_LIMIT: usize = 100_000;
 
 impl FaultInjector {
-    /// Starts a proxy on an ephemeral loopback port that forwards to `upstream_port`. It runs on a thread of its
-    /// own, so it serves synchronous and asynchronous tests alike.
+    /// Starts a proxy on an ephemeral loopback port that forwards to `upstream_port`.
     pub fn start(upstream_port: u16) -> Result<Self, Error> {
         let shared = Arc::new(Shared::default());
-        let (shutdown, mut stopped) = watch::channel(false);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Emulator(format!("bind: {e}")))?;
-        listener.set_nonblocking(true).map_err(|e| Error::Emulator(e.to_string()))?;
-        let addr = listener.local_addr().map_err(|e| Error::Emulator(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("fault-injector")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Emulator(format!("runtime: {e}")))?;
         let state = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("fault-injector".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-                    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-                    loop {
-                        tokio::select! {
-                            _ = stopped.changed() => break,
-                            accepted = listener.accept() => {
-                                let Ok((stream, _)) = accepted else { continue };
-                                let state = state.clone();
-                                let client = client.clone();
-                                tokio::spawn(async move {
-                                    let service = hyper::service::service_fn(move |request| {
-                                        handle(state.clone(), client.clone(), upstream_port, request)
-                                    });
-                                    let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), service)
-                                        .await;
-                                });
-                            }
-                        }
-                    }
-                });
-                runtime.shutdown_background();
-            })
-            .map_err(|e| Error::Emulator(format!("thread: {e}")))?;
-        Ok(Self { addr, shared, shutdown: Some(shutdown), thread: Some(thread) })
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let server = LoopbackServer::start("fault-injector", move |request| {
+            handle(state.clone(), client.clone(), upstream_port, request)
+        })
+        .map_err(|e| Error::Emulator(format!("fault injector: {e}")))?;
+        Ok(Self { server, shared })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Installs a rule after the existing ones; the first matching rule that is not used up decides.
@@ -129,23 +93,12 @@ impl FaultInjector {
     }
 }
 
-impl Drop for FaultInjector {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(true);
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 async fn handle(
     shared: Arc<Shared>,
     client: Client<HttpConnector, Full<Bytes>>,
     upstream_port: u16,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let info = request::RequestInfo::read(&parts, body.clone());
@@ -177,7 +130,7 @@ async fn handle(
         status: response.status().as_u16(),
         injected,
     });
-    Ok(response)
+    response
 }
 
 async fn forward(

@@ -18,9 +18,16 @@ pub enum Answer {
 
 /// A fault rule. Every condition set must hold; unset conditions match anything.
 ///
-/// ```ignore
-/// Rule::for_service("ec2").action("RunInstances").instance_type("g5.xlarge").availability_zone("us-east-1a")
-///     .fail(AwsError::insufficient_instance_capacity("g5.xlarge", "us-east-1a", &["us-east-1b"]))
+/// ```
+/// use gameforge_localaws::{AwsError, Rule};
+///
+/// let shortage = Rule::for_service("ec2")
+///     .action("RunInstances")
+///     .instance_type("g5.xlarge")
+///     .availability_zone("us-east-1a")
+///     .fail(AwsError::insufficient_instance_capacity("g5.xlarge", "us-east-1a", &["us-east-1b"]));
+/// let flaky_table = Rule::for_service("dynamodb").action("PutItem").times(2).throttle();
+/// # let _ = (shortage, flaky_table);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Rule {
