@@ -248,3 +248,15 @@ async fn a_direct_malformed_event_fails_the_invocation() {
     let error = handler().handle(json!({"hello": "world"})).await.unwrap_err();
     assert!(matches!(error, InvocationError::Record(RecordError::Malformed(_))), "{error}");
 }
+
+#[tokio::test]
+async fn unknown_events_are_acknowledged_and_counted() {
+    let handler = handler();
+    let mut metrics = gameforge_aws::metrics::Metrics::new("test");
+    let payload = batch(&[sample("other/s3-object-created.json"), sample("ecs/task-running.json")]);
+    let response = handler.handle_batch(serde_json::from_value(payload).unwrap(), &mut metrics).await;
+    assert_eq!(response.failed_ids().count(), 0, "never retried");
+    assert_eq!(metrics.get("unknown_events"), Some(1.0));
+    assert_eq!(metrics.get("ignored"), Some(2.0));
+    assert!(handler_sent(&handler).is_empty());
+}
