@@ -1,0 +1,233 @@
+//! The ledger of what capacity could not be had: offerings out for a while after a shortage or an
+//! interruption, quota buckets out after a quota error, and the interruption history of each region. This
+//! module decides what an entry says; storing it (DynamoDB, or memory in the simulator) is the caller's.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::LedgerPolicy;
+use crate::offering::{Offering, QuotaBucket};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockCause {
+    /// EC2 had no capacity for the offering.
+    Shortage,
+    /// An instance on the offering was interrupted (spot reclaimed it, or its host is going).
+    Interrupted,
+}
+
+/// An offering kept out of placement until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferingBlock {
+    pub offering: Offering,
+    pub cause: BlockCause,
+    /// Consecutive failures; each one doubles the time out, up to the policy's maximum.
+    pub failures: u32,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// A quota bucket (region, capacity type, family) kept out after a quota error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaBlock {
+    pub bucket: QuotaBucket,
+    pub error_code: String,
+    pub failures: u32,
+    pub last_at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// Why an offering is out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "blocked_by", rename_all = "snake_case")]
+pub enum Blocked {
+    Offering { cause: BlockCause, until: DateTime<Utc> },
+    Quota { error_code: String, until: DateTime<Utc> },
+}
+
+impl LedgerPolicy {
+    /// The entry after one more failure of `offering`. A streak restarts when the previous block ended more than
+    /// `shortage_ttl_max` ago: capacity came back in between.
+    pub fn block(
+        &self,
+        previous: Option<&OfferingBlock>,
+        offering: &Offering,
+        cause: BlockCause,
+        now: DateTime<Utc>,
+    ) -> OfferingBlock {
+        let streak = previous.filter(|p| p.until + self.shortage_ttl_max.as_chrono() >= now);
+        let failures = streak.map_or(1, |p| p.failures.saturating_add(1));
+        let doubling = 2u32.checked_pow(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+        let ttl =
+            self.shortage_ttl.0.checked_mul(doubling).unwrap_or(self.shortage_ttl_max.0).min(self.shortage_ttl_max.0);
+        OfferingBlock {
+            offering: offering.clone(),
+            cause,
+            failures,
+            first_at: streak.map_or(now, |p| p.first_at),
+            last_at: now,
+            until: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    /// The entry after a quota error in `bucket`: out for `quota_ttl`, renewed on every repeat.
+    pub fn block_quota(
+        &self,
+        previous: Option<&QuotaBlock>,
+        bucket: &QuotaBucket,
+        error_code: &str,
+        now: DateTime<Utc>,
+    ) -> QuotaBlock {
+        QuotaBlock {
+            bucket: bucket.clone(),
+            error_code: error_code.to_owned(),
+            failures: previous.filter(|p| p.until >= now).map_or(1, |p| p.failures.saturating_add(1)),
+            last_at: now,
+            until: now + self.quota_ttl.as_chrono(),
+        }
+    }
+}
+
+/// Everything the ledger holds for one fleet, as read at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerView {
+    pub offerings: HashMap<String, OfferingBlock>,
+    pub quotas: HashMap<String, QuotaBlock>,
+    /// Interruption times per region, newest last.
+    pub interruptions: HashMap<String, Vec<DateTime<Utc>>>,
+}
+
+impl LedgerView {
+    pub fn blocked(&self, offering: &Offering, now: DateTime<Utc>) -> Option<Blocked> {
+        if let Some(quota) = self.quotas.get(&offering.quota_bucket().key()).filter(|q| q.until > now) {
+            return Some(Blocked::Quota { error_code: quota.error_code.clone(), until: quota.until });
+        }
+        self.offerings
+            .get(&offering.key())
+            .filter(|b| b.until > now)
+            .map(|b| Blocked::Offering { cause: b.cause, until: b.until })
+    }
+
+    pub fn is_available(&self, offering: &Offering, now: DateTime<Utc>) -> bool {
+        self.blocked(offering, now).is_none()
+    }
+
+    pub fn offering(&self, offering: &Offering) -> Option<&OfferingBlock> {
+        self.offerings.get(&offering.key())
+    }
+
+    pub fn quota(&self, bucket: &QuotaBucket) -> Option<&QuotaBlock> {
+        self.quotas.get(&bucket.key())
+    }
+
+    pub fn apply_block(&mut self, block: OfferingBlock) {
+        self.offerings.insert(block.offering.key(), block);
+    }
+
+    pub fn apply_quota(&mut self, block: QuotaBlock) {
+        self.quotas.insert(block.bucket.key(), block);
+    }
+
+    /// Records an interruption and forgets those older than `window`.
+    pub fn apply_interruption(&mut self, region: &str, at: DateTime<Utc>, window: chrono::Duration) {
+        let times = self.interruptions.entry(region.to_owned()).or_default();
+        times.push(at);
+        times.sort();
+        let horizon = at - window;
+        times.retain(|t| *t >= horizon);
+    }
+
+    pub fn interruptions_since(&self, region: &str, since: DateTime<Utc>) -> usize {
+        self.interruptions.get(region).map_or(0, |times| times.iter().filter(|t| **t >= since).count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duration::Span;
+    use gameforge_contract::CapacityType;
+
+    fn policy() -> LedgerPolicy {
+        LedgerPolicy {
+            shortage_ttl: Span::minutes(3),
+            shortage_ttl_max: Span::minutes(30),
+            quota_ttl: Span::hours(6),
+            interruption_window: Span::hours(1),
+        }
+    }
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        "2026-11-27T10:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minutes)
+    }
+
+    fn g5a() -> Offering {
+        Offering::new("us-east-1", "us-east-1a", "g5.xlarge", CapacityType::Spot)
+    }
+
+    #[test]
+    fn the_time_out_doubles_on_repeated_failure_up_to_the_maximum() {
+        let policy = policy();
+        let mut previous: Option<OfferingBlock> = None;
+        let mut ttls = Vec::new();
+        let mut now = at(0);
+        for _ in 0..6 {
+            let block = policy.block(previous.as_ref(), &g5a(), BlockCause::Shortage, now);
+            ttls.push((block.until - now).num_minutes());
+            now = block.until;
+            previous = Some(block);
+        }
+        assert_eq!(ttls, vec![3, 6, 12, 24, 30, 30]);
+        assert_eq!(previous.unwrap().first_at, at(0));
+    }
+
+    #[test]
+    fn a_streak_restarts_after_a_quiet_spell() {
+        let policy = policy();
+        let first = policy.block(None, &g5a(), BlockCause::Shortage, at(0));
+        let second = policy.block(Some(&first), &g5a(), BlockCause::Shortage, at(10));
+        assert_eq!(second.failures, 2);
+        // Its block ended at 16 min; capacity held for more than the 30-minute maximum afterwards.
+        let fresh = policy.block(Some(&second), &g5a(), BlockCause::Shortage, at(50));
+        assert_eq!((fresh.failures, (fresh.until - at(50)).num_minutes()), (1, 3));
+    }
+
+    #[test]
+    fn a_quota_blocks_the_whole_bucket_in_the_region() {
+        let policy = policy();
+        let mut ledger = LedgerView::default();
+        let on_demand = Offering::new("us-east-1", "us-east-1a", "g5.xlarge", CapacityType::OnDemand);
+        ledger.apply_quota(policy.block_quota(None, &on_demand.quota_bucket(), "VcpuLimitExceeded", at(0)));
+        let other_zone_and_type = Offering::new("us-east-1", "us-east-1c", "g4dn.xlarge", CapacityType::OnDemand);
+        let spot = Offering::new("us-east-1", "us-east-1a", "g5.xlarge", CapacityType::Spot);
+        let other_region = Offering::new("us-west-2", "us-west-2a", "g5.xlarge", CapacityType::OnDemand);
+        assert!(matches!(ledger.blocked(&other_zone_and_type, at(1)), Some(Blocked::Quota { .. })));
+        assert!(ledger.is_available(&spot, at(1)));
+        assert!(ledger.is_available(&other_region, at(1)));
+        assert!(ledger.is_available(&other_zone_and_type, at(6 * 60 + 1)), "quota blocks expire too");
+    }
+
+    #[test]
+    fn blocks_expire() {
+        let mut ledger = LedgerView::default();
+        ledger.apply_block(policy().block(None, &g5a(), BlockCause::Shortage, at(0)));
+        assert!(!ledger.is_available(&g5a(), at(2)));
+        assert!(ledger.is_available(&g5a(), at(3)));
+    }
+
+    #[test]
+    fn interruptions_outside_the_window_are_forgotten() {
+        let mut ledger = LedgerView::default();
+        for minute in [0, 30, 50, 95] {
+            ledger.apply_interruption("us-east-1", at(minute), chrono::Duration::hours(1));
+        }
+        // At 95 minutes the window reaches back to 35: only 50 and 95 remain.
+        assert_eq!(ledger.interruptions["us-east-1"], vec![at(50), at(95)]);
+        assert_eq!(ledger.interruptions_since("us-east-1", at(60)), 1);
+        assert_eq!(ledger.interruptions_since("us-west-2", at(0)), 0);
+    }
+}

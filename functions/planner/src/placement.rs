@@ -1,0 +1,192 @@
+//! Which region the fleet runs in: when to leave it, where to go, when to come home.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::FleetConfig;
+use crate::ledger::LedgerView;
+
+/// The fleet's placement, stored in the ledger and changed only by conditional writes on `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementState {
+    pub active_region: String,
+    /// When the fleet arrived in the active region.
+    pub since: DateTime<Utc>,
+    /// Regions left recently, newest last; a region left within the hysteresis window is never a target.
+    pub departures: Vec<Departure>,
+    /// The last moment demand needed at least the fleet's current size (drives scaling in).
+    pub last_busy_at: Option<DateTime<Utc>>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Departure {
+    pub region: String,
+    pub at: DateTime<Utc>,
+    pub reason: MigrationReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum MigrationReason {
+    /// Every allowed offering of the region is in the ledger.
+    Exhausted,
+    /// Too many interruptions within the window for the fleet's size there.
+    InterruptionRate { interruptions: usize, workers: usize },
+    /// Home has capacity again and the hysteresis window has passed.
+    ReturnHome,
+}
+
+/// Why a region is not a migration target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "unsuitable", rename_all = "snake_case")]
+pub enum Unsuitable {
+    Active,
+    RecentlyLeft { until: DateTime<Utc> },
+    NotReady,
+    Exhausted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub region: String,
+    pub placement_score: Option<u8>,
+    pub available_offerings: usize,
+}
+
+impl PlacementState {
+    pub fn at_home(config: &FleetConfig, now: DateTime<Utc>) -> Self {
+        Self {
+            active_region: config.home_region.clone(),
+            since: now,
+            departures: Vec::new(),
+            last_busy_at: None,
+            version: 0,
+        }
+    }
+
+    /// Moves the fleet; the region left is remembered for the hysteresis window.
+    pub fn migrate(&mut self, config: &FleetConfig, to: &str, reason: MigrationReason, now: DateTime<Utc>) {
+        let left = std::mem::replace(&mut self.active_region, to.to_owned());
+        self.departures.push(Departure { region: left, at: now, reason });
+        let horizon = now - config.migration.hysteresis.as_chrono();
+        // Keep at least the latest departure: returning home is measured from it.
+        let keep_from = self.departures.len().saturating_sub(1);
+        let mut index = 0;
+        self.departures.retain(|d| {
+            index += 1;
+            index > keep_from || d.at >= horizon
+        });
+        self.since = now;
+    }
+
+    /// Until when `region` is excluded as a target, if it is.
+    pub fn excluded_until(&self, config: &FleetConfig, region: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.departures
+            .iter()
+            .filter(|d| d.region == region)
+            .map(|d| d.at + config.migration.hysteresis.as_chrono())
+            .filter(|until| *until > now)
+            .max()
+    }
+}
+
+pub fn available_offerings(config: &FleetConfig, ledger: &LedgerView, region: &str, now: DateTime<Utc>) -> usize {
+    config.offerings(region).iter().filter(|o| ledger.is_available(o, now)).count()
+}
+
+pub fn region_exhausted(config: &FleetConfig, ledger: &LedgerView, region: &str, now: DateTime<Utc>) -> bool {
+    available_offerings(config, ledger, region, now) == 0
+}
+
+/// Whether the fleet should leave its active region now.
+pub fn should_leave(
+    config: &FleetConfig,
+    ledger: &LedgerView,
+    placement: &PlacementState,
+    workers_there: usize,
+    now: DateTime<Utc>,
+) -> Option<MigrationReason> {
+    let region = &placement.active_region;
+    if region_exhausted(config, ledger, region, now) {
+        return Some(MigrationReason::Exhausted);
+    }
+    // Interruption-driven moves respect the cooldown; an exhausted region is left at once.
+    if now < placement.since + config.migration.cooldown.as_chrono() {
+        return None;
+    }
+    let interruptions = ledger.interruptions_since(region, now - config.ledger.interruption_window.as_chrono());
+    let rate = interruptions as f64 / workers_there.max(1) as f64;
+    (interruptions > 0 && rate >= config.migration.max_interruption_rate)
+        .then_some(MigrationReason::InterruptionRate { interruptions, workers: workers_there })
+}
+
+/// The best region to move to: ready, not exhausted, not left within the hysteresis window; ranked by spot
+/// placement score where the API answered, then by offerings still available, then by configured order.
+pub fn choose_target(
+    config: &FleetConfig,
+    ledger: &LedgerView,
+    placement: &PlacementState,
+    ready: &HashMap<String, bool>,
+    scores: &HashMap<String, u8>,
+    now: DateTime<Utc>,
+) -> Result<Target, Vec<(String, Unsuitable)>> {
+    let mut rejected = Vec::new();
+    let mut candidates = Vec::new();
+    for (order, stamp) in config.regions.iter().enumerate() {
+        let region = &stamp.region;
+        let verdict = if *region == placement.active_region {
+            Some(Unsuitable::Active)
+        } else if let Some(until) = placement.excluded_until(config, region, now) {
+            Some(Unsuitable::RecentlyLeft { until })
+        } else if !ready.get(region).copied().unwrap_or(false) {
+            Some(Unsuitable::NotReady)
+        } else if region_exhausted(config, ledger, region, now) {
+            Some(Unsuitable::Exhausted)
+        } else {
+            None
+        };
+        match verdict {
+            Some(reason) => rejected.push((region.clone(), reason)),
+            None => candidates.push((order, region.clone())),
+        }
+    }
+    candidates
+        .into_iter()
+        .map(|(order, region)| {
+            let target = Target {
+                placement_score: scores.get(&region).copied(),
+                available_offerings: available_offerings(config, ledger, &region, now),
+                region,
+            };
+            (target, order)
+        })
+        .max_by(|(a, a_order), (b, b_order)| {
+            a.placement_score
+                .unwrap_or(0)
+                .cmp(&b.placement_score.unwrap_or(0))
+                .then(a.available_offerings.cmp(&b.available_offerings))
+                .then(b_order.cmp(a_order))
+        })
+        .map(|(target, _)| target)
+        .ok_or(rejected)
+}
+
+/// Whether the fleet, away from home, should try to move back now: the hysteresis window since it left home has
+/// passed, the cooldown since its last move has passed, and home is not exhausted in the ledger.
+pub fn should_return_home(
+    config: &FleetConfig,
+    ledger: &LedgerView,
+    placement: &PlacementState,
+    now: DateTime<Utc>,
+) -> bool {
+    if placement.active_region == config.home_region {
+        return false;
+    }
+    let left_home = placement.departures.iter().rev().find(|d| d.region == config.home_region).map(|d| d.at);
+    let hysteresis_passed = left_home.is_none_or(|at| now >= at + config.migration.hysteresis.as_chrono());
+    let cooled_down = now >= placement.since + config.migration.cooldown.as_chrono();
+    hysteresis_passed && cooled_down && !region_exhausted(config, ledger, &config.home_region, now)
+}

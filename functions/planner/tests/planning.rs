@@ -1,0 +1,238 @@
+//! The planner's decisions on the documented example fleet (`infra/fleet.json`).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use gameforge_contract::CapacityType::{OnDemand, Spot};
+use gameforge_planner::fleet::{Worker, WorkerState};
+use gameforge_planner::ladder::{Limit, Skip, next_launch, on_demand_allowance};
+use gameforge_planner::ledger::{BlockCause, LedgerView};
+use gameforge_planner::placement::{
+    MigrationReason, PlacementState, Unsuitable, choose_target, region_exhausted, should_leave, should_return_home,
+};
+use gameforge_planner::scaling::{Demand, desired_workers};
+use gameforge_planner::{FleetConfig, Offering};
+
+fn fleet() -> FleetConfig {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/fleet.json");
+    FleetConfig::from_json(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    "2026-11-27T10:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minutes)
+}
+
+fn block_everything(config: &FleetConfig, ledger: &mut LedgerView, region: &str, now: DateTime<Utc>) {
+    for offering in config.offerings(region) {
+        let block = config.ledger.block(None, &offering, BlockCause::Shortage, now);
+        ledger.apply_block(block);
+    }
+}
+
+fn worker(
+    id: &str,
+    region: &str,
+    zone: &str,
+    instance_type: &str,
+    capacity: gameforge_contract::CapacityType,
+) -> Worker {
+    Worker {
+        instance_id: id.into(),
+        offering: Offering::new(region, zone, instance_type, capacity),
+        state: WorkerState::Running,
+        launched_at: at(0),
+    }
+}
+
+fn all_ready() -> HashMap<String, bool> {
+    ["us-east-1", "us-west-2", "us-east-2"].iter().map(|r| (r.to_string(), true)).collect()
+}
+
+#[test]
+fn the_example_configuration_is_valid_and_a_broken_one_says_where() {
+    let config = fleet();
+    assert_eq!(config.offerings("us-east-1").len(), 2 * 2 * 5);
+    let mut broken: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/fleet.json")).unwrap(),
+    )
+    .unwrap();
+    broken["home_region"] = "eu-west-1".into();
+    broken["on_demand"]["max_share"] = 1.5.into();
+    broken["workers"]["min"] = 30.into();
+    broken["regions"][1]["subnets"]["us-east-1a"] = "subnet-0abc".into();
+    let error = FleetConfig::from_json(broken.to_string().as_bytes()).unwrap_err();
+    let text = error.to_string();
+    for field in ["home_region", "on_demand.max_share", "workers.max", "regions[1].subnets.us-east-1a"] {
+        assert!(text.contains(field), "{field} missing from: {text}");
+    }
+}
+
+#[test]
+fn the_first_call_asks_for_spot_over_every_zone_and_type_in_preference_order() {
+    let config = fleet();
+    let next = next_launch(&config, &LedgerView::default(), &[], "us-east-1", 3, &[], at(0));
+    let request = next.request.unwrap();
+    assert_eq!((request.capacity_type, request.count), (Spot, 3));
+    assert_eq!(request.overrides.len(), 10);
+    assert_eq!(request.overrides[0].instance_type, "g5.xlarge");
+    assert_eq!(request.overrides[0].priority, 0);
+    assert_eq!(
+        request.overrides.iter().filter(|o| o.instance_type == "g4dn.xlarge").map(|o| o.priority).max(),
+        Some(1)
+    );
+    assert_eq!(request.overrides[0].subnet_id, "subnet-0e1a00000000000a1");
+}
+
+#[test]
+fn offerings_in_the_ledger_are_left_out_of_the_call() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    let g5a = Offering::new("us-east-1", "us-east-1a", "g5.xlarge", Spot);
+    ledger.apply_block(config.ledger.block(None, &g5a, BlockCause::Shortage, at(0)));
+    let request = next_launch(&config, &ledger, &[], "us-east-1", 1, &[], at(1)).request.unwrap();
+    assert_eq!(request.overrides.len(), 9);
+    assert!(!request.overrides.iter().any(|o| o.instance_type == "g5.xlarge" && o.availability_zone == "us-east-1a"));
+    // Three minutes later the entry has expired and the offering is back.
+    let request = next_launch(&config, &ledger, &[], "us-east-1", 1, &[], at(3)).request.unwrap();
+    assert_eq!(request.overrides.len(), 10);
+}
+
+#[test]
+fn after_spot_comes_on_demand_within_its_share() {
+    let config = fleet();
+    let workers: Vec<Worker> =
+        (0..4).map(|i| worker(&format!("i-{i}"), "us-east-1", "us-east-1a", "g5.xlarge", Spot)).collect();
+    let next = next_launch(&config, &LedgerView::default(), &workers, "us-east-1", 4, &[Spot], at(0));
+    assert_eq!(next.skipped, vec![(Spot, Skip::Tried)]);
+    let request = next.request.unwrap();
+    // 8 workers after the launch, at most half on demand.
+    assert_eq!((request.capacity_type, request.count), (OnDemand, 4));
+
+    let mut with_on_demand = workers.clone();
+    with_on_demand
+        .extend((0..4).map(|i| worker(&format!("i-od{i}"), "us-east-1", "us-east-1b", "g4dn.xlarge", OnDemand)));
+    let next = next_launch(&config, &LedgerView::default(), &with_on_demand, "us-east-1", 2, &[Spot], at(0));
+    assert_eq!(next.request.unwrap().count, 1, "10 workers after, 5 on demand at most, 4 already");
+}
+
+#[test]
+fn a_fleet_of_one_gets_no_on_demand_under_a_half_share() {
+    let config = fleet();
+    let next = next_launch(&config, &LedgerView::default(), &[], "us-east-1", 1, &[Spot], at(0));
+    assert!(next.request.is_none());
+    assert_eq!(next.skipped[1], (OnDemand, Skip::Guardrail { limit: Limit::MaxShare }));
+}
+
+#[test]
+fn the_spend_cap_binds_with_the_dearest_candidate() {
+    let mut config = fleet();
+    config.on_demand.max_share = 1.0;
+    config.on_demand.max_hourly_spend = Some(3.5);
+    let (allowance, limit) = on_demand_allowance(&config, &[], 10, &["g5.xlarge", "g4dn.xlarge"]);
+    assert_eq!((allowance, limit), (3, Some(Limit::MaxHourlySpend)), "3 × 1.006 ≤ 3.5 < 4 × 1.006");
+    let (allowance, _) = on_demand_allowance(&config, &[], 10, &["g4dn.xlarge"]);
+    assert_eq!(allowance, 6);
+}
+
+#[test]
+fn a_quota_error_takes_a_whole_capacity_type_out_of_the_region() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    let any_on_demand = Offering::new("us-east-1", "us-east-1a", "g5.xlarge", OnDemand);
+    ledger.apply_quota(config.ledger.block_quota(None, &any_on_demand.quota_bucket(), "VcpuLimitExceeded", at(0)));
+    let next = next_launch(&config, &ledger, &[], "us-east-1", 4, &[Spot], at(1));
+    assert!(next.request.is_none());
+    assert_eq!(next.skipped[1], (OnDemand, Skip::AllBlocked));
+    assert!(!region_exhausted(&config, &ledger, "us-east-1", at(1)), "spot is still possible");
+}
+
+#[test]
+fn an_exhausted_region_is_left_for_the_best_ready_region() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    block_everything(&config, &mut ledger, "us-east-1", at(0));
+    let placement = PlacementState::at_home(&config, at(0));
+    assert_eq!(should_leave(&config, &ledger, &placement, 3, at(1)), Some(MigrationReason::Exhausted));
+
+    // us-west-2 has 16 offerings, us-east-2 has 12: without scores, more room wins.
+    let target = choose_target(&config, &ledger, &placement, &all_ready(), &HashMap::new(), at(1)).unwrap();
+    assert_eq!(target.region, "us-west-2");
+    // A placement score outranks room.
+    let scores = HashMap::from([("us-east-2".to_string(), 9u8), ("us-west-2".to_string(), 3u8)]);
+    assert_eq!(choose_target(&config, &ledger, &placement, &all_ready(), &scores, at(1)).unwrap().region, "us-east-2");
+    // A stamp that is not ready is never chosen.
+    let mut ready = all_ready();
+    ready.insert("us-west-2".into(), false);
+    assert_eq!(
+        choose_target(&config, &ledger, &placement, &ready, &HashMap::new(), at(1)).unwrap().region,
+        "us-east-2"
+    );
+}
+
+#[test]
+fn the_region_just_left_is_excluded_even_after_its_ledger_entries_expire() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    block_everything(&config, &mut ledger, "us-east-1", at(0));
+    let mut placement = PlacementState::at_home(&config, at(0));
+    placement.migrate(&config, "us-west-2", MigrationReason::Exhausted, at(1));
+    // us-west-2 runs dry too, 5 minutes later; us-east-1's 3-minute entries have long expired.
+    block_everything(&config, &mut ledger, "us-west-2", at(6));
+    assert!(!region_exhausted(&config, &ledger, "us-east-1", at(6)));
+    let target = choose_target(&config, &ledger, &placement, &all_ready(), &HashMap::new(), at(6)).unwrap();
+    assert_eq!(target.region, "us-east-2", "not back to the region just left");
+    placement.migrate(&config, "us-east-2", MigrationReason::Exhausted, at(6));
+    // From us-east-2, both regions left within the hysteresis window are excluded.
+    block_everything(&config, &mut ledger, "us-east-2", at(7));
+    let rejected = choose_target(&config, &ledger, &placement, &all_ready(), &HashMap::new(), at(7)).unwrap_err();
+    assert!(rejected.contains(&("us-east-1".to_string(), Unsuitable::RecentlyLeft { until: at(31) })), "{rejected:?}");
+    assert!(matches!(rejected.iter().find(|(r, _)| r == "us-west-2").unwrap().1, Unsuitable::RecentlyLeft { .. }));
+}
+
+#[test]
+fn home_is_tried_again_only_after_the_hysteresis_window() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    block_everything(&config, &mut ledger, "us-east-1", at(0));
+    let mut placement = PlacementState::at_home(&config, at(0));
+    placement.migrate(&config, "us-west-2", MigrationReason::Exhausted, at(0));
+    // The ledger forgets after 3 minutes, but the fleet stays away for 30.
+    assert!(!should_return_home(&config, &ledger, &placement, at(10)));
+    assert!(!should_return_home(&config, &ledger, &placement, at(29)));
+    assert!(should_return_home(&config, &ledger, &placement, at(30)));
+    // A fresh shortage at home keeps it away.
+    block_everything(&config, &mut ledger, "us-east-1", at(30));
+    assert!(!should_return_home(&config, &ledger, &placement, at(31)));
+}
+
+#[test]
+fn many_interruptions_move_the_fleet_but_not_during_the_cooldown() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    let placement = PlacementState::at_home(&config, at(0));
+    for minute in [1, 2] {
+        ledger.apply_interruption("us-east-1", at(minute), config.ledger.interruption_window.as_chrono());
+    }
+    assert_eq!(should_leave(&config, &ledger, &placement, 4, at(5)), None, "cooldown after arriving");
+    assert_eq!(
+        should_leave(&config, &ledger, &placement, 4, at(12)),
+        Some(MigrationReason::InterruptionRate { interruptions: 2, workers: 4 })
+    );
+    assert_eq!(should_leave(&config, &ledger, &placement, 5, at(12)), None, "2 of 5 is under half");
+    assert_eq!(should_leave(&config, &ledger, &placement, 4, at(62)), None, "the first one left the window");
+}
+
+#[test]
+fn scaling_out_is_immediate_and_scaling_in_waits_for_the_idle_time() {
+    let limits = fleet().workers;
+    let demand = |queued| Demand { queued, in_flight: 0 };
+    let up = desired_workers(&limits, demand(30), 1, None, at(0));
+    assert_eq!((up.desired, up.last_busy_at), (4, Some(at(0))), "30 jobs at 8 per worker");
+    let lull = desired_workers(&limits, demand(0), 4, up.last_busy_at, at(10));
+    assert_eq!((lull.desired, lull.needed), (4, 0), "not yet idle for 15 minutes");
+    let idle = desired_workers(&limits, demand(0), 4, lull.last_busy_at, at(15));
+    assert_eq!(idle.desired, 0, "scaled to zero after 15 idle minutes");
+    assert_eq!(desired_workers(&limits, demand(10_000), 0, None, at(20)).desired, 20, "capped at max");
+    let busy = desired_workers(&limits, Demand { queued: 2, in_flight: 6 }, 1, None, at(0));
+    assert_eq!(busy.desired, 1, "running jobs count as demand");
+}
