@@ -2,6 +2,7 @@
 //! optional delay, and forwards everything else untouched (the `Host` header included, so that the URLs the
 //! emulator hands out point back through the proxy).
 
+mod ec2_capacity;
 mod protocol;
 mod request;
 mod rules;
@@ -17,6 +18,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use ec2_capacity::{Ec2Capacity, FleetRequest};
+use gameforge_capacity::CapacityModel;
+use gameforge_contract::CapacityType;
+use gameforge_planner::Offering;
 pub use protocol::AwsError;
 pub use request::Protocol;
 use rules::RuleSet;
@@ -40,6 +45,7 @@ pub struct RequestRecord {
 struct Shared {
     rules: Mutex<RuleSet>,
     log: Mutex<Vec<RequestRecord>>,
+    capacity: Mutex<Option<Ec2Capacity>>,
 }
 
 /// The running proxy. Dropping it stops it.
@@ -73,10 +79,26 @@ impl FaultInjector {
         self.shared.rules.lock().unwrap_or_else(|p| p.into_inner()).add(rule)
     }
 
-    /// Removes every rule and forgets the request log.
+    /// Removes every rule and the capacity model, and forgets the request log.
     pub fn clear(&self) {
         self.shared.rules.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.shared.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.shared.capacity.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Makes EC2 answer launches as the model says capacity allows: `RunInstances` fails with
+    /// `InsufficientInstanceCapacity` where there is no room, and an instant `CreateFleet` launches what fits
+    /// and reports an error for each override without room. The model's timeline starts now; instances launched
+    /// before keep counting. Installing a new model keeps what runs.
+    pub fn set_capacity(&self, model: CapacityModel) {
+        let mut capacity = self.shared.capacity.lock().unwrap_or_else(|p| p.into_inner());
+        match capacity.as_mut() {
+            Some(existing) => {
+                existing.model = model;
+                existing.epoch = std::time::Instant::now();
+            }
+            None => *capacity = Some(Ec2Capacity::new(model)),
+        }
     }
 
     /// Every request so far (the latest 100,000), in arrival order.
@@ -116,7 +138,11 @@ async fn handle(
             }
             (builder.body(Full::new(Bytes::from(text))).unwrap_or_default(), true)
         }
-        Some(Answer::Forward) | None => (forward(&client, upstream_port, parts, body).await, false),
+        Some(Answer::Forward) => (forward(&client, upstream_port, parts, body).await, false),
+        None => match emulate_ec2(&shared, &client, upstream_port, &parts, &info).await {
+            Some(response) => response,
+            None => (forward(&client, upstream_port, parts, body).await, false),
+        },
     };
 
     let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,4 +189,225 @@ async fn forward(
 
 fn bad_gateway(reason: &str) -> Response<Full<Bytes>> {
     Response::builder().status(502).body(Full::new(Bytes::from(reason.to_owned()))).unwrap_or_default()
+}
+
+/// Launch and terminate calls while a capacity model is installed. `None` lets the request through unchanged.
+async fn emulate_ec2(
+    shared: &Shared,
+    client: &Client<HttpConnector, Full<Bytes>>,
+    port: u16,
+    parts: &hyper::http::request::Parts,
+    info: &request::RequestInfo,
+) -> Option<(Response<Full<Bytes>>, bool)> {
+    if info.service.as_deref() != Some("ec2") || shared.capacity.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+        return None;
+    }
+    let moto = Moto { client, port, parts, region: info.region.clone().unwrap_or_else(|| "us-east-1".into()) };
+    match info.action.as_deref() {
+        Some("RunInstances") => run_instances(shared, &moto, &info.params).await,
+        Some("CreateFleet") => create_fleet(shared, &moto, &info.params).await,
+        Some("TerminateInstances") => {
+            let ids: Vec<String> =
+                info.params.iter().filter(|(k, _)| k.starts_with("InstanceId.")).map(|(_, v)| v.clone()).collect();
+            if let Some(capacity) = shared.capacity.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                capacity.terminated(&ids);
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Calls the emulator on behalf of an intercepted request, with its credentials.
+struct Moto<'a> {
+    client: &'a Client<HttpConnector, Full<Bytes>>,
+    port: u16,
+    parts: &'a hyper::http::request::Parts,
+    region: String,
+}
+
+impl Moto<'_> {
+    async fn call(&self, params: &[(String, String)]) -> Result<String, String> {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(format!("http://127.0.0.1:{}/", self.port))
+            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8");
+        for name in ["authorization", "host", "x-amz-date", "user-agent"] {
+            if let Some(value) = self.parts.headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+        let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).into_owned();
+        if status.is_success() { Ok(text) } else { Err(text) }
+    }
+
+    async fn zone_of(&self, shared: &Shared, subnet: &str) -> Option<String> {
+        if let Some(zone) = shared
+            .capacity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|c| c.zones.get(subnet).cloned())
+        {
+            return Some(zone);
+        }
+        let params = [("Action", "DescribeSubnets"), ("Version", "2016-11-15"), ("SubnetId.1", subnet)]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let zone = ec2_capacity::xml_values(&self.call(&params).await.ok()?, "availabilityZone").into_iter().next()?;
+        if let Some(capacity) = shared.capacity.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            capacity.zones.insert(subnet.to_owned(), zone.clone());
+        }
+        Some(zone)
+    }
+
+    fn ec2_error(&self, error: &AwsError) -> (Response<Full<Bytes>>, bool) {
+        let (status, headers, text) = error.render(Protocol::Ec2Query, Some("ec2"));
+        let mut builder = Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        (builder.body(Full::new(Bytes::from(text))).unwrap_or_default(), true)
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn reserve(shared: &Shared, offering: &Offering, wanted: u32) -> u32 {
+    shared.capacity.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map_or(wanted, |c| c.reserve(offering, wanted))
+}
+
+fn settle(shared: &Shared, offering: &Offering, reserved: u32, ids: &[String]) {
+    if let Some(capacity) = shared.capacity.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        capacity.settle(offering, reserved, ids);
+    }
+}
+
+async fn run_instances(
+    shared: &Shared,
+    moto: &Moto<'_>,
+    params: &[(String, String)],
+) -> Option<(Response<Full<Bytes>>, bool)> {
+    let instance_type = param(params, "InstanceType")?;
+    let zone = match param(params, "Placement.AvailabilityZone") {
+        Some(zone) => zone.to_owned(),
+        None => moto.zone_of(shared, param(params, "SubnetId")?).await?,
+    };
+    let capacity_type = if param(params, "InstanceMarketOptions.MarketType") == Some("spot") {
+        CapacityType::Spot
+    } else {
+        CapacityType::OnDemand
+    };
+    let offering = Offering::new(&moto.region, &zone, instance_type, capacity_type);
+    let min: u32 = param(params, "MinCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let max: u32 = param(params, "MaxCount").and_then(|v| v.parse().ok()).unwrap_or(min);
+    let room = reserve(shared, &offering, max);
+    if room < min.max(1) {
+        settle(shared, &offering, room, &[]);
+        return Some(moto.ec2_error(&ec2_capacity::shortage(&offering)));
+    }
+    let mut rewritten: Vec<(String, String)> =
+        params.iter().filter(|(k, _)| k != "MaxCount" && k != "MinCount").cloned().collect();
+    rewritten.push(("MinCount".into(), min.min(room).to_string()));
+    rewritten.push(("MaxCount".into(), room.to_string()));
+    match moto.call(&rewritten).await {
+        Ok(text) => {
+            settle(shared, &offering, room, &ec2_capacity::xml_values(&text, "instanceId"));
+            Some((ok_xml(text), false))
+        }
+        Err(text) => {
+            settle(shared, &offering, room, &[]);
+            Some((Response::builder().status(400).body(Full::new(Bytes::from(text))).unwrap_or_default(), false))
+        }
+    }
+}
+
+async fn create_fleet(
+    shared: &Shared,
+    moto: &Moto<'_>,
+    params: &[(String, String)],
+) -> Option<(Response<Full<Bytes>>, bool)> {
+    let fleet = FleetRequest::parse(params)?;
+    let mut remaining = fleet.total;
+    let mut errors = String::new();
+    let mut instances = String::new();
+    let no_template = Vec::new();
+    for over in &fleet.overrides {
+        if remaining == 0 {
+            break;
+        }
+        let template = fleet.templates.get(&over.config_index).unwrap_or(&no_template);
+        let zone = match (&over.availability_zone, &over.subnet_id) {
+            (Some(zone), _) => Some(zone.clone()),
+            (None, Some(subnet)) => moto.zone_of(shared, subnet).await,
+            (None, None) => None,
+        };
+        let Some(zone) = zone else { continue };
+        let offering = Offering::new(&moto.region, &zone, &over.instance_type, fleet.capacity_type);
+        let got = reserve(shared, &offering, remaining);
+        if got == 0 {
+            errors.push_str(&ec2_capacity::error_item(template, &offering, over, &ec2_capacity::shortage(&offering)));
+            continue;
+        }
+        let mut run: Vec<(String, String)> = vec![
+            ("Action".into(), "RunInstances".into()),
+            ("Version".into(), "2016-11-15".into()),
+            ("MinCount".into(), got.to_string()),
+            ("MaxCount".into(), got.to_string()),
+            ("InstanceType".into(), over.instance_type.clone()),
+        ];
+        match &over.subnet_id {
+            Some(subnet) => run.push(("SubnetId".into(), subnet.clone())),
+            None => run.push(("Placement.AvailabilityZone".into(), zone.clone())),
+        }
+        run.extend(template.iter().map(|(k, v)| (format!("LaunchTemplate.{k}"), v.clone())));
+        if fleet.capacity_type == CapacityType::Spot {
+            run.push(("InstanceMarketOptions.MarketType".into(), "spot".into()));
+        }
+        run.extend(fleet.instance_tags.iter().cloned());
+        match moto.call(&run).await {
+            Ok(text) => {
+                let ids = ec2_capacity::xml_values(&text, "instanceId");
+                settle(shared, &offering, got, &ids);
+                remaining = remaining.saturating_sub(ids.len() as u32);
+                instances.push_str(&ec2_capacity::instance_item(template, &offering, over, &ids));
+            }
+            Err(text) => {
+                settle(shared, &offering, got, &[]);
+                let code = ec2_capacity::xml_values(&text, "Code")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "InternalError".into());
+                let message = ec2_capacity::xml_values(&text, "Message").into_iter().next().unwrap_or_default();
+                errors.push_str(&ec2_capacity::error_item(
+                    template,
+                    &offering,
+                    over,
+                    &AwsError::new(400, code, message),
+                ));
+            }
+        }
+    }
+    let fleet_id =
+        format!("fleet-{:08x}-{:04x}", std::process::id(), shared.log.lock().unwrap_or_else(|p| p.into_inner()).len());
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CreateFleetResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+         <requestId>{fleet_id}-request</requestId><fleetId>{fleet_id}</fleetId><errorSet>{errors}</errorSet>\
+         <fleetInstanceSet>{instances}</fleetInstanceSet></CreateFleetResponse>"
+    );
+    Some((ok_xml(xml), !errors.is_empty()))
+}
+
+fn ok_xml(text: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/xml;charset=UTF-8")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_default()
 }
