@@ -1,6 +1,7 @@
 //! `gameforge`: the command-line face of the project.
 
 mod events;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -18,11 +19,15 @@ enum Command {
     /// Work with EventBridge events as the control plane sees them.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Play a what-if scenario through the executor's own logic against a simulated AWS: one JSON line per
+    /// decision and action, then a summary line.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Events(command) => events::run(command),
+        Command::Simulate(args) => simulate::run(&args),
     }
 }

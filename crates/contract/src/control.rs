@@ -30,6 +30,24 @@ pub enum ControlCommand {
     RecordCapacityFailure { shortage: CapacityShortage },
     /// One instance is going away: mark its offering, drain it, replace it.
     HandleInterruption { notice: InterruptionNotice },
+    /// Bring the fleet to its desired size now. `round` counts acquisition rounds that fell short, for the backoff
+    /// between them; `clear_errors` lifts a stop caused by a configuration error (an operator fixed it).
+    AcquireCapacity {
+        round: u32,
+        #[serde(default)]
+        clear_errors: bool,
+        reason: String,
+    },
+    /// Recompute the desired size from the job backlog and converge (sent every minute by a schedule).
+    Reconcile,
+    /// Move the fleet to `to`, or to the best ready region when absent.
+    Migrate {
+        #[serde(default)]
+        to: Option<String>,
+        reason: String,
+    },
+    /// Take one instance out of service; it is replaced if the fleet needs it.
+    DrainInstance { instance_id: String, region: String },
 }
 
 impl Message for ControlJob {

@@ -64,6 +64,10 @@ impl Report {
             ControlCommand::HandleInterruption { notice } => {
                 format!("handle_interruption {}", notice.instance_id.as_deref().unwrap_or("?"))
             }
+            other => serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "control job".into()),
         };
         self.line(format!("control  {what}  [{} → fleet {}]", job.control_id, job.fleet));
     }

@@ -105,11 +105,19 @@ pub struct LedgerPolicy {
 pub struct MigrationPolicy {
     /// Interruptions within the window per worker in the region; at or above it the fleet leaves the region.
     pub max_interruption_rate: f64,
+    /// Fewer interruptions than this never move the fleet, however small it is (one reclaimed worker of one is
+    /// bad luck, not a pattern).
+    #[serde(default = "default_min_interruptions")]
+    pub min_interruptions: u32,
     /// The fleet moves back home no sooner than this after leaving it, and a region it left is not chosen again
     /// within this time.
     pub hysteresis: Span,
     /// No migration within this time of the previous one.
     pub cooldown: Span,
+}
+
+fn default_min_interruptions() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,6 +22,9 @@ pub struct Worker {
     pub offering: Offering,
     pub state: WorkerState,
     pub launched_at: DateTime<Utc>,
+    /// When draining began, for workers that are draining.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_since: Option<DateTime<Utc>>,
 }
 
 impl Worker {

@@ -56,18 +56,21 @@ pub struct NextLaunch {
     pub skipped: Vec<(CapacityType, Skip)>,
 }
 
-/// How many more on-demand workers the guardrails allow if `need` more workers are added, and which limit binds.
+/// How many more on-demand workers the guardrails allow if `need` more workers are added in `region`, and which
+/// limit binds. The share is of the fleet that will run in `region` (during a migration, the workers left behind
+/// are about to go); the spend counts every on-demand worker still running anywhere.
 pub fn on_demand_allowance(
     config: &FleetConfig,
     workers: &[Worker],
+    region: &str,
     need: u32,
     instance_types: &[&str],
 ) -> (u32, Option<Limit>) {
-    let active = workers.active().len() as u32;
-    let on_demand_now = workers.active_of(CapacityType::OnDemand) as u32;
-    let total_after = active + need;
+    let there: Vec<&Worker> = workers.iter().filter(|w| w.is_active() && w.offering.region == region).collect();
+    let on_demand_there = there.iter().filter(|w| w.offering.capacity_type == CapacityType::OnDemand).count() as u32;
+    let total_after = there.len() as u32 + need;
     let share_cap = (config.on_demand.max_share * f64::from(total_after) + 1e-9).floor() as u32;
-    let by_share = share_cap.saturating_sub(on_demand_now);
+    let by_share = share_cap.saturating_sub(on_demand_there);
 
     let price = |name: &str| config.instance_type(name).map_or(0.0, |t| t.on_demand_price_per_hour);
     let by_spend = config.on_demand.max_hourly_spend.map(|cap| {
@@ -129,7 +132,7 @@ pub fn next_launch(
         let mut count = need;
         if capacity_type == CapacityType::OnDemand {
             let types: Vec<&str> = candidates.iter().map(|o| o.instance_type.as_str()).collect();
-            let (allowance, limit) = on_demand_allowance(config, workers, need, &types);
+            let (allowance, limit) = on_demand_allowance(config, workers, region, need, &types);
             if allowance == 0 {
                 skipped.push((capacity_type, Skip::Guardrail { limit: limit.unwrap_or(Limit::MaxShare) }));
                 continue;

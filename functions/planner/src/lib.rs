@@ -12,6 +12,7 @@ pub mod config;
 pub mod duration;
 pub mod fleet;
 pub mod ladder;
+pub mod launch_errors;
 pub mod ledger;
 pub mod offering;
 pub mod placement;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::FleetConfig;
 use crate::ledger::LedgerView;
 
-/// The fleet's placement, stored in the ledger and changed only by conditional writes on `version`.
+/// Where the fleet runs and where it has been.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlacementState {
     pub active_region: String,
@@ -16,9 +16,6 @@ pub struct PlacementState {
     pub since: DateTime<Utc>,
     /// Regions left recently, newest last; a region left within the hysteresis window is never a target.
     pub departures: Vec<Departure>,
-    /// The last moment demand needed at least the fleet's current size (drives scaling in).
-    pub last_busy_at: Option<DateTime<Utc>>,
-    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +34,8 @@ pub enum MigrationReason {
     InterruptionRate { interruptions: usize, workers: usize },
     /// Home has capacity again and the hysteresis window has passed.
     ReturnHome,
+    /// An operator asked for it.
+    Requested,
 }
 
 /// Why a region is not a migration target.
@@ -58,13 +57,7 @@ pub struct Target {
 
 impl PlacementState {
     pub fn at_home(config: &FleetConfig, now: DateTime<Utc>) -> Self {
-        Self {
-            active_region: config.home_region.clone(),
-            since: now,
-            departures: Vec::new(),
-            last_busy_at: None,
-            version: 0,
-        }
+        Self { active_region: config.home_region.clone(), since: now, departures: Vec::new() }
     }
 
     /// Moves the fleet; the region left is remembered for the hysteresis window.
@@ -119,7 +112,8 @@ pub fn should_leave(
     }
     let interruptions = ledger.interruptions_since(region, now - config.ledger.interruption_window.as_chrono());
     let rate = interruptions as f64 / workers_there.max(1) as f64;
-    (interruptions > 0 && rate >= config.migration.max_interruption_rate)
+    (interruptions >= config.migration.min_interruptions.max(1) as usize
+        && rate >= config.migration.max_interruption_rate)
         .then_some(MigrationReason::InterruptionRate { interruptions, workers: workers_there })
 }
 
@@ -175,7 +169,8 @@ pub fn choose_target(
 }
 
 /// Whether the fleet, away from home, should try to move back now: the hysteresis window since it left home has
-/// passed, the cooldown since its last move has passed, and home is not exhausted in the ledger.
+/// passed, the cooldown since its last move has passed, home is not exhausted in the ledger, and home's recent
+/// interruptions no longer reach the count that can drive the fleet out (or it would leave again at once).
 pub fn should_return_home(
     config: &FleetConfig,
     ledger: &LedgerView,
@@ -188,5 +183,7 @@ pub fn should_return_home(
     let left_home = placement.departures.iter().rev().find(|d| d.region == config.home_region).map(|d| d.at);
     let hysteresis_passed = left_home.is_none_or(|at| now >= at + config.migration.hysteresis.as_chrono());
     let cooled_down = now >= placement.since + config.migration.cooldown.as_chrono();
-    hysteresis_passed && cooled_down && !region_exhausted(config, ledger, &config.home_region, now)
+    let calm = ledger.interruptions_since(&config.home_region, now - config.ledger.interruption_window.as_chrono())
+        < config.migration.min_interruptions.max(1) as usize;
+    hysteresis_passed && cooled_down && calm && !region_exhausted(config, ledger, &config.home_region, now)
 }

@@ -9,7 +9,7 @@ use crate::config::WorkerLimits;
 pub struct Demand {
     /// Jobs waiting on the queue.
     pub queued: u64,
-    /// Jobs being worked on (received, not yet deleted).
+    /// Jobs being worked on (received, not yet deleted): one busy worker each.
     pub in_flight: u64,
 }
 
@@ -22,8 +22,9 @@ pub struct ScaleDecision {
     pub last_busy_at: Option<DateTime<Utc>>,
 }
 
-/// Scales out at once; scales in only after demand has stayed below the current size for `idle_before_zero`,
-/// so that a lull between bursts does not throw away warm workers.
+/// One worker per job in flight (a worker runs one job at a time) plus one per full `target_backlog_per_worker`
+/// jobs waiting, and at least one while anything waits. Scales out at once; scales in only after demand has stayed below the current size for
+/// `idle_before_zero`, so that a lull between bursts does not throw away warm workers.
 pub fn desired_workers(
     limits: &WorkerLimits,
     demand: Demand,
@@ -31,9 +32,12 @@ pub fn desired_workers(
     last_busy_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> ScaleDecision {
-    let jobs = demand.queued + demand.in_flight;
     let per_worker = u64::from(limits.target_backlog_per_worker.max(1));
-    let needed = u32::try_from(jobs.div_ceil(per_worker)).unwrap_or(u32::MAX).clamp(limits.min, limits.max);
+    let mut wanted = demand.in_flight.saturating_add(demand.queued / per_worker);
+    if wanted == 0 && demand.queued > 0 {
+        wanted = 1;
+    }
+    let needed = u32::try_from(wanted).unwrap_or(u32::MAX).clamp(limits.min, limits.max);
     if needed >= current {
         return ScaleDecision { desired: needed, needed, last_busy_at: Some(now) };
     }

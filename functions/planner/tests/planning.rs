@@ -41,6 +41,7 @@ fn worker(
         offering: Offering::new(region, zone, instance_type, capacity),
         state: WorkerState::Running,
         launched_at: at(0),
+        draining_since: None,
     }
 }
 
@@ -116,6 +117,18 @@ fn after_spot_comes_on_demand_within_its_share() {
 }
 
 #[test]
+fn the_share_counts_the_fleet_that_will_run_in_the_region() {
+    let config = fleet();
+    // Four spot workers away from home do not make room for on-demand at home: they are about to go.
+    let away: Vec<Worker> =
+        (0..4).map(|i| worker(&format!("i-{i}"), "us-west-2", "us-west-2a", "g5.xlarge", Spot)).collect();
+    let (allowance, limit) = on_demand_allowance(&config, &away, "us-east-1", 4, &["g5.xlarge"]);
+    assert_eq!((allowance, limit), (2, Some(Limit::MaxShare)));
+    let (allowance, _) = on_demand_allowance(&config, &away, "us-west-2", 4, &["g5.xlarge"]);
+    assert_eq!(allowance, 4);
+}
+
+#[test]
 fn a_fleet_of_one_gets_no_on_demand_under_a_half_share() {
     let config = fleet();
     let next = next_launch(&config, &LedgerView::default(), &[], "us-east-1", 1, &[Spot], at(0));
@@ -128,9 +141,9 @@ fn the_spend_cap_binds_with_the_dearest_candidate() {
     let mut config = fleet();
     config.on_demand.max_share = 1.0;
     config.on_demand.max_hourly_spend = Some(3.5);
-    let (allowance, limit) = on_demand_allowance(&config, &[], 10, &["g5.xlarge", "g4dn.xlarge"]);
+    let (allowance, limit) = on_demand_allowance(&config, &[], "us-east-1", 10, &["g5.xlarge", "g4dn.xlarge"]);
     assert_eq!((allowance, limit), (3, Some(Limit::MaxHourlySpend)), "3 × 1.006 ≤ 3.5 < 4 × 1.006");
-    let (allowance, _) = on_demand_allowance(&config, &[], 10, &["g4dn.xlarge"]);
+    let (allowance, _) = on_demand_allowance(&config, &[], "us-east-1", 10, &["g4dn.xlarge"]);
     assert_eq!(allowance, 6);
 }
 
@@ -206,20 +219,36 @@ fn home_is_tried_again_only_after_the_hysteresis_window() {
 }
 
 #[test]
+fn a_home_left_for_its_interruptions_is_not_tried_until_they_age_out() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    for minute in [1, 2, 3] {
+        ledger.apply_interruption("us-east-1", at(minute), config.ledger.interruption_window.as_chrono());
+    }
+    let mut placement = PlacementState::at_home(&config, at(0));
+    placement.migrate(&config, "us-east-2", MigrationReason::InterruptionRate { interruptions: 3, workers: 4 }, at(12));
+    assert!(!should_return_home(&config, &ledger, &placement, at(45)), "hysteresis passed, interruptions still count");
+    assert!(should_return_home(&config, &ledger, &placement, at(62)), "the first one left the one-hour window");
+}
+
+#[test]
 fn many_interruptions_move_the_fleet_but_not_during_the_cooldown() {
     let config = fleet();
     let mut ledger = LedgerView::default();
     let placement = PlacementState::at_home(&config, at(0));
-    for minute in [1, 2] {
+    for minute in [1, 2, 3] {
         ledger.apply_interruption("us-east-1", at(minute), config.ledger.interruption_window.as_chrono());
     }
     assert_eq!(should_leave(&config, &ledger, &placement, 4, at(5)), None, "cooldown after arriving");
     assert_eq!(
         should_leave(&config, &ledger, &placement, 4, at(12)),
-        Some(MigrationReason::InterruptionRate { interruptions: 2, workers: 4 })
+        Some(MigrationReason::InterruptionRate { interruptions: 3, workers: 4 })
     );
-    assert_eq!(should_leave(&config, &ledger, &placement, 5, at(12)), None, "2 of 5 is under half");
+    assert_eq!(should_leave(&config, &ledger, &placement, 7, at(12)), None, "3 of 7 is under half");
     assert_eq!(should_leave(&config, &ledger, &placement, 4, at(62)), None, "the first one left the window");
+    let mut one = LedgerView::default();
+    one.apply_interruption("us-east-1", at(1), config.ledger.interruption_window.as_chrono());
+    assert_eq!(should_leave(&config, &one, &placement, 1, at(12)), None, "one interruption of one worker is bad luck");
 }
 
 #[test]
@@ -227,12 +256,13 @@ fn scaling_out_is_immediate_and_scaling_in_waits_for_the_idle_time() {
     let limits = fleet().workers;
     let demand = |queued| Demand { queued, in_flight: 0 };
     let up = desired_workers(&limits, demand(30), 1, None, at(0));
-    assert_eq!((up.desired, up.last_busy_at), (4, Some(at(0))), "30 jobs at 8 per worker");
-    let lull = desired_workers(&limits, demand(0), 4, up.last_busy_at, at(10));
-    assert_eq!((lull.desired, lull.needed), (4, 0), "not yet idle for 15 minutes");
-    let idle = desired_workers(&limits, demand(0), 4, lull.last_busy_at, at(15));
+    assert_eq!((up.desired, up.last_busy_at), (3, Some(at(0))), "30 waiting jobs, 8 per worker");
+    assert_eq!(desired_workers(&limits, demand(3), 0, None, at(0)).desired, 1, "anything waiting needs a worker");
+    let lull = desired_workers(&limits, demand(0), 3, up.last_busy_at, at(10));
+    assert_eq!((lull.desired, lull.needed), (3, 0), "not yet idle for 15 minutes");
+    let idle = desired_workers(&limits, demand(0), 3, lull.last_busy_at, at(15));
     assert_eq!(idle.desired, 0, "scaled to zero after 15 idle minutes");
     assert_eq!(desired_workers(&limits, demand(10_000), 0, None, at(20)).desired, 20, "capped at max");
     let busy = desired_workers(&limits, Demand { queued: 2, in_flight: 6 }, 1, None, at(0));
-    assert_eq!(busy.desired, 1, "running jobs count as demand");
+    assert_eq!(busy.desired, 6, "six busy workers; two waiting jobs are not a full worker's backlog");
 }

@@ -82,6 +82,7 @@ fn control_jobs_carry_one_offering_or_instance_each() {
             let event_id = match &job.command {
                 ControlCommand::RecordCapacityFailure { shortage } => &shortage.event_id,
                 ControlCommand::HandleInterruption { notice } => &notice.event_id,
+                other => panic!("a signal never asks for {other:?}"),
             };
             assert_eq!(event_id, signal.event_id());
         }

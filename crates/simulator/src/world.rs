@@ -1,0 +1,408 @@
+//! A simulated AWS under a virtual clock, implementing the executor's ports: EC2 with a capacity model, ECS
+//! draining, the job queue, the ledger, the retry queue and alerts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use executor::ports::{
+    Alert, Alerts, Backlog, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome, Orchestrator,
+    PortError, Readiness, RetryQueue, SaveOutcome,
+};
+use executor::state::FleetState;
+use gameforge_capacity::CapacityModel;
+use gameforge_contract::{CapacityType, ControlJob};
+use gameforge_planner::config::RegionStamp;
+use gameforge_planner::fleet::{Worker, WorkerState};
+use gameforge_planner::ladder::LaunchRequest;
+use gameforge_planner::ledger::{LedgerView, OfferingBlock, QuotaBlock};
+use gameforge_planner::scaling::Demand;
+use gameforge_planner::{FleetConfig, Offering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Pending,
+    Running,
+    Draining,
+    Terminated,
+}
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub offering: Offering,
+    pub phase: Phase,
+    pub launched_at: DateTime<Utc>,
+    pub draining_since: Option<DateTime<Utc>>,
+    /// EC2 takes a spot instance back at this moment, after its warning.
+    pub reclaim_at: Option<DateTime<Utc>>,
+    /// The job it is working on: when it finishes.
+    pub job_done_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub launch_calls: u32,
+    pub jobs_completed: u64,
+    pub jobs_released: u64,
+    pub interruptions: u32,
+    pub on_demand_worker_seconds: f64,
+    pub worker_seconds: f64,
+    pub first_capacity_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub now: DateTime<Utc>,
+    pub start: DateTime<Utc>,
+    rng: u64,
+    pub capacity: CapacityModel,
+    pub instances: BTreeMap<String, Instance>,
+    next_id: u64,
+    view: LedgerView,
+    fleet_state: Option<FleetState>,
+    lock: Option<(String, DateTime<Utc>)>,
+    done: HashSet<String>,
+    pub service_sizes: HashMap<String, u32>,
+    pub retries: Vec<(DateTime<Utc>, ControlJob)>,
+    pub alerts: Vec<Alert>,
+    pub queued: u64,
+    pub counters: Counters,
+    pub not_ready: HashSet<String>,
+    pub placement_scores: Option<HashMap<String, u8>>,
+}
+
+#[derive(Debug)]
+pub struct SimWorld {
+    config: FleetConfig,
+    state: Mutex<State>,
+}
+
+impl SimWorld {
+    pub fn new(config: FleetConfig, start: DateTime<Utc>, capacity: CapacityModel, seed: u64) -> Self {
+        let state = State {
+            now: start,
+            start,
+            rng: seed ^ 0x9E37_79B9_7F4A_7C15,
+            capacity,
+            instances: BTreeMap::new(),
+            next_id: 1,
+            view: LedgerView::default(),
+            fleet_state: None,
+            lock: None,
+            done: HashSet::new(),
+            service_sizes: HashMap::new(),
+            retries: Vec::new(),
+            alerts: Vec::new(),
+            queued: 0,
+            counters: Counters::default(),
+            not_ready: HashSet::new(),
+            placement_scores: None,
+        };
+        Self { config, state: Mutex::new(state) }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.config
+    }
+}
+
+impl State {
+    pub fn elapsed(&self) -> Duration {
+        (self.now - self.start).to_std().unwrap_or_default()
+    }
+
+    /// Instances that occupy capacity on `offering`.
+    pub fn occupying(&self, offering: &Offering) -> u32 {
+        self.instances.values().filter(|i| i.phase != Phase::Terminated && i.offering == *offering).count() as u32
+    }
+
+    fn next_random(&mut self) -> f64 {
+        // xorshift64*: deterministic per seed, good enough for jitter.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let value = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (value >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The executor's fleet state as last saved.
+    pub fn fleet_state(&self) -> Option<&FleetState> {
+        self.fleet_state.as_ref()
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.instances.values().filter(|i| i.job_done_at.is_some()).count() as u64
+    }
+}
+
+impl Clock for SimWorld {
+    fn now(&self) -> DateTime<Utc> {
+        self.state().now
+    }
+
+    fn jitter(&self) -> f64 {
+        self.state().next_random()
+    }
+}
+
+impl LedgerStore for SimWorld {
+    async fn load_ledger(&self, _fleet: &str) -> Result<(LedgerView, Option<FleetState>), PortError> {
+        let state = self.state();
+        Ok((state.view.clone(), state.fleet_state.clone()))
+    }
+
+    async fn put_block(&self, _fleet: &str, block: &OfferingBlock) -> Result<(), PortError> {
+        self.state().view.apply_block(block.clone());
+        Ok(())
+    }
+
+    async fn put_quota(&self, _fleet: &str, block: &QuotaBlock) -> Result<(), PortError> {
+        self.state().view.apply_quota(block.clone());
+        Ok(())
+    }
+
+    async fn put_interruptions(&self, _fleet: &str, region: &str, times: &[DateTime<Utc>]) -> Result<(), PortError> {
+        self.state().view.interruptions.insert(region.to_owned(), times.to_vec());
+        Ok(())
+    }
+
+    async fn save_state(&self, _fleet: &str, fleet_state: &FleetState) -> Result<SaveOutcome, PortError> {
+        let mut state = self.state();
+        let stored = state.fleet_state.as_ref().map_or(0, |s| s.version);
+        if stored + 1 != fleet_state.version {
+            return Ok(SaveOutcome::Conflict);
+        }
+        state.fleet_state = Some(fleet_state.clone());
+        Ok(SaveOutcome::Saved)
+    }
+
+    async fn lock(
+        &self,
+        _fleet: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<LockOutcome, PortError> {
+        let mut state = self.state();
+        if let Some((holder, until)) = &state.lock
+            && holder != owner
+            && *until > now
+        {
+            return Ok(LockOutcome::HeldElsewhere { until: *until });
+        }
+        state.lock = Some((owner.to_owned(), now + chrono::Duration::from_std(lease).unwrap_or_default()));
+        Ok(LockOutcome::Acquired)
+    }
+
+    async fn unlock(&self, _fleet: &str, owner: &str) -> Result<(), PortError> {
+        let mut state = self.state();
+        if state.lock.as_ref().is_some_and(|(holder, _)| holder == owner) {
+            state.lock = None;
+        }
+        Ok(())
+    }
+
+    async fn is_done(&self, _fleet: &str, control_id: &str) -> Result<bool, PortError> {
+        Ok(self.state().done.contains(control_id))
+    }
+
+    async fn mark_done(&self, _fleet: &str, control_id: &str, _now: DateTime<Utc>) -> Result<(), PortError> {
+        self.state().done.insert(control_id.to_owned());
+        Ok(())
+    }
+}
+
+/// EC2's shortage message for an offering, as the real API words it.
+fn shortage_message(offering: &Offering) -> String {
+    match offering.capacity_type {
+        CapacityType::Spot => "There is no Spot capacity available that matches your request.".into(),
+        CapacityType::OnDemand => format!(
+            "We currently do not have sufficient {} capacity in the Availability Zone you requested ({}). Our system \
+             will be working on provisioning additional capacity.",
+            offering.instance_type, offering.availability_zone
+        ),
+    }
+}
+
+impl Compute for SimWorld {
+    async fn launch(
+        &self,
+        request: &LaunchRequest,
+        _fleet: &str,
+        _client_token: &str,
+    ) -> Result<LaunchOutcome, PortError> {
+        let mut state = self.state();
+        state.counters.launch_calls += 1;
+        let mut outcome = LaunchOutcome::default();
+        let mut remaining = request.count;
+        let mut overrides = request.overrides.clone();
+        overrides.sort_by_key(|o| o.priority);
+        for over in overrides {
+            if remaining == 0 {
+                break;
+            }
+            let offering =
+                Offering::new(&request.region, &over.availability_zone, &over.instance_type, request.capacity_type);
+            let room = match state.capacity.limit(&offering, state.elapsed()) {
+                None => remaining,
+                Some(limit) => limit.saturating_sub(state.occupying(&offering)).min(remaining),
+            };
+            if room == 0 {
+                outcome.failures.push(LaunchFailure {
+                    message: shortage_message(&offering),
+                    offering: Some(offering),
+                    code: "InsufficientInstanceCapacity".into(),
+                });
+                continue;
+            }
+            for _ in 0..room {
+                let id = format!("i-{:017x}", state.next_id);
+                state.next_id += 1;
+                let now = state.now;
+                state.instances.insert(
+                    id.clone(),
+                    Instance {
+                        id: id.clone(),
+                        offering: offering.clone(),
+                        phase: Phase::Pending,
+                        launched_at: now,
+                        draining_since: None,
+                        reclaim_at: None,
+                        job_done_at: None,
+                    },
+                );
+                outcome.launched.push(Worker {
+                    instance_id: id,
+                    offering: offering.clone(),
+                    state: WorkerState::Pending,
+                    launched_at: now,
+                    draining_since: None,
+                });
+            }
+            remaining -= room;
+        }
+        Ok(outcome)
+    }
+
+    async fn workers(&self, _fleet: &str, regions: &[String]) -> Result<Vec<Worker>, PortError> {
+        let state = self.state();
+        Ok(state
+            .instances
+            .values()
+            .filter(|i| i.phase != Phase::Terminated && regions.contains(&i.offering.region))
+            .map(|i| Worker {
+                instance_id: i.id.clone(),
+                offering: i.offering.clone(),
+                state: match i.phase {
+                    Phase::Pending => WorkerState::Pending,
+                    Phase::Running => WorkerState::Running,
+                    _ => WorkerState::Draining,
+                },
+                launched_at: i.launched_at,
+                draining_since: i.draining_since,
+            })
+            .collect())
+    }
+
+    async fn mark_draining(&self, _region: &str, instance_id: &str, now: DateTime<Utc>) -> Result<(), PortError> {
+        let mut state = self.state();
+        if let Some(instance) = state.instances.get_mut(instance_id)
+            && instance.phase != Phase::Terminated
+        {
+            instance.phase = Phase::Draining;
+            instance.draining_since.get_or_insert(now);
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, _region: &str, instance_ids: &[String]) -> Result<(), PortError> {
+        let mut state = self.state();
+        for id in instance_ids {
+            release_job(&mut state, id);
+            if let Some(instance) = state.instances.get_mut(id) {
+                instance.phase = Phase::Terminated;
+            }
+        }
+        Ok(())
+    }
+
+    async fn placement_scores(
+        &self,
+        regions: &[String],
+        _instance_types: &[String],
+        _target: u32,
+    ) -> Result<HashMap<String, u8>, PortError> {
+        let state = self.state();
+        let scores =
+            state.placement_scores.as_ref().ok_or_else(|| PortError::new("placement scores", "not available"))?;
+        Ok(scores.iter().filter(|(r, _)| regions.contains(r)).map(|(r, s)| (r.clone(), *s)).collect())
+    }
+}
+
+/// A worker that goes away mid-job gives its job back to the queue: nothing is lost.
+pub(crate) fn release_job(state: &mut State, instance_id: &str) {
+    if let Some(instance) = state.instances.get_mut(instance_id)
+        && instance.job_done_at.take().is_some()
+    {
+        state.queued += 1;
+        state.counters.jobs_released += 1;
+    }
+}
+
+impl Orchestrator for SimWorld {
+    async fn drain(&self, _stamp: &RegionStamp, instance_id: &str) -> Result<(), PortError> {
+        let mut state = self.state();
+        let now = state.now;
+        if let Some(instance) = state.instances.get_mut(instance_id)
+            && instance.phase != Phase::Terminated
+        {
+            instance.phase = Phase::Draining;
+            instance.draining_since.get_or_insert(now);
+        }
+        Ok(())
+    }
+
+    async fn tasks_running(&self, _stamp: &RegionStamp, instance_id: &str) -> Result<usize, PortError> {
+        let state = self.state();
+        Ok(state.instances.get(instance_id).map_or(0, |i| usize::from(i.job_done_at.is_some())))
+    }
+
+    async fn set_service_size(&self, stamp: &RegionStamp, count: u32) -> Result<(), PortError> {
+        self.state().service_sizes.insert(stamp.region.clone(), count);
+        Ok(())
+    }
+
+    async fn readiness(&self, stamp: &RegionStamp) -> Result<Readiness, PortError> {
+        let ready = !self.state().not_ready.contains(&stamp.region);
+        Ok(Readiness { cluster: ready, task_definition: ready, model: ready })
+    }
+}
+
+impl Backlog for SimWorld {
+    async fn demand(&self) -> Result<Demand, PortError> {
+        let state = self.state();
+        Ok(Demand { queued: state.queued, in_flight: state.in_flight() })
+    }
+}
+
+impl RetryQueue for SimWorld {
+    async fn schedule(&self, job: &ControlJob, delay: Duration) -> Result<(), PortError> {
+        let mut state = self.state();
+        let at = state.now + chrono::Duration::from_std(delay).unwrap_or_default();
+        state.retries.push((at, job.clone()));
+        Ok(())
+    }
+}
+
+impl Alerts for SimWorld {
+    async fn alert(&self, alert: &Alert) -> Result<(), PortError> {
+        self.state().alerts.push(alert.clone());
+        Ok(())
+    }
+}

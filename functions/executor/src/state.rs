@@ -1,0 +1,53 @@
+//! The fleet's state between invocations, saved in the ledger with a version for conditional writes.
+
+use chrono::{DateTime, Utc};
+use gameforge_planner::FleetConfig;
+use gameforge_planner::placement::PlacementState;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetState {
+    pub placement: PlacementState,
+    /// Workers wanted, from the last reconcile.
+    pub desired: u32,
+    /// The last moment demand needed at least the fleet's size (scaling in waits for the idle time after it).
+    #[serde(default)]
+    pub last_busy_at: Option<DateTime<Utc>>,
+    /// Acquisition rounds that fell short in a row; drives the backoff.
+    #[serde(default)]
+    pub acquire_round: u32,
+    /// No launch before this, unless new facts call for one (an interruption, a retry that is due).
+    #[serde(default)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Launches stopped because the configuration is wrong, until an operator clears it.
+    #[serde(default)]
+    pub config_error: Option<ConfigError>,
+    /// When each kind of alert was last raised, so that a lasting condition alerts once an hour, not once a minute.
+    #[serde(default)]
+    pub alerted: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// Incremented on every save.
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigError {
+    pub code: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+impl FleetState {
+    /// A fleet that has never run: at home, at its minimum size.
+    pub fn new(config: &FleetConfig, now: DateTime<Utc>) -> Self {
+        Self {
+            placement: PlacementState::at_home(config, now),
+            desired: config.workers.min,
+            last_busy_at: None,
+            acquire_round: 0,
+            next_attempt_at: None,
+            config_error: None,
+            alerted: Default::default(),
+            version: 0,
+        }
+    }
+}
