@@ -14,6 +14,7 @@ mod lambda_host;
 mod moto;
 mod queues;
 mod stack;
+mod stamp;
 pub mod tools;
 
 pub use emulator::Emulator;
@@ -22,6 +23,7 @@ pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
 pub use queues::{drain_queue, queue_depth};
 pub use stack::{Deployment, deploy_stack, queue_url};
+pub use stamp::{Stamp, create_stamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -77,7 +77,11 @@ pub struct Deployment {
     pub signals_dead_letter_url: String,
     pub control_queue_url: String,
     pub control_dead_letter_url: String,
+    pub control_retry_url: String,
+    pub job_queue_url: String,
+    pub job_dead_letter_url: String,
     pub dedup_table: String,
+    pub ledger_table: String,
 }
 
 impl Deployment {
@@ -93,7 +97,11 @@ impl Deployment {
             signals_dead_letter_url: queue_url(config, &format!("{prefix}-signals-dlq")).await?,
             control_queue_url: queue_url(config, &format!("{prefix}-control.fifo")).await?,
             control_dead_letter_url: queue_url(config, &format!("{prefix}-control-dlq.fifo")).await?,
+            control_retry_url: queue_url(config, &format!("{prefix}-control-retry")).await?,
+            job_queue_url: queue_url(config, &format!("{prefix}-jobs")).await?,
+            job_dead_letter_url: queue_url(config, &format!("{prefix}-jobs-dlq")).await?,
             dedup_table: format!("{prefix}-signal-dedup"),
+            ledger_table: format!("{prefix}-ledger"),
         })
     }
 
@@ -105,6 +113,17 @@ impl Deployment {
             ("CONTROL_QUEUE_URL".into(), self.control_queue_url.clone()),
             ("SIGNAL_DEDUP_TABLE".into(), self.dedup_table.clone()),
             ("GAMEFORGE_FLEET".into(), fleet.to_owned()),
+        ]
+    }
+
+    /// The environment of the `executor` function; `fleet_config` is a path to the fleet file or its JSON.
+    pub fn executor_env(&self, fleet_config: &str) -> Vec<(String, String)> {
+        vec![
+            ("GAMEFORGE_FLEET_CONFIG".into(), fleet_config.to_owned()),
+            ("LEDGER_TABLE".into(), self.ledger_table.clone()),
+            ("JOB_QUEUE_URL".into(), self.job_queue_url.clone()),
+            ("RETRY_QUEUE_URL".into(), self.control_retry_url.clone()),
+            ("CONTROL_DLQ_URL".into(), self.control_dead_letter_url.clone()),
         ]
     }
 }

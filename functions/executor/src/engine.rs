@@ -358,7 +358,10 @@ impl<W: World> Executor<W> {
                 return Ok(());
             }
             let got = self.acquire_in(cx, &region, deficit).await?;
-            if cx.state.config_error.is_some() || got >= deficit {
+            if cx.state.config_error.is_some() {
+                return Ok(());
+            }
+            if got >= deficit {
                 continue;
             }
             if self.launchable(cx, &region, deficit - got) {

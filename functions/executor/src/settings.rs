@@ -1,0 +1,68 @@
+//! The function's configuration, from its environment.
+
+use gameforge_planner::FleetConfig;
+
+use crate::aws::Resources;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub fleet: FleetConfig,
+    pub resources: Resources,
+    /// Where malformed control jobs go, with their reason.
+    pub control_dead_letter_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("executor configuration: {}", .0.join("; "))]
+pub struct SettingsError(pub Vec<String>);
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// `GAMEFORGE_FLEET_CONFIG` is a path to the fleet file or the JSON itself.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut problems = Vec::new();
+        let mut required = |name: &str| {
+            lookup(name).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| {
+                problems.push(format!("{name} is missing"));
+                String::new()
+            })
+        };
+        let fleet_source = required("GAMEFORGE_FLEET_CONFIG");
+        let ledger_table = required("LEDGER_TABLE");
+        let job_queue_url = required("JOB_QUEUE_URL");
+        let retry_queue_url = required("RETRY_QUEUE_URL");
+        let control_dead_letter_url = required("CONTROL_DLQ_URL");
+        let fleet = if fleet_source.is_empty() {
+            None
+        } else {
+            let bytes = if fleet_source.trim_start().starts_with('{') {
+                Ok(fleet_source.clone().into_bytes())
+            } else {
+                std::fs::read(&fleet_source).map_err(|e| format!("GAMEFORGE_FLEET_CONFIG {fleet_source}: {e}"))
+            };
+            match bytes.map(|b| FleetConfig::from_json(&b).map_err(|e| e.to_string())) {
+                Ok(Ok(fleet)) => Some(fleet),
+                Ok(Err(e)) | Err(e) => {
+                    problems.push(e);
+                    None
+                }
+            }
+        };
+        match fleet {
+            Some(fleet) if problems.is_empty() => Ok(Self {
+                fleet,
+                resources: Resources {
+                    ledger_table,
+                    job_queue_url,
+                    retry_queue_url,
+                    alert_bus: lookup("ALERT_BUS").filter(|v| !v.is_empty()).unwrap_or_else(|| "default".into()),
+                },
+                control_dead_letter_url,
+            }),
+            _ => Err(SettingsError(problems)),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! A control plane in the emulator: the template deployed, worker stamps in several regions, and executors with
+//! a clock the test moves.
+
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use executor::aws::{AwsClock, AwsWorld, Resources};
+use executor::{Executor, Handled};
+use gameforge_contract::{CONTRACT_VERSION, ControlCommand, ControlJob};
+use gameforge_localaws::{Deployment, Emulator, Stamp, create_stamp};
+use gameforge_planner::FleetConfig;
+use serde_json::json;
+
+pub struct Rig {
+    pub emulator: Emulator,
+    pub config: aws_config::SdkConfig,
+    pub deployment: Deployment,
+    pub stamps: Vec<Stamp>,
+    pub fleet: FleetConfig,
+    pub start: DateTime<Utc>,
+    jobs_sent: std::sync::atomic::AtomicU32,
+}
+
+/// `(region, zones, model uploaded)`, home first.
+pub async fn rig(regions: &[(&str, &[&str], bool)]) -> Rig {
+    let emulator = Emulator::start().unwrap();
+    let config = emulator.sdk_config().await;
+    let deployment = Deployment::deploy(&config, "gameforge").await.unwrap();
+    let mut stamps = Vec::new();
+    for (region, zones, model) in regions {
+        stamps.push(create_stamp(&config, region, zones, *model).await.unwrap());
+    }
+    let fleet = FleetConfig::from_json(
+        json!({
+            "fleet": "sdxl",
+            "home_region": regions[0].0,
+            "regions": stamps.iter().map(Stamp::to_json).collect::<Vec<_>>(),
+            "instance_types": [
+                {"name": "g5.xlarge", "jobs_per_hour": 240, "on_demand_price_per_hour": 1.006},
+                {"name": "g4dn.xlarge", "jobs_per_hour": 90, "on_demand_price_per_hour": 0.526}
+            ],
+            "capacity_types": ["spot", "on_demand"],
+            "on_demand": {"max_share": 0.5, "max_hourly_spend": 12.0},
+            "workers": {"min": 0, "max": 10, "target_backlog_per_worker": 8, "idle_before_zero": "15m"},
+            "rebalance_policy": "ignore",
+            "ledger": {"shortage_ttl": "3m", "shortage_ttl_max": "30m", "quota_ttl": "6h", "interruption_window": "1h"},
+            "migration": {"max_interruption_rate": 0.5, "min_interruptions": 3, "hysteresis": "30m", "cooldown": "10m"},
+            "retry": {"base": "1s", "cap": "2s"}
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    Rig {
+        emulator,
+        config,
+        deployment,
+        stamps,
+        fleet,
+        start: "2026-11-27T10:00:00Z".parse().unwrap(),
+        jobs_sent: Default::default(),
+    }
+}
+
+impl Rig {
+    pub fn resources(&self) -> Resources {
+        Resources {
+            ledger_table: self.deployment.ledger_table.clone(),
+            job_queue_url: self.deployment.job_queue_url.clone(),
+            retry_queue_url: self.deployment.control_retry_url.clone(),
+            alert_bus: "default".into(),
+        }
+    }
+
+    pub fn executor(&self, owner: &str) -> Executor<AwsWorld> {
+        let world = AwsWorld::new(self.config.clone(), self.resources(), AwsClock::Manual(self.start.into()));
+        Executor::new(self.fleet.clone(), world, owner)
+    }
+
+    /// Puts the executor's clock `minutes` after the start.
+    pub fn at(&self, executor: &Executor<AwsWorld>, minutes: i64) {
+        executor.world().clock().set(self.start + chrono::Duration::minutes(minutes));
+    }
+
+    pub async fn add_jobs(&self, n: u32) {
+        let sqs = aws_sdk_sqs::Client::new(&self.config);
+        for _ in 0..n {
+            let i = self.jobs_sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            sqs.send_message()
+                .queue_url(&self.deployment.job_queue_url)
+                .message_body(format!("job-{i}"))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    pub async fn clear_jobs(&self) {
+        gameforge_localaws::drain_queue(&self.config, &self.deployment.job_queue_url).await.unwrap();
+    }
+
+    pub fn job(&self, id: &str, command: ControlCommand) -> ControlJob {
+        ControlJob {
+            version: CONTRACT_VERSION,
+            control_id: id.into(),
+            fleet: "sdxl".into(),
+            emitted_at: self.start,
+            command,
+        }
+    }
+
+    pub async fn reconcile(&self, executor: &Executor<AwsWorld>, id: &str) -> Handled {
+        executor.handle(&self.job(id, ControlCommand::Reconcile)).await.unwrap()
+    }
+
+    /// The fleet's live instances in a region: `(id, instance type, zone, lifecycle)`.
+    pub async fn instances(&self, region: &str) -> Vec<(String, String, String, String)> {
+        let ec2 = aws_sdk_ec2::Client::new(
+            &self.config.to_builder().region(aws_config::Region::new(region.to_owned())).build(),
+        );
+        let answer = ec2
+            .describe_instances()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:gameforge:fleet").values("sdxl").build())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        answer
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                (
+                    i.instance_id().unwrap().to_owned(),
+                    i.instance_type().unwrap().as_str().to_owned(),
+                    i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_owned(),
+                    i.instance_lifecycle().map(|l| l.as_str().to_owned()).unwrap_or_else(|| "on-demand".into()),
+                )
+            })
+            .collect()
+    }
+
+    pub fn create_fleet_calls(&self, region: &str) -> usize {
+        self.emulator
+            .faults()
+            .requests()
+            .iter()
+            .filter(|r| r.action.as_deref() == Some("CreateFleet") && r.region.as_deref() == Some(region))
+            .count()
+    }
+}
+
+pub fn journal(handled: &Handled) -> &executor::journal::Journal {
+    match handled {
+        Handled::Done(journal) => journal,
+        other => panic!("expected the job to be done, got {other:?}"),
+    }
+}
