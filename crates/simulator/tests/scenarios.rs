@@ -1,0 +1,140 @@
+//! The example scenarios in `infra/scenarios/`, played through the executor's own logic; their summaries are
+//! what the fleet is supposed to do.
+
+use std::path::PathBuf;
+
+use gameforge_simulator::{Summary, load, run};
+use serde_json::Value;
+
+fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/scenarios").join(name)
+}
+
+fn play(name: &str) -> (Summary, Vec<Value>) {
+    let loaded = load(&scenario(name)).unwrap();
+    let mut lines = Vec::new();
+    let summary = run(&loaded, |line| lines.push(line.clone()));
+    (summary, lines)
+}
+
+fn migrations(lines: &[Value]) -> Vec<(i64, String, String, String)> {
+    lines
+        .iter()
+        .filter(|l| l["event"] == "migrate")
+        .map(|l| {
+            (
+                l["t"].as_i64().unwrap(),
+                l["from"].as_str().unwrap().to_owned(),
+                l["to"].as_str().unwrap().to_owned(),
+                l["reason"]["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_fleet_ends_in_us_west_2_while_us_east_1_is_short() {
+    let (summary, lines) = play("us-east-1-shortage.json");
+    assert_eq!(summary.final_region, "us-west-2");
+    assert_eq!(summary.workers_by_region.keys().collect::<Vec<_>>(), vec!["us-west-2"]);
+    assert_eq!(summary.migrations, 1);
+    assert_eq!(migrations(&lines)[0].3, "exhausted");
+    assert!(summary.time_to_first_capacity_s.unwrap() <= 300.0, "{summary:?}");
+    assert!(summary.jobs_pending < 20, "the fleet keeps up: {summary:?}");
+    assert_eq!(summary.on_demand_share, 0.0, "spot was there in us-west-2");
+}
+
+#[test]
+fn the_fleet_returns_home_after_the_hysteresis_window_once_capacity_is_back() {
+    let (summary, lines) = play("shortage-then-recovery.json");
+    assert_eq!(summary.final_region, "us-east-1");
+    assert_eq!(summary.workers_by_region.keys().collect::<Vec<_>>(), vec!["us-east-1"]);
+    let moves = migrations(&lines);
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    let (left, _, west, _) = &moves[0];
+    assert_eq!(west, "us-west-2");
+    let (back, _, home, reason) = &moves[1];
+    assert_eq!((home.as_str(), reason.as_str()), ("us-east-1", "return_home"));
+    assert!(*back >= 90 * 60, "not before home capacity returned at 90 minutes: {back}");
+    assert!(*back >= left + 30 * 60, "not within the 30-minute hysteresis");
+    // The spot interruption in us-west-2 was handled: drained and replaced, its job not lost.
+    assert!(lines.iter().any(|l| l["event"] == "interruption" && l["ours"] == true));
+    assert_eq!(summary.interruptions, 1);
+    assert!(summary.jobs_pending < 20, "{summary:?}");
+}
+
+#[test]
+fn a_burst_scales_out_and_the_idle_fleet_scales_to_zero() {
+    let (summary, lines) = play("burst-then-idle.json");
+    assert!(summary.workers_by_region.is_empty(), "{summary:?}");
+    assert_eq!(summary.jobs_completed, 270, "6 jobs a minute for 45 minutes, all done");
+    assert_eq!(summary.jobs_pending, 0);
+    assert_eq!(summary.migrations, 0);
+    let peak = lines.iter().filter(|l| l["event"] == "scale").filter_map(|l| l["desired"].as_u64()).max().unwrap();
+    assert!(peak >= 2, "the burst needed more than one worker");
+}
+
+#[test]
+fn an_interruption_storm_moves_the_fleet_to_the_best_scored_region() {
+    let (summary, lines) = play("interruption-storm.json");
+    let moves = migrations(&lines);
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!((moves[0].2.as_str(), moves[0].3.as_str()), ("us-east-2", "interruption_rate"));
+    assert_eq!(summary.final_region, "us-east-2");
+    assert!(summary.interruptions >= 3);
+}
+
+#[test]
+fn spot_short_at_home_sends_the_fleet_where_spot_is() {
+    let (summary, _) = play("spot-shortage-home.json");
+    assert_eq!(summary.final_region, "us-west-2");
+    assert!(summary.on_demand_share <= 0.5, "{summary:?}");
+}
+
+#[test]
+fn a_scenario_plays_the_same_every_time() {
+    let (_, first) = play("shortage-then-recovery.json");
+    let (_, second) = play("shortage-then-recovery.json");
+    assert_eq!(first, second);
+}
+
+#[test]
+fn every_line_is_an_object_with_a_time_and_the_summary_comes_last() {
+    let (_, lines) = play("us-east-1-shortage.json");
+    let (last, rest) = lines.split_last().unwrap();
+    assert!(last.get("summary").is_some());
+    assert!(rest.iter().all(|l| l["t"].is_i64() && l["source"].is_string() && l["event"].is_string()), "{rest:?}");
+    for key in [
+        "workers_by_region",
+        "time_to_first_capacity_s",
+        "launch_calls",
+        "on_demand_share",
+        "migrations",
+        "jobs_completed",
+        "jobs_pending",
+    ] {
+        assert!(last["summary"].get(key).is_some(), "summary lacks {key}");
+    }
+}
+
+#[test]
+fn a_broken_scenario_is_refused_with_its_reason() {
+    let dir = std::env::temp_dir().join(format!("gameforge-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let missing = write("missing.json", r#"{"fleet": "nowhere.json", "duration": "1h"}"#);
+    assert!(load(&missing).unwrap_err().to_string().contains("nowhere.json"));
+    let fleet = std::fs::read_to_string(scenario("../fleet.json")).unwrap();
+    write("fleet.json", &fleet);
+    let both = write(
+        "both.json",
+        r#"{"fleet": "fleet.json", "duration": "1h", "events": [{"at": "1m", "file": "x.json", "interrupt": {"region": "us-east-1"}}]}"#,
+    );
+    assert!(load(&both).unwrap_err().to_string().contains("events[0]"));
+    let duration = write("duration.json", r#"{"fleet": "fleet.json", "duration": "an hour"}"#);
+    assert!(load(&duration).unwrap_err().to_string().contains("an hour"));
+}

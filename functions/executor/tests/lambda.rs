@@ -1,0 +1,76 @@
+//! The `executor` binary under a Lambda runtime API, fed by the control queue as AWS feeds it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use executor::aws::DynamoLedger;
+use executor::ports::LedgerStore;
+use gameforge_localaws::{LambdaHost, SqsEventSource, drain_queue};
+use support::rig;
+
+mod support;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_executor");
+
+async fn host(rig: &support::Rig) -> LambdaHost {
+    // Inline, as the variable allows: each test's stamps have their own subnets.
+    let fleet = serde_json::to_string(&rig.fleet).unwrap();
+    let mut env = rig.emulator.env();
+    env.extend(rig.deployment.executor_env(&fleet));
+    let host = LambdaHost::start(Path::new(BINARY), "executor", &env).unwrap();
+    host.wait_ready(Duration::from_secs(30)).await.unwrap();
+    host
+}
+
+async fn send(rig: &support::Rig, body: &str, dedup: &str) {
+    aws_sdk_sqs::Client::new(&rig.config)
+        .send_message()
+        .queue_url(&rig.deployment.control_queue_url)
+        .message_body(body)
+        .message_group_id("sdxl")
+        .message_deduplication_id(dedup)
+        .send()
+        .await
+        .unwrap();
+}
+
+const SCHEDULED: &str = r#"{"version":"0","id":"5e1f3c9a-0000-4000-8000-000000000001","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2026-11-27T10:00:00Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/gameforge-reconcile"],"detail":{}}"#;
+
+#[tokio::test]
+async fn the_schedule_reconciles_and_a_malformed_job_goes_to_the_dead_letter_queue() {
+    let rig = rig(&[("us-east-1", &["us-east-1a", "us-east-1b"], true)]).await;
+    let host = host(&rig).await;
+    rig.add_jobs(8).await;
+    send(&rig, "{\"version\": 1, \"control_id\": \"x\"}", "bad").await;
+    send(&rig, SCHEDULED, "tick").await;
+    let source = SqsEventSource::new(&rig.config, &rig.deployment.control_queue_url)
+        .await
+        .unwrap()
+        .wait(Duration::from_millis(200));
+    let stats = source.run_until(&host, |s| s.received >= 2).await.unwrap();
+    assert_eq!((stats.deleted, stats.failed), (2, 0), "{stats:?}");
+    assert_eq!(rig.instances("us-east-1").await.len(), 1, "the scheduled reconcile launched a worker");
+    let dead = drain_queue(&rig.config, &rig.deployment.control_dead_letter_url).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0].message_attributes().unwrap()["error_reason"].string_value().unwrap().to_owned();
+    assert!(reason.contains("fleet") || reason.contains("command"), "{reason}");
+    let decisions = host.logs_since(0).iter().filter(|l| l.contains("\"decision\"")).count();
+    assert!(decisions > 0, "decisions are logged as JSON");
+}
+
+#[tokio::test]
+async fn a_busy_fleet_fails_the_rest_of_the_batch_in_order() {
+    let rig = rig(&[("us-east-1", &["us-east-1a"], true)]).await;
+    let host = host(&rig).await;
+    // Another executor holds the fleet.
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&rig.config), &rig.deployment.ledger_table);
+    ledger.lock("sdxl", "someone-else", chrono::Utc::now(), Duration::from_secs(300)).await.unwrap();
+    send(&rig, SCHEDULED, "tick-1").await;
+    send(&rig, &SCHEDULED.replace("0001", "0002"), "tick-2").await;
+    let source = SqsEventSource::new(&rig.config, &rig.deployment.control_queue_url)
+        .await
+        .unwrap()
+        .wait(Duration::from_millis(200));
+    let stats = source.poll_once(&host).await.unwrap();
+    assert_eq!((stats.received, stats.failed, stats.deleted), (2, 2, 0), "{stats:?}");
+}
