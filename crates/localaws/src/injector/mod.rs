@@ -39,6 +39,8 @@ pub struct RequestRecord {
     pub status: u16,
     /// Answered by a rule rather than by the emulator.
     pub injected: bool,
+    /// When the request arrived.
+    pub received_at: std::time::Instant,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +123,7 @@ async fn handle(
     upstream_port: u16,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let received_at = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let info = request::RequestInfo::read(&parts, body.clone());
@@ -155,6 +158,7 @@ async fn handle(
         region: info.region,
         status: response.status().as_u16(),
         injected,
+        received_at,
     });
     response
 }
