@@ -5,6 +5,10 @@
 
 pub mod backoff;
 pub mod config;
+pub mod env;
 pub mod metrics;
+pub mod port;
 pub mod sqs_batch;
 pub mod telemetry;
+
+pub use port::PortError;

@@ -23,7 +23,7 @@ pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
 pub use queues::{drain_queue, queue_depth};
 pub use stack::{Deployment, deploy_stack, queue_url};
-pub use stamp::{Stamp, create_stamp};
+pub use stamp::create_stamp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

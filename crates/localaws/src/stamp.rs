@@ -1,40 +1,16 @@
 //! A region's worker stamp in the emulator, made the way the infrastructure makes it on AWS: a VPC with one
 //! subnet per zone, the worker launch template, the ECS cluster, task definition and service, and the model
-//! bucket with the weights' marker file.
+//! bucket with the weights' marker file. It is returned as the fleet configuration's stamp of the region.
 
 use std::collections::BTreeMap;
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_ecs::types::{ContainerDefinition, ResourceRequirement, ResourceType};
 
+use gameforge_contract::S3Uri;
+use gameforge_planner::config::RegionStamp;
+
 use crate::Error;
-
-/// What one region's stamp is called; the same names as `infra/fleet.json` uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamp {
-    pub region: String,
-    pub ecs_cluster: String,
-    pub ecs_service: String,
-    pub task_definition: String,
-    pub launch_template: String,
-    pub subnets: BTreeMap<String, String>,
-    pub model_location: String,
-}
-
-impl Stamp {
-    /// The stamp as the fleet configuration's `regions[]` entry.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "region": self.region,
-            "ecs_cluster": self.ecs_cluster,
-            "ecs_service": self.ecs_service,
-            "task_definition": self.task_definition,
-            "launch_template": self.launch_template,
-            "subnets": self.subnets,
-            "model_location": self.model_location,
-        })
-    }
-}
 
 fn fail(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Emulator(format!("stamp: {what}: {e}"))
@@ -42,7 +18,12 @@ fn fail(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// Creates a stamp in `region` with subnets in `zones`. With `with_model` false the model is missing, so the
 /// stamp is not ready.
-pub async fn create_stamp(base: &SdkConfig, region: &str, zones: &[&str], with_model: bool) -> Result<Stamp, Error> {
+pub async fn create_stamp(
+    base: &SdkConfig,
+    region: &str,
+    zones: &[&str],
+    with_model: bool,
+) -> Result<RegionStamp, Error> {
     let config = base.to_builder().region(Region::new(region.to_owned())).build();
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let vpc = ec2
@@ -136,13 +117,13 @@ pub async fn create_stamp(base: &SdkConfig, region: &str, zones: &[&str], with_m
             .await
             .map_err(|e| fail("PutObject", aws_sdk_s3::error::DisplayErrorContext(e)))?;
     }
-    Ok(Stamp {
+    Ok(RegionStamp {
         region: region.to_owned(),
         ecs_cluster,
         ecs_service,
         task_definition,
         launch_template,
         subnets,
-        model_location: format!("s3://{bucket}/{prefix}/"),
+        model_location: S3Uri::parse(&format!("s3://{bucket}/{prefix}/")).map_err(|e| fail("model location", e))?,
     })
 }

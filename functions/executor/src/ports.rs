@@ -18,18 +18,7 @@ use serde::Serialize;
 
 use crate::state::FleetState;
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation}: {reason}")]
-pub struct PortError {
-    pub operation: &'static str,
-    pub reason: String,
-}
-
-impl PortError {
-    pub fn new(operation: &'static str, reason: impl std::fmt::Display) -> Self {
-        Self { operation, reason: reason.to_string() }
-    }
-}
+pub use gameforge_aws::PortError;
 
 /// Time, and the randomness of backoff jitter (a seeded generator in the simulator, so runs repeat).
 pub trait Clock: Send + Sync {

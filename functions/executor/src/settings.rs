@@ -1,5 +1,6 @@
 //! The function's configuration, from its environment.
 
+use gameforge_aws::env::EnvReader;
 use gameforge_planner::FleetConfig;
 
 use crate::aws::Resources;
@@ -23,18 +24,13 @@ impl Settings {
 
     /// `GAMEFORGE_FLEET_CONFIG` is a path to the fleet file or the JSON itself.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let mut problems = Vec::new();
-        let mut required = |name: &str| {
-            lookup(name).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| {
-                problems.push(format!("{name} is missing"));
-                String::new()
-            })
-        };
-        let fleet_source = required("GAMEFORGE_FLEET_CONFIG");
-        let ledger_table = required("LEDGER_TABLE");
-        let job_queue_url = required("JOB_QUEUE_URL");
-        let retry_queue_url = required("RETRY_QUEUE_URL");
-        let control_dead_letter_url = required("CONTROL_DLQ_URL");
+        let mut env = EnvReader::new(lookup);
+        let fleet_source = env.required("GAMEFORGE_FLEET_CONFIG");
+        let ledger_table = env.required("LEDGER_TABLE");
+        let job_queue_url = env.required("JOB_QUEUE_URL");
+        let retry_queue_url = env.required("RETRY_QUEUE_URL");
+        let control_dead_letter_url = env.required("CONTROL_DLQ_URL");
+        let alert_bus = env.optional("ALERT_BUS").unwrap_or_else(|| "default".into());
         let fleet = if fleet_source.is_empty() {
             None
         } else {
@@ -43,26 +39,20 @@ impl Settings {
             } else {
                 std::fs::read(&fleet_source).map_err(|e| format!("GAMEFORGE_FLEET_CONFIG {fleet_source}: {e}"))
             };
-            match bytes.map(|b| FleetConfig::from_json(&b).map_err(|e| e.to_string())) {
-                Ok(Ok(fleet)) => Some(fleet),
-                Ok(Err(e)) | Err(e) => {
-                    problems.push(e);
+            match bytes.and_then(|b| FleetConfig::from_json(&b).map_err(|e| e.to_string())) {
+                Ok(fleet) => Some(fleet),
+                Err(problem) => {
+                    env.problem(problem);
                     None
                 }
             }
         };
-        match fleet {
-            Some(fleet) if problems.is_empty() => Ok(Self {
-                fleet,
-                resources: Resources {
-                    ledger_table,
-                    job_queue_url,
-                    retry_queue_url,
-                    alert_bus: lookup("ALERT_BUS").filter(|v| !v.is_empty()).unwrap_or_else(|| "default".into()),
-                },
-                control_dead_letter_url,
-            }),
-            _ => Err(SettingsError(problems)),
-        }
+        env.finish().map_err(SettingsError)?;
+        let fleet = fleet.ok_or_else(|| SettingsError(vec!["GAMEFORGE_FLEET_CONFIG is missing".into()]))?;
+        Ok(Self {
+            fleet,
+            resources: Resources { ledger_table, job_queue_url, retry_queue_url, alert_bus },
+            control_dead_letter_url,
+        })
     }
 }

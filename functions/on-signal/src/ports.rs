@@ -7,19 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gameforge_contract::ControlJob;
 
-/// Failures at the edges are transient by nature: the record is retried later.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation}: {reason}")]
-pub struct PortError {
-    pub operation: &'static str,
-    pub reason: String,
-}
-
-impl PortError {
-    pub fn new(operation: &'static str, reason: impl std::fmt::Display) -> Self {
-        Self { operation, reason: reason.to_string() }
-    }
-}
+pub use gameforge_aws::PortError;
 
 /// The outcome of trying to take an event for processing.
 #[derive(Debug, Clone, PartialEq, Eq)]

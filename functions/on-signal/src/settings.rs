@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use gameforge_aws::env::EnvReader;
+
 use crate::handler::HandlerConfig;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,35 +29,21 @@ impl Settings {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let mut problems = Vec::new();
-        let mut required = |name: &str| {
-            lookup(name).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| {
-                problems.push(name.to_owned());
-                String::new()
-            })
-        };
-        let signals_queue_url = required("SIGNALS_QUEUE_URL");
-        let signals_dead_letter_url = required("SIGNALS_DLQ_URL");
-        let control_queue_url = required("CONTROL_QUEUE_URL");
-        let dedup_table = required("SIGNAL_DEDUP_TABLE");
-        let seconds = |name: &str, default: u64, problems: &mut Vec<String>| match lookup(name) {
-            None => Duration::from_secs(default),
-            Some(v) => v.trim().parse().map(Duration::from_secs).unwrap_or_else(|_| {
-                problems.push(format!("{name} (not a number of seconds)"));
-                Duration::from_secs(default)
-            }),
-        };
-        let claim_lease = seconds("SIGNAL_CLAIM_LEASE_SECONDS", 30, &mut problems);
-        let dedup_retention = seconds("SIGNAL_DEDUP_RETENTION_SECONDS", 7 * 24 * 3600, &mut problems);
-        if !problems.is_empty() {
-            return Err(SettingsError(problems));
-        }
+        let mut env = EnvReader::new(lookup);
+        let signals_queue_url = env.required("SIGNALS_QUEUE_URL");
+        let signals_dead_letter_url = env.required("SIGNALS_DLQ_URL");
+        let control_queue_url = env.required("CONTROL_QUEUE_URL");
+        let dedup_table = env.required("SIGNAL_DEDUP_TABLE");
+        let claim_lease = env.seconds("SIGNAL_CLAIM_LEASE_SECONDS", 30);
+        let dedup_retention = env.seconds("SIGNAL_DEDUP_RETENTION_SECONDS", 7 * 24 * 3600);
+        let fleet = env.optional("GAMEFORGE_FLEET").unwrap_or_else(|| "sdxl".into());
+        env.finish().map_err(SettingsError)?;
         Ok(Self {
             signals_queue_url,
             signals_dead_letter_url,
             control_queue_url,
             dedup_table,
-            fleet: lookup("GAMEFORGE_FLEET").filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "sdxl".into()),
+            fleet,
             claim_lease,
             dedup_retention,
         })
@@ -73,7 +61,10 @@ mod tests {
     #[test]
     fn names_every_missing_variable() {
         let error = Settings::from_lookup(|name| (name == "CONTROL_QUEUE_URL").then(|| "http://q".into())).unwrap_err();
-        assert_eq!(error.0, vec!["SIGNALS_QUEUE_URL", "SIGNALS_DLQ_URL", "SIGNAL_DEDUP_TABLE"]);
+        assert_eq!(
+            error.0,
+            vec!["SIGNALS_QUEUE_URL is missing", "SIGNALS_DLQ_URL is missing", "SIGNAL_DEDUP_TABLE is missing"]
+        );
     }
 
     #[test]
@@ -99,6 +90,6 @@ mod tests {
             other => Some(format!("value-of-{other}")),
         })
         .unwrap_err();
-        assert_eq!(error.0, vec!["SIGNAL_CLAIM_LEASE_SECONDS (not a number of seconds)"]);
+        assert_eq!(error.0, vec!["SIGNAL_CLAIM_LEASE_SECONDS is not a number of seconds"]);
     }
 }

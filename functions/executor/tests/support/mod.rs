@@ -7,15 +7,16 @@ use chrono::{DateTime, Utc};
 use executor::aws::{AwsClock, AwsWorld, Resources};
 use executor::{Executor, Handled};
 use gameforge_contract::{CONTRACT_VERSION, ControlCommand, ControlJob};
-use gameforge_localaws::{Deployment, Emulator, Stamp, create_stamp};
+use gameforge_localaws::{Deployment, Emulator, create_stamp};
 use gameforge_planner::FleetConfig;
+use gameforge_planner::config::RegionStamp;
 use serde_json::json;
 
 pub struct Rig {
     pub emulator: Emulator,
     pub config: aws_config::SdkConfig,
     pub deployment: Deployment,
-    pub stamps: Vec<Stamp>,
+    pub stamps: Vec<RegionStamp>,
     pub fleet: FleetConfig,
     pub start: DateTime<Utc>,
     jobs_sent: std::sync::atomic::AtomicU32,
@@ -34,7 +35,7 @@ pub async fn rig(regions: &[(&str, &[&str], bool)]) -> Rig {
         json!({
             "fleet": "sdxl",
             "home_region": regions[0].0,
-            "regions": stamps.iter().map(Stamp::to_json).collect::<Vec<_>>(),
+            "regions": stamps,
             "instance_types": [
                 {"name": "g5.xlarge", "jobs_per_hour": 240, "on_demand_price_per_hour": 1.006},
                 {"name": "g4dn.xlarge", "jobs_per_hour": 90, "on_demand_price_per_hour": 0.526}
