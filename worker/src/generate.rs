@@ -1,0 +1,171 @@
+//! `sdxl-worker generate`.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use candle_core::{DType, Device};
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use sdxl_worker::image::RgbImage;
+use sdxl_worker::{GenerateRequest, LoadOptions, SchedulerKind, SdxlPipeline};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SchedulerArg {
+    Euler,
+    #[value(name = "euler_a")]
+    EulerA,
+    Ddim,
+}
+
+impl From<SchedulerArg> for SchedulerKind {
+    fn from(s: SchedulerArg) -> Self {
+        match s {
+            SchedulerArg::Euler => SchedulerKind::Euler,
+            SchedulerArg::EulerA => SchedulerKind::EulerAncestral,
+            SchedulerArg::Ddim => SchedulerKind::Ddim,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A diffusers-format SDXL folder.
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    prompt: String,
+    /// Without it, guidance uses zeros where the model asks for that (`force_zeros_for_empty_prompt`).
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// Defaults to the model's native size.
+    #[arg(long)]
+    width: Option<usize>,
+    #[arg(long)]
+    height: Option<usize>,
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Classifier-free guidance scale; 1 or less turns it off (SDXL-Turbo: 0 with 1–4 steps).
+    #[arg(long, default_value_t = 5.0)]
+    guidance: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Defaults to the scheduler the model folder names.
+    #[arg(long, value_enum)]
+    scheduler: Option<SchedulerArg>,
+    /// A safetensors file with a tensor named `latents`: the initial noise, before the scheduler's scaling.
+    #[arg(long)]
+    latents: Option<PathBuf>,
+    /// Defaults to f16 on a GPU and f32 on the CPU.
+    #[arg(long, value_enum)]
+    dtype: Option<DTypeArg>,
+    /// Run on the CPU even when a GPU is present.
+    #[arg(long)]
+    cpu: bool,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn device(cpu: bool) -> anyhow::Result<Device> {
+    if cpu {
+        return Ok(Device::Cpu);
+    }
+    Ok(Device::cuda_if_available(0)?)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let device = device(args.cpu)?;
+    let dtype = match args.dtype {
+        Some(DTypeArg::F32) => DType::F32,
+        Some(DTypeArg::F16) => DType::F16,
+        Some(DTypeArg::Bf16) => DType::BF16,
+        None if device.is_cpu() => DType::F32,
+        None => DType::F16,
+    };
+    let root = PathBuf::from(&args.model);
+    let pipeline = SdxlPipeline::load(&root, LoadOptions { device: device.clone(), dtype })
+        .with_context(|| format!("loading {}", args.model))?;
+    let latents = match &args.latents {
+        None => None,
+        Some(path) => {
+            let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)
+                .with_context(|| format!("reading {}", path.display()))?;
+            match tensors.remove("latents") {
+                Some(t) => Some(t),
+                None => bail!("{} has no tensor named `latents`", path.display()),
+            }
+        }
+    };
+    let size = pipeline.default_size();
+    let request = GenerateRequest {
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        width: args.width.unwrap_or(size),
+        height: args.height.unwrap_or(size),
+        steps: args.steps,
+        guidance: args.guidance,
+        seed: args.seed,
+        scheduler: args.scheduler.map(Into::into),
+        latents,
+    };
+    let bar = ProgressBar::new(request.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {elapsed} ({per_sec})")
+            .expect("the progress template is valid")
+            .progress_chars("=> "),
+    );
+    let generated = pipeline.generate(&request, &mut |p| {
+        bar.set_position(p.step as u64);
+        ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    if generated.dropped_tokens > 0 {
+        eprintln!(
+            "warning: the prompt is longer than 77 tokens; the last {} tokens were dropped, as the reference does",
+            generated.dropped_tokens
+        );
+    }
+    let image = RgbImage::from_tensor(&generated.image)?;
+    let parameters = serde_json::json!({
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "width": request.width,
+        "height": request.height,
+        "steps": request.steps,
+        "guidance": request.guidance,
+        "seed": request.seed,
+        "scheduler": generated.scheduler.name(),
+        "model": args.model,
+        "latents": args.latents.as_ref().map(|p| p.display().to_string()),
+        "dtype": format!("{dtype:?}").to_lowercase(),
+        "generator": concat!("sdxl-worker ", env!("CARGO_PKG_VERSION")),
+    });
+    let mut text: Vec<(String, String)> = vec![("parameters".into(), parameters.to_string())];
+    for key in ["prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "model"] {
+        match &parameters[key] {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) => text.push((key.into(), s.clone())),
+            other => text.push((key.into(), other.to_string())),
+        }
+    }
+    let png = image.to_png(&text)?;
+    std::fs::write(&args.out, png).with_context(|| format!("writing {}", args.out.display()))?;
+    let total: f64 = generated.timings.steps.iter().map(|d| d.as_secs_f64()).sum();
+    eprintln!(
+        "wrote {} ({}x{}, {} steps in {:.2}s, decode {:.2}s)",
+        args.out.display(),
+        request.width,
+        request.height,
+        request.steps,
+        total,
+        generated.timings.decode.as_secs_f64()
+    );
+    Ok(())
+}

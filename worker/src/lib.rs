@@ -1,0 +1,21 @@
+//! SDXL on candle, faithful to the reference diffusers pipeline, and the gameforge GPU worker built on it.
+//!
+//! The model code is pure: it reads a diffusers-format folder and turns a [`GenerateRequest`] into an image.
+//! Where the weights come from ([`source`]) and how jobs arrive live at the edges.
+
+pub mod architecture;
+pub mod config;
+pub mod error;
+pub mod image;
+pub mod noise;
+pub mod pipeline;
+pub mod scheduler;
+pub mod text_encoder;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;
+pub mod weights;
+
+pub use error::PipelineError;
+pub use pipeline::{GenerateRequest, Generated, LoadOptions, Progress, SdxlPipeline};
+pub use scheduler::SchedulerKind;

@@ -1,0 +1,392 @@
+//! The SDXL text-to-image pipeline, step for step as diffusers' `StableDiffusionXLPipeline` runs it.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::{ClipTextConfig, ModelIndex, UNetConfig, VaeConfig, read_json};
+use crate::error::PipelineError;
+use crate::noise::Noise;
+use crate::scheduler::{self, SchedulerConfig, SchedulerKind};
+use crate::text_encoder::ClipTextEncoder;
+use crate::tokenizer::ClipTokenizer;
+use crate::unet::{AddedConditioning, UNet};
+use crate::vae::Vae;
+use crate::weights;
+
+/// Where and in what precision the model runs.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    pub dtype: DType,
+}
+
+impl LoadOptions {
+    pub fn cpu() -> Self {
+        Self { device: Device::Cpu, dtype: DType::F32 }
+    }
+}
+
+/// One image to make.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub prompt: String,
+    /// `None` (unlike `Some("")`) lets a model with `force_zeros_for_empty_prompt` use zeros, as the reference.
+    pub negative_prompt: Option<String>,
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    /// Classifier-free guidance scale; 1 or less turns guidance off (SDXL-Turbo runs that way).
+    pub guidance: f64,
+    pub seed: u64,
+    /// `None`: the scheduler the model folder names.
+    pub scheduler: Option<SchedulerKind>,
+    /// Initial noise `(1, latent_channels, height / f, width / f)`, before the scheduler's scaling.
+    pub latents: Option<Tensor>,
+}
+
+impl GenerateRequest {
+    pub fn new(prompt: impl Into<String>) -> Self {
+        Self {
+            prompt: prompt.into(),
+            negative_prompt: None,
+            width: 1024,
+            height: 1024,
+            steps: 30,
+            guidance: 5.0,
+            seed: 0,
+            scheduler: None,
+            latents: None,
+        }
+    }
+}
+
+/// Reported after every denoising step; returning `Break` cancels the generation.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub step: usize,
+    pub total: usize,
+    pub elapsed: Duration,
+}
+
+/// Text conditioning for one generation, as the UNet consumes it.
+#[derive(Debug, Clone)]
+pub struct PromptEmbeddings {
+    /// `(1, 77, 2048)` for SDXL: both encoders' penultimate states side by side.
+    pub prompt: Tensor,
+    /// `(1, 1280)` for SDXL: the second encoder's projected pooled output.
+    pub pooled: Tensor,
+    pub negative: Option<(Tensor, Tensor)>,
+    /// Prompt tokens cut off by the 77-token limit (the larger of the two tokenizers' counts).
+    pub dropped_tokens: usize,
+}
+
+/// The image and what happened on the way.
+#[derive(Debug)]
+pub struct Generated {
+    /// `(1, 3, height, width)`, f32 in [0, 1].
+    pub image: Tensor,
+    pub scheduler: SchedulerKind,
+    pub dropped_tokens: usize,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub text: Duration,
+    pub steps: Vec<Duration>,
+    pub decode: Duration,
+}
+
+#[derive(Debug)]
+pub struct SdxlPipeline {
+    root: PathBuf,
+    tokenizer: ClipTokenizer,
+    tokenizer_2: ClipTokenizer,
+    text_encoder: ClipTextEncoder,
+    text_encoder_2: ClipTextEncoder,
+    unet: UNet,
+    vae: Vae,
+    scheduler_config: SchedulerConfig,
+    default_scheduler: SchedulerKind,
+    force_zeros_for_empty_prompt: bool,
+    /// The UNet halves the latent this many times minus one; sizes must survive it.
+    unet_levels: usize,
+    default_size: usize,
+    options: LoadOptions,
+}
+
+impl SdxlPipeline {
+    /// Loads every part of a diffusers-format SDXL folder; the text encoders stay loaded for every prompt.
+    pub fn load(root: &Path, options: LoadOptions) -> Result<Self, PipelineError> {
+        if !root.is_dir() {
+            return Err(PipelineError::io(
+                root,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such model folder"),
+            ));
+        }
+        let index: ModelIndex = read_json(&root.join("model_index.json"))?;
+        index.check()?;
+        let variant = matches!(options.dtype, DType::F16 | DType::BF16).then_some("fp16");
+        let component = |name: &str, stems: &[&str], dtype: DType| {
+            let dir = root.join(name);
+            let files = weights::find(&dir, stems, variant)?;
+            weights::var_builder(&files, dtype, &options.device)
+        };
+        let wrap = |part: &str| {
+            let dir = root.join(part);
+            move |e: PipelineError| match e {
+                PipelineError::Tensor(inner) => PipelineError::Weights { path: dir.clone(), reason: inner.to_string() },
+                other => other,
+            }
+        };
+        let dtype = options.dtype;
+        let te_config: ClipTextConfig = read_json(&root.join("text_encoder/config.json"))?;
+        let te2_config: ClipTextConfig = read_json(&root.join("text_encoder_2/config.json"))?;
+        let unet_config: UNetConfig = read_json(&root.join("unet/config.json"))?;
+        let vae_config: VaeConfig = read_json(&root.join("vae/config.json"))?;
+        let scheduler_config: SchedulerConfig = read_json(&root.join("scheduler/scheduler_config.json"))?;
+
+        let plan = unet_config.plan()?;
+        let pooled_dim = te2_config.projection_dim.unwrap_or(te2_config.hidden_size);
+        if plan.cross_attention_dim != te_config.hidden_size + te2_config.hidden_size {
+            return Err(PipelineError::Unsupported(format!(
+                "unet cross_attention_dim {} is not the two text encoders' widths {} + {}",
+                plan.cross_attention_dim, te_config.hidden_size, te2_config.hidden_size
+            )));
+        }
+        match plan.text_time {
+            Some(tt) if tt.input_dim == 6 * tt.time_embed_dim + pooled_dim => {}
+            Some(tt) => {
+                return Err(PipelineError::Unsupported(format!(
+                    "unet add_embedding takes {} values, but 6 size ids of {} plus a pooled embedding of {} make {}",
+                    tt.input_dim,
+                    tt.time_embed_dim,
+                    pooled_dim,
+                    6 * tt.time_embed_dim + pooled_dim
+                )));
+            }
+            None => return Err(PipelineError::Unsupported("unet without SDXL's text_time conditioning".into())),
+        }
+        let default_scheduler =
+            scheduler_config.class_name.as_deref().and_then(SchedulerKind::from_class).unwrap_or(SchedulerKind::Euler);
+
+        let tokenizer = ClipTokenizer::from_dir(&root.join("tokenizer"))?;
+        let tokenizer_2 = ClipTokenizer::from_dir(&root.join("tokenizer_2"))?;
+        let text_encoder = ClipTextEncoder::new(component("text_encoder", &["model"], dtype)?, &te_config, false)
+            .map_err(wrap("text_encoder"))?;
+        let text_encoder_2 = ClipTextEncoder::new(component("text_encoder_2", &["model"], dtype)?, &te2_config, true)
+            .map_err(wrap("text_encoder_2"))?;
+        let unet =
+            UNet::new(component("unet", &["diffusion_pytorch_model"], dtype)?, &unet_config).map_err(wrap("unet"))?;
+        // The stock SDXL VAE overflows in f16 (black images); like the reference, decode in f32 unless the
+        // config says the VAE is safe in half precision.
+        let vae_dtype = if dtype == DType::F16 && vae_config.force_upcast.unwrap_or(true) { DType::F32 } else { dtype };
+        let vae =
+            Vae::new(component("vae", &["diffusion_pytorch_model"], vae_dtype)?, &vae_config).map_err(wrap("vae"))?;
+        let default_size = unet_config.sample_size.unwrap_or(128) * vae.downscale();
+        Ok(Self {
+            root: root.to_path_buf(),
+            tokenizer,
+            tokenizer_2,
+            text_encoder,
+            text_encoder_2,
+            unet,
+            vae,
+            scheduler_config,
+            default_scheduler,
+            force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(true),
+            unet_levels: plan.down.len(),
+            default_size,
+            options,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn default_scheduler(&self) -> SchedulerKind {
+        self.default_scheduler
+    }
+
+    /// The resolution the model was trained at (1024 for SDXL base).
+    pub fn default_size(&self) -> usize {
+        self.default_size
+    }
+
+    /// Image sides must be multiples of this.
+    pub fn size_multiple(&self) -> usize {
+        self.vae.downscale()
+    }
+
+    /// Both tokenizers' ids for a prompt, as the reference pipeline feeds them to the encoders.
+    pub fn token_ids(&self, prompt: &str) -> (Vec<u32>, Vec<u32>) {
+        (self.tokenizer.encode(prompt).ids, self.tokenizer_2.encode(prompt).ids)
+    }
+
+    fn encode_one(&self, prompt: &str) -> Result<(Tensor, Tensor, usize), PipelineError> {
+        let first = self.tokenizer.encode(prompt);
+        let second = self.tokenizer_2.encode(prompt);
+        let a = self.text_encoder.encode(std::slice::from_ref(&first.ids))?;
+        let b = self.text_encoder_2.encode(std::slice::from_ref(&second.ids))?;
+        let pooled = b.pooled.expect("text_encoder_2 is built with its projection");
+        let embeds = Tensor::cat(&[&a.penultimate, &b.penultimate], 2)?;
+        Ok((embeds, pooled, first.dropped.max(second.dropped)))
+    }
+
+    /// The prompt's conditioning, and the negative prompt's when guidance is on.
+    pub fn encode_prompt(
+        &self,
+        prompt: &str,
+        negative: Option<&str>,
+        guided: bool,
+    ) -> Result<PromptEmbeddings, PipelineError> {
+        let (prompt_embeds, pooled, dropped) = self.encode_one(prompt)?;
+        let negative = if !guided {
+            None
+        } else {
+            match negative {
+                None if self.force_zeros_for_empty_prompt => Some((prompt_embeds.zeros_like()?, pooled.zeros_like()?)),
+                other => {
+                    let (n, np, _) = self.encode_one(other.unwrap_or(""))?;
+                    Some((n, np))
+                }
+            }
+        };
+        Ok(PromptEmbeddings { prompt: prompt_embeds, pooled, negative, dropped_tokens: dropped })
+    }
+
+    fn check(&self, request: &GenerateRequest) -> Result<(), PipelineError> {
+        let multiple = self.vae.downscale();
+        let smallest = multiple << self.unet_levels.saturating_sub(1);
+        for (name, side) in [("width", request.width), ("height", request.height)] {
+            if side == 0 || side % multiple != 0 {
+                return Err(PipelineError::InvalidRequest(format!(
+                    "{name} {side} is not a positive multiple of {multiple}"
+                )));
+            }
+            if side < smallest {
+                return Err(PipelineError::InvalidRequest(format!(
+                    "{name} {side} is below this model's minimum of {smallest}"
+                )));
+            }
+            if side > 4096 {
+                return Err(PipelineError::InvalidRequest(format!("{name} {side} is above 4096")));
+            }
+        }
+        if !request.guidance.is_finite() || request.guidance < 0.0 {
+            return Err(PipelineError::InvalidRequest(format!(
+                "guidance {} must be a finite number ≥ 0",
+                request.guidance
+            )));
+        }
+        if request.steps == 0 || request.steps > 1000 {
+            return Err(PipelineError::InvalidRequest(format!("steps {} must be between 1 and 1000", request.steps)));
+        }
+        Ok(())
+    }
+
+    /// The noise the generation starts from, before the scheduler's scaling.
+    fn initial_latents(&self, request: &GenerateRequest) -> Result<Tensor, PipelineError> {
+        let f = self.vae.downscale();
+        let shape = (1, self.vae.latent_channels(), request.height / f, request.width / f);
+        match &request.latents {
+            Some(latents) => {
+                if latents.dims() != [shape.0, shape.1, shape.2, shape.3] {
+                    return Err(PipelineError::InvalidRequest(format!(
+                        "latents have shape {:?}, this size needs {:?}",
+                        latents.dims(),
+                        [shape.0, shape.1, shape.2, shape.3]
+                    )));
+                }
+                Ok(latents.to_dtype(DType::F32)?.to_device(&self.options.device)?)
+            }
+            None => Ok(Noise::new(request.seed).sample(shape, &self.options.device)?),
+        }
+    }
+
+    /// Runs text encoding, the denoising loop and the VAE decode. `progress` is told of every step and may
+    /// cancel between steps.
+    pub fn generate(
+        &self,
+        request: &GenerateRequest,
+        progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Generated, PipelineError> {
+        self.check(request)?;
+        let guided = request.guidance > 1.0;
+        let kind = request.scheduler.unwrap_or(self.default_scheduler);
+        let mut scheduler = scheduler::build(kind, &self.scheduler_config, request.steps)?;
+        let mut timings = Timings::default();
+
+        let started = Instant::now();
+        let embeds = self.encode_prompt(&request.prompt, request.negative_prompt.as_deref(), guided)?;
+        let (context, text_embeds) = match &embeds.negative {
+            Some((negative, negative_pooled)) => {
+                (Tensor::cat(&[negative, &embeds.prompt], 0)?, Tensor::cat(&[negative_pooled, &embeds.pooled], 0)?)
+            }
+            None => (embeds.prompt.clone(), embeds.pooled.clone()),
+        };
+        let batch = context.dim(0)?;
+        let time_ids = self.time_ids(request, batch)?;
+        let added = AddedConditioning { text_embeds, time_ids };
+        self.options.device.synchronize()?;
+        timings.text = started.elapsed();
+
+        let mut noise = Noise::new(request.seed.wrapping_add(1));
+        let mut latents = (self.initial_latents(request)? * scheduler.init_noise_sigma())?;
+        let timesteps = scheduler.timesteps().to_vec();
+        let loop_start = Instant::now();
+        for (i, &t) in timesteps.iter().enumerate() {
+            let step_start = Instant::now();
+            let input = if guided { Tensor::cat(&[&latents, &latents], 0)? } else { latents.clone() };
+            let input = scheduler.scale_model_input(&input, i)?;
+            let output = self.unet.forward(&input, t, &context, Some(&added))?;
+            let prediction = if guided {
+                let uncond = output.narrow(0, 0, 1)?;
+                let cond = output.narrow(0, 1, 1)?;
+                (&uncond + ((cond - &uncond)? * request.guidance)?)?
+            } else {
+                output
+            };
+            latents = scheduler.step(&prediction, i, &latents, &mut noise)?;
+            // GPU work is asynchronous: wait for the step so its time and the progress report are true.
+            self.options.device.synchronize()?;
+            timings.steps.push(step_start.elapsed());
+            let report = Progress { step: i + 1, total: timesteps.len(), elapsed: loop_start.elapsed() };
+            if progress(report).is_break() {
+                return Err(PipelineError::Cancelled { completed_steps: i + 1, total_steps: timesteps.len() });
+            }
+        }
+        let decode_start = Instant::now();
+        let image = self.vae.decode(&latents)?;
+        self.options.device.synchronize()?;
+        timings.decode = decode_start.elapsed();
+        Ok(Generated { image, scheduler: kind, dropped_tokens: embeds.dropped_tokens, timings })
+    }
+
+    /// SDXL's micro-conditioning: original size, crop top-left, target size (no crop, both the request's size).
+    fn time_ids(&self, request: &GenerateRequest, batch: usize) -> Result<Tensor, PipelineError> {
+        let (h, w) = (request.height as f32, request.width as f32);
+        let row = [h, w, 0.0, 0.0, h, w];
+        let ids: Vec<f32> = (0..batch).flat_map(|_| row).collect();
+        Ok(Tensor::from_vec(ids, (batch, 6), &self.options.device)?)
+    }
+
+    /// One UNet evaluation, for tests and benchmarks that compare single forwards.
+    pub fn unet_forward(
+        &self,
+        sample: &Tensor,
+        timestep: f64,
+        context: &Tensor,
+        added: &AddedConditioning,
+    ) -> Result<Tensor, PipelineError> {
+        self.unet.forward(sample, timestep, context, Some(added))
+    }
+
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor, PipelineError> {
+        self.vae.decode(latents)
+    }
+}
