@@ -8,6 +8,7 @@ use candle_core::{DType, Device};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use sdxl_worker::image::RgbImage;
+use sdxl_worker::source::{ModelLocation, default_cache, fetch_s3};
 use sdxl_worker::{GenerateRequest, LoadOptions, SchedulerKind, SdxlPipeline};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -37,9 +38,12 @@ pub enum DTypeArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A diffusers-format SDXL folder.
+    /// A diffusers-format SDXL folder, or `s3://bucket/prefix` (copied into the model cache first).
     #[arg(long)]
     model: String,
+    /// Where S3 models are cached (default: `GAMEFORGE_MODEL_CACHE`, else `~/.cache/gameforge/models`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     #[arg(long)]
     prompt: String,
     /// Without it, guidance uses zeros where the model asks for that (`force_zeros_for_empty_prompt`).
@@ -89,7 +93,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None if device.is_cpu() => DType::F32,
         None => DType::F16,
     };
-    let root = PathBuf::from(&args.model);
+    let root = match ModelLocation::parse(&args.model)? {
+        ModelLocation::Local(path) => path,
+        ModelLocation::S3 { bucket, prefix } => {
+            let cache = args.cache_dir.clone().unwrap_or_else(default_cache);
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let config = gameforge_aws::config::load().await;
+                // Path-style addressing works against AWS and against endpoints without bucket subdomains.
+                let client = aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+                );
+                fetch_s3(&client, &bucket, &prefix, &cache).await
+            })?
+        }
+    };
     let pipeline = SdxlPipeline::load(&root, LoadOptions { device: device.clone(), dtype })
         .with_context(|| format!("loading {}", args.model))?;
     let latents = match &args.latents {
