@@ -820,6 +820,25 @@ def make_schedules(ref_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def make_vae_tiled(pipe: StableDiffusionXLPipeline, ref_dir: Path) -> None:
+    """diffusers' tiled VAE decode on tiny-sdxl-a with 32-pixel tiles (16 latents, 4 overlap), a latent of
+    3 × 4 tiles whose last row and column are partial, against the same latent decoded whole."""
+    vae = pipe.vae
+    latents = seeded_randn((1, 4, 40, 56), 4242)
+    with torch.no_grad():
+        whole = vae.decode(latents, return_dict=False)[0]
+        vae.enable_tiling()
+        vae.tile_sample_min_size = 32
+        vae.tile_latent_min_size = 16
+        tiled = vae.decode(latents, return_dict=False)[0]
+        vae.disable_tiling()
+    save_file(
+        {"latents": latents.contiguous(), "whole": whole.contiguous(), "tiled": tiled.contiguous()},
+        str(ref_dir / "vae-tiled-a.safetensors"),
+    )
+    print(f"vae tiled: {tuple(tiled.shape)}, max |tiled - whole| {float((tiled - whole).abs().max()):.4f}")
+
+
 def dir_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
@@ -871,6 +890,8 @@ def main() -> None:
             for case in all_cases:
                 if case["model"] == name:
                     results.append(run_case(pipe, base_cfg, case, ref_dir))
+            if name == "tiny-sdxl-a":
+                make_vae_tiled(pipe, ref_dir)
             del pipe
         with open(ref_dir / "cases.json", "w", encoding="utf-8") as f:
             f.write("[\n")

@@ -78,7 +78,10 @@ fn main() -> anyhow::Result<()> {
     let device = if o.cpu { Device::Cpu } else { Device::cuda_if_available(0)? };
     let dtype = o.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
     let load_start = Instant::now();
-    let pipeline = SdxlPipeline::load(&o.model, LoadOptions { device: device.clone(), dtype })?;
+    let pipeline = SdxlPipeline::load(
+        &o.model,
+        LoadOptions { device: device.clone(), dtype, vae_tiling: sdxl_worker::VaeTiling::Off },
+    )?;
     let load = load_start.elapsed();
     let size = pipeline.default_size();
     let mut request = GenerateRequest::new("a castle on a hill, golden hour, highly detailed");

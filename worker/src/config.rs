@@ -388,6 +388,8 @@ pub struct VaeConfig {
     pub mid_block_add_attention: Option<bool>,
     #[serde(default)]
     pub force_upcast: Option<bool>,
+    #[serde(default)]
+    pub sample_size: Option<usize>,
 }
 
 fn default_vae_layers() -> usize {

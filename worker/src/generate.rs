@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use sdxl_worker::image::RgbImage;
 use sdxl_worker::source::{ModelLocation, default_cache, fetch_s3};
-use sdxl_worker::{GenerateRequest, LoadOptions, SchedulerKind, SdxlPipeline};
+use sdxl_worker::{GenerateRequest, LoadOptions, SchedulerKind, SdxlPipeline, VaeTiling};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SchedulerArg {
@@ -70,6 +70,10 @@ pub struct Args {
     /// Defaults to f16 on a GPU and f32 on the CPU.
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
+    /// Decode the image in overlapping tiles (of PIXELS, default the VAE's own size: 1024 for SDXL) to save
+    /// memory on large images.
+    #[arg(long, value_name = "PIXELS", num_args = 0..=1, default_missing_value = "0")]
+    vae_tiling: Option<usize>,
     /// Run on the CPU even when a GPU is present.
     #[arg(long)]
     cpu: bool,
@@ -108,7 +112,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })?
         }
     };
-    let pipeline = SdxlPipeline::load(&root, LoadOptions { device: device.clone(), dtype })
+    let vae_tiling = match args.vae_tiling {
+        None => VaeTiling::Off,
+        Some(0) => VaeTiling::ModelDefault,
+        Some(p) => VaeTiling::Pixels(p),
+    };
+    let pipeline = SdxlPipeline::load(&root, LoadOptions { device: device.clone(), dtype, vae_tiling })
         .with_context(|| format!("loading {}", args.model))?;
     let latents = match &args.latents {
         None => None,

@@ -18,5 +18,5 @@ pub mod vae;
 pub mod weights;
 
 pub use error::PipelineError;
-pub use pipeline::{GenerateRequest, Generated, LoadOptions, Progress, SdxlPipeline};
+pub use pipeline::{GenerateRequest, Generated, LoadOptions, Progress, SdxlPipeline, VaeTiling};
 pub use scheduler::SchedulerKind;

@@ -21,12 +21,22 @@ use crate::weights;
 pub struct LoadOptions {
     pub device: Device,
     pub dtype: DType,
+    pub vae_tiling: VaeTiling,
 }
 
 impl LoadOptions {
     pub fn cpu() -> Self {
-        Self { device: Device::Cpu, dtype: DType::F32 }
+        Self { device: Device::Cpu, dtype: DType::F32, vae_tiling: VaeTiling::Off }
     }
+}
+
+/// Whether the VAE decodes large images in overlapping tiles (less memory, very slightly different pixels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VaeTiling {
+    Off,
+    /// Tiles of the VAE config's `sample_size` (1024 pixels for SDXL), as the reference's `enable_vae_tiling`.
+    ModelDefault,
+    Pixels(usize),
 }
 
 /// One image to make.
@@ -184,8 +194,13 @@ impl SdxlPipeline {
         // The stock SDXL VAE overflows in f16 (black images); like the reference, decode in f32 unless the
         // config says the VAE is safe in half precision.
         let vae_dtype = if dtype == DType::F16 && vae_config.force_upcast.unwrap_or(true) { DType::F32 } else { dtype };
-        let vae =
+        let mut vae =
             Vae::new(component("vae", &["diffusion_pytorch_model"], vae_dtype)?, &vae_config).map_err(wrap("vae"))?;
+        match options.vae_tiling {
+            VaeTiling::Off => {}
+            VaeTiling::ModelDefault => vae.set_tiling(Some(vae.default_tile()))?,
+            VaeTiling::Pixels(p) => vae.set_tiling(Some(p))?,
+        }
         let default_size = unet_config.sample_size.unwrap_or(128) * vae.downscale();
         Ok(Self {
             root: root.to_path_buf(),
@@ -388,5 +403,10 @@ impl SdxlPipeline {
 
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor, PipelineError> {
         self.vae.decode(latents)
+    }
+
+    /// The VAE decoder alone, as the reference's `vae.decode(latents)`.
+    pub fn decode_unscaled(&self, latents: &Tensor) -> Result<Tensor, PipelineError> {
+        self.vae.decode_unscaled(latents)
     }
 }
