@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use sdxl_worker::image::RgbImage;
-use sdxl_worker::source::{ModelLocation, default_cache, fetch_s3};
+use sdxl_worker::source::{Hub, ModelLocation, S3, default_cache, fetch};
 use sdxl_worker::{GenerateRequest, LoadOptions, SchedulerKind, SdxlPipeline, VaeTiling};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -38,7 +38,8 @@ pub enum DTypeArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A diffusers-format SDXL folder, or `s3://bucket/prefix` (copied into the model cache first).
+    /// A diffusers-format SDXL folder, `s3://bucket/prefix`, or a Hugging Face Hub repo (`owner/name`,
+    /// `hf://owner/name@revision`); remote models are copied into the model cache first.
     #[arg(long)]
     model: String,
     /// Where S3 models are cached (default: `GAMEFORGE_MODEL_CACHE`, else `~/.cache/gameforge/models`).
@@ -88,6 +89,32 @@ fn device(cpu: bool) -> anyhow::Result<Device> {
     Ok(Device::cuda_if_available(0)?)
 }
 
+/// The local folder of a model argument, downloading a remote one into the cache first.
+pub fn resolve(model: &str, cache: Option<PathBuf>, dtype: DType) -> anyhow::Result<PathBuf> {
+    let location = ModelLocation::parse(model)?;
+    if let ModelLocation::Local(path) = location {
+        return Ok(path);
+    }
+    let cache = cache.unwrap_or_else(default_cache);
+    let variant = matches!(dtype, DType::F16 | DType::BF16).then_some("fp16");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let folder = runtime.block_on(async {
+        match location {
+            ModelLocation::S3 { bucket, prefix } => {
+                let config = gameforge_aws::config::load().await;
+                // Path-style addressing works against AWS and against endpoints without bucket subdomains.
+                let client = aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+                );
+                fetch(&S3::new(client, bucket, prefix), &cache, variant).await
+            }
+            ModelLocation::Hub { repo, revision } => fetch(&Hub::from_env(repo, revision)?, &cache, variant).await,
+            ModelLocation::Local(_) => unreachable!("handled above"),
+        }
+    })?;
+    Ok(folder)
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let device = device(args.cpu)?;
     let dtype = match args.dtype {
@@ -97,21 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None if device.is_cpu() => DType::F32,
         None => DType::F16,
     };
-    let root = match ModelLocation::parse(&args.model)? {
-        ModelLocation::Local(path) => path,
-        ModelLocation::S3 { bucket, prefix } => {
-            let cache = args.cache_dir.clone().unwrap_or_else(default_cache);
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let config = gameforge_aws::config::load().await;
-                // Path-style addressing works against AWS and against endpoints without bucket subdomains.
-                let client = aws_sdk_s3::Client::from_conf(
-                    aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
-                );
-                fetch_s3(&client, &bucket, &prefix, &cache).await
-            })?
-        }
-    };
+    let root = resolve(&args.model, args.cache_dir.clone(), dtype)?;
     let vae_tiling = match args.vae_tiling {
         None => VaeTiling::Off,
         Some(0) => VaeTiling::ModelDefault,

@@ -1,11 +1,15 @@
-//! Where a model folder comes from: a local path, or `s3://bucket/prefix` copied once into a local cache that
-//! later starts reuse while the bucket's objects are unchanged.
+//! Where a model folder comes from: a local path, `s3://bucket/prefix`, or a Hugging Face Hub repo. Remote
+//! folders are copied once into a local cache, only the files a pipeline needs (the components
+//! `model_index.json` names, one weight variant each), and reused while the remote files are unchanged.
+
+mod hub;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use aws_sdk_s3::Client;
-use tokio::io::AsyncWriteExt;
+pub use hub::Hub;
+pub use s3::S3;
 
 use crate::error::PipelineError;
 
@@ -14,124 +18,221 @@ use crate::error::PipelineError;
 pub enum ModelLocation {
     Local(PathBuf),
     S3 { bucket: String, prefix: String },
+    Hub { repo: String, revision: String },
 }
 
 impl ModelLocation {
+    /// `s3://bucket/prefix`, `hf://owner/name[@revision]`, a bare `owner/name` that is not a local folder, or a
+    /// local folder.
     pub fn parse(uri: &str) -> Result<Self, PipelineError> {
+        let fail = |reason: &str| PipelineError::Source { source_uri: uri.into(), reason: reason.into() };
         if let Some(rest) = uri.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let prefix = prefix.trim_matches('/');
             if bucket.is_empty() || prefix.is_empty() {
-                return Err(PipelineError::Source {
-                    source_uri: uri.into(),
-                    reason: "an S3 model is s3://bucket/prefix, the prefix holding model_index.json".into(),
-                });
+                return Err(fail("an S3 model is s3://bucket/prefix, the prefix holding model_index.json"));
             }
             return Ok(ModelLocation::S3 { bucket: bucket.into(), prefix: prefix.into() });
         }
+        if let Some(rest) = uri.strip_prefix("hf://") {
+            let (repo, revision) = rest.split_once('@').unwrap_or((rest, "main"));
+            if !is_repo_id(repo) || revision.is_empty() {
+                return Err(fail("a Hub model is hf://owner/name or hf://owner/name@revision"));
+            }
+            return Ok(ModelLocation::Hub { repo: repo.into(), revision: revision.into() });
+        }
         if uri.contains("://") {
-            return Err(PipelineError::Source {
-                source_uri: uri.into(),
-                reason: "only local folders and s3:// locations are supported (a Hugging Face Hub repo must be \
-                         downloaded first, or copied to S3)"
-                    .into(),
-            });
+            return Err(fail("models come from a local folder, s3://bucket/prefix or hf://owner/name"));
+        }
+        if !Path::new(uri).exists() && is_repo_id(uri) {
+            return Ok(ModelLocation::Hub { repo: uri.into(), revision: "main".into() });
         }
         Ok(ModelLocation::Local(PathBuf::from(uri)))
     }
+}
 
-    pub fn is_remote(&self) -> bool {
-        !matches!(self, ModelLocation::Local(_))
+fn is_repo_id(s: &str) -> bool {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(s.split_once('/'), Some((owner, name)) if ok(owner) && ok(name))
+}
+
+/// One file of a remote model folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// Path inside the folder, `/`-separated.
+    pub path: String,
+    /// Changes whenever the content does (an S3 ETag, a Hub commit).
+    pub version: String,
+}
+
+/// A remote model folder.
+#[allow(async_fn_in_trait)]
+pub trait Remote {
+    /// For messages: `s3://…`, `hf://…`.
+    fn uri(&self) -> String;
+    /// Where its copy lives inside the cache.
+    fn cache_folder(&self, cache: &Path) -> PathBuf;
+    async fn list(&self) -> Result<Vec<RemoteFile>, PipelineError>;
+    /// Writes the file to `dest`; returns the bytes written.
+    async fn download(&self, file: &RemoteFile, dest: &Path) -> Result<u64, PipelineError>;
+}
+
+/// A path inside the folder, refused when it would land outside the cache.
+fn safe_relative(path: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(path);
+    let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
+    (plain && !path.is_empty()).then_some(p)
+}
+
+/// The weight variant in a file name: `model.fp16.safetensors`, `model.fp16-00001-of-00002.safetensors` → fp16.
+fn variant_of(file_name: &str) -> Option<&str> {
+    let stem = file_name.strip_suffix(".safetensors")?;
+    strip_shard_suffix(stem).rsplit_once('.').map(|(_, v)| v)
+}
+
+/// `name-00001-of-00003` → `name`.
+fn strip_shard_suffix(stem: &str) -> &str {
+    const LEN: usize = "-00001-of-00003".len();
+    let Some(split) = stem.len().checked_sub(LEN) else { return stem };
+    let Some(tail) = stem.get(split..) else { return stem };
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    match tail.strip_prefix('-').and_then(|t| t.split_once("-of-")) {
+        Some((a, b)) if digits(a) && digits(b) => &stem[..split],
+        _ => stem,
     }
 }
 
-/// The files a pipeline folder needs; other weight formats (`.bin`, `.ckpt`, `.onnx`, …) are never fetched.
-fn wanted(relative: &str) -> bool {
-    [".json", ".txt", ".safetensors"].iter().any(|ext| relative.ends_with(ext))
+/// The files of a listing a pipeline needs: `model_index.json`, and in each component folder it names, the
+/// configs, tokenizer files and one weight variant (the preferred one where present, else the plain files,
+/// else whatever variant exists). Root checkpoints, other formats and nested folders are left behind.
+pub fn select(paths: &[String], components: &[String], prefer_variant: Option<&str>) -> Vec<String> {
+    let mut out = vec![];
+    if paths.iter().any(|p| p == "model_index.json") {
+        out.push("model_index.json".to_string());
+    }
+    for component in components {
+        let inside: Vec<&str> = paths
+            .iter()
+            .filter_map(|p| p.strip_prefix(component.as_str())?.strip_prefix('/'))
+            .filter(|rest| !rest.contains('/'))
+            .collect();
+        for name in &inside {
+            if name.ends_with(".json") || name.ends_with(".txt") {
+                out.push(format!("{component}/{name}"));
+            }
+        }
+        let weights: Vec<&str> = inside.iter().copied().filter(|n| n.ends_with(".safetensors")).collect();
+        let with = |v: Option<&str>| weights.iter().copied().filter(|n| variant_of(n) == v).collect::<Vec<_>>();
+        let mut chosen = with(prefer_variant);
+        if chosen.is_empty() {
+            chosen = with(None);
+        }
+        if chosen.is_empty() {
+            chosen = weights.clone();
+        }
+        out.extend(chosen.into_iter().map(|n| format!("{component}/{n}")));
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
-/// A key's path below the prefix, refused when it would land outside the cache folder.
-fn relative_path(key: &str, prefix: &str) -> Option<PathBuf> {
-    let rest = key.strip_prefix(prefix)?.strip_prefix('/')?;
-    let path = PathBuf::from(rest);
-    let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
-    (plain && !rest.is_empty()).then_some(path)
+/// The component folders `model_index.json` names (`"unet": ["diffusers", "UNet2DConditionModel"]`).
+fn components(model_index: &Path) -> Result<Vec<String>, PipelineError> {
+    let bytes = std::fs::read(model_index).map_err(|e| PipelineError::io(model_index, e))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| PipelineError::Config { path: model_index.to_path_buf(), reason: e.to_string() })?;
+    let map = value
+        .as_object()
+        .ok_or_else(|| PipelineError::Config { path: model_index.to_path_buf(), reason: "not a JSON object".into() })?;
+    Ok(map
+        .iter()
+        .filter(|(k, v)| {
+            !k.starts_with('_') && v.as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|x| x.is_string()))
+        })
+        .map(|(k, _)| k.clone())
+        .filter(|k| safe_relative(k).is_some())
+        .collect())
 }
 
 const MANIFEST: &str = ".gameforge-manifest.json";
 
-/// Copies `s3://bucket/prefix/` into `cache/s3/bucket/prefix/`, unless a complete copy of the same objects (by
-/// ETag) is already there, and returns the folder. A partial download never replaces a complete one.
-pub async fn fetch_s3(client: &Client, bucket: &str, prefix: &str, cache: &Path) -> Result<PathBuf, PipelineError> {
-    let uri = format!("s3://{bucket}/{prefix}");
+/// Brings the remote folder into the cache (or finds it there, unchanged) and returns the local folder. A
+/// partial download never replaces a complete copy.
+pub async fn fetch<R: Remote>(
+    remote: &R,
+    cache: &Path,
+    prefer_variant: Option<&str>,
+) -> Result<PathBuf, PipelineError> {
+    let uri = remote.uri();
     let fail = |reason: String| PipelineError::Source { source_uri: uri.clone(), reason };
-    let mut objects = BTreeMap::new();
-    let mut pages = client.list_objects_v2().bucket(bucket).prefix(format!("{prefix}/")).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| fail(format!("listing: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
-        for object in page.contents() {
-            let Some(key) = object.key() else { continue };
-            let Some(relative) = relative_path(key, prefix) else { continue };
-            if wanted(key) {
-                objects.insert(relative, (key.to_string(), object.e_tag().unwrap_or_default().to_string()));
-            }
-        }
-    }
-    if !objects.keys().any(|p| p == Path::new("model_index.json")) {
-        return Err(fail("no model_index.json under the prefix".into()));
-    }
-    let dest = cache.join("s3").join(bucket).join(prefix);
-    let manifest: BTreeMap<String, String> =
-        objects.iter().map(|(path, (_, etag))| (path.to_string_lossy().into_owned(), etag.clone())).collect();
-    let manifest_text = serde_json::to_string_pretty(&manifest).expect("a map of strings serialises");
-    if std::fs::read_to_string(dest.join(MANIFEST)).is_ok_and(|text| text == manifest_text) {
-        tracing::info!(%uri, folder = %dest.display(), "model cache is current");
-        return Ok(dest);
-    }
-    let parent = dest.parent().expect("the cache folder has a parent");
-    std::fs::create_dir_all(parent).map_err(|e| PipelineError::io(parent, e))?;
-    let partial = parent.join(format!(
-        ".{}.partial-{}",
-        dest.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    let listing: BTreeMap<String, RemoteFile> = remote
+        .list()
+        .await?
+        .into_iter()
+        .filter(|f| safe_relative(&f.path).is_some())
+        .map(|f| (f.path.clone(), f))
+        .collect();
+    let index = listing.get("model_index.json").ok_or_else(|| fail("no model_index.json there".into()))?.clone();
+    let dest = remote.cache_folder(cache);
+    let previous: BTreeMap<String, String> = std::fs::read(dest.join(MANIFEST))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let parent = dest.parent().expect("the cache folder has a parent").to_path_buf();
+    std::fs::create_dir_all(&parent).map_err(|e| PipelineError::io(&parent, e))?;
+    let name = dest.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let partial = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(|e| PipelineError::io(&partial, e))?;
     }
+    std::fs::create_dir_all(&partial).map_err(|e| PipelineError::io(&partial, e))?;
+    // The index decides what else is needed; an unchanged one is read from the cache, not fetched.
+    let index_path = if previous.get("model_index.json") == Some(&index.version) {
+        dest.join("model_index.json")
+    } else {
+        let path = partial.join("model_index.json");
+        remote.download(&index, &path).await?;
+        path
+    };
+    let paths: Vec<String> = listing.keys().cloned().collect();
+    let wanted = select(&paths, &components(&index_path)?, prefer_variant);
+    let manifest: BTreeMap<String, String> = wanted.iter().map(|p| (p.clone(), listing[p].version.clone())).collect();
+    if manifest == previous {
+        std::fs::remove_dir_all(&partial).map_err(|e| PipelineError::io(&partial, e))?;
+        tracing::info!(%uri, folder = %dest.display(), "model cache is current");
+        return Ok(dest);
+    }
     let started = std::time::Instant::now();
     let mut bytes = 0u64;
-    for (relative, (key, _)) in &objects {
-        let target = partial.join(relative);
+    for path in &wanted {
+        let target = partial.join(safe_relative(path).expect("listing was filtered"));
+        if target.exists() {
+            continue;
+        }
         let dir = target.parent().expect("a file path has a parent");
         std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
-        let object = client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| fail(format!("{key}: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
-        let mut file = tokio::fs::File::create(&target).await.map_err(|e| PipelineError::io(&target, e))?;
-        let mut body = object.body;
-        while let Some(chunk) = body.try_next().await.map_err(|e| fail(format!("{key}: {e}")))? {
-            bytes += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(|e| PipelineError::io(&target, e))?;
+        // An unchanged file is linked from the previous copy: a changed config does not cost 7 GB of weights.
+        let cached = dest.join(safe_relative(path).expect("listing was filtered"));
+        if previous.get(path) == Some(&manifest[path]) && std::fs::hard_link(&cached, &target).is_ok() {
+            continue;
         }
-        file.flush().await.map_err(|e| PipelineError::io(&target, e))?;
+        bytes += remote.download(&listing[path], &target).await?;
     }
-    std::fs::write(partial.join(MANIFEST), &manifest_text).map_err(|e| PipelineError::io(&partial, e))?;
+    let text = serde_json::to_string_pretty(&manifest).expect("a map of strings serialises");
+    std::fs::write(partial.join(MANIFEST), text).map_err(|e| PipelineError::io(&partial, e))?;
     // Swap the complete copy in; a reader of the old copy keeps its open files (mapped weights stay valid).
     if dest.exists() {
-        let old = parent.join(format!(
-            ".{}.old-{}",
-            dest.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
         std::fs::rename(&dest, &old).map_err(|e| PipelineError::io(&dest, e))?;
         std::fs::remove_dir_all(&old).map_err(|e| PipelineError::io(&old, e))?;
     }
     std::fs::rename(&partial, &dest).map_err(|e| PipelineError::io(&dest, e))?;
-    tracing::info!(%uri, folder = %dest.display(), files = objects.len(), bytes, seconds = started.elapsed().as_secs_f64(), "model downloaded");
+    tracing::info!(%uri, folder = %dest.display(), files = wanted.len(), bytes, seconds = started.elapsed().as_secs_f64(), "model downloaded");
     Ok(dest)
 }
 
@@ -158,18 +259,79 @@ mod tests {
             ModelLocation::parse("s3://models/sdxl/base/").unwrap(),
             ModelLocation::S3 { bucket: "models".into(), prefix: "sdxl/base".into() }
         );
+        assert_eq!(
+            ModelLocation::parse("hf://stabilityai/sdxl-turbo@v1.0").unwrap(),
+            ModelLocation::Hub { repo: "stabilityai/sdxl-turbo".into(), revision: "v1.0".into() }
+        );
+        assert_eq!(
+            ModelLocation::parse("stabilityai/stable-diffusion-xl-base-1.0").unwrap(),
+            ModelLocation::Hub { repo: "stabilityai/stable-diffusion-xl-base-1.0".into(), revision: "main".into() }
+        );
         assert_eq!(ModelLocation::parse("/srv/sdxl").unwrap(), ModelLocation::Local("/srv/sdxl".into()));
         assert!(ModelLocation::parse("s3://models").is_err());
-        assert!(ModelLocation::parse("hf://stabilityai/sdxl").is_err());
+        assert!(ModelLocation::parse("hf://just-a-name").is_err());
+        assert!(ModelLocation::parse("gs://bucket/x").is_err());
     }
 
     #[test]
-    fn keys_stay_inside_the_cache() {
-        assert_eq!(relative_path("p/unet/config.json", "p"), Some(PathBuf::from("unet/config.json")));
-        assert_eq!(relative_path("p/../etc/passwd", "p"), None);
-        assert_eq!(relative_path("prefix-other/x.json", "prefix"), None);
-        assert_eq!(relative_path("p/", "p"), None);
-        assert!(wanted("unet/diffusion_pytorch_model.fp16.safetensors"));
-        assert!(!wanted("unet/diffusion_pytorch_model.bin"));
+    fn variants_are_read_from_file_names() {
+        assert_eq!(variant_of("model.fp16.safetensors"), Some("fp16"));
+        assert_eq!(variant_of("diffusion_pytorch_model.fp16-00001-of-00003.safetensors"), Some("fp16"));
+        assert_eq!(variant_of("diffusion_pytorch_model-00001-of-00003.safetensors"), None);
+        assert_eq!(variant_of("model.safetensors"), None);
+        assert_eq!(variant_of("config.json"), None);
+    }
+
+    #[test]
+    fn selection_keeps_one_variant_of_the_named_components() {
+        let listing: Vec<String> = [
+            "model_index.json",
+            "sd_xl_base_1.0.safetensors",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.bin",
+            "unet/openvino_model.xml",
+            "vae/config.json",
+            "vae/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+            "vae/diffusion_pytorch_model.fp16-00002-of-00002.safetensors",
+            "vae/diffusion_pytorch_model.safetensors.index.fp16.json",
+            "vae_1_0/diffusion_pytorch_model.safetensors",
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+            "text_encoder/onnx/model.onnx",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let components: Vec<String> =
+            ["unet", "vae", "tokenizer", "text_encoder"].iter().map(|s| s.to_string()).collect();
+        let plain = select(&listing, &components, None);
+        assert_eq!(
+            plain,
+            vec![
+                "model_index.json",
+                "tokenizer/merges.txt",
+                "tokenizer/vocab.json",
+                "unet/config.json",
+                "unet/diffusion_pytorch_model.safetensors",
+                "vae/config.json",
+                // No plain VAE weights: the fp16 shards are all there is.
+                "vae/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+                "vae/diffusion_pytorch_model.fp16-00002-of-00002.safetensors",
+                "vae/diffusion_pytorch_model.safetensors.index.fp16.json",
+            ]
+        );
+        let half = select(&listing, &components, Some("fp16"));
+        assert!(half.contains(&"unet/diffusion_pytorch_model.fp16.safetensors".to_string()));
+        assert!(!half.contains(&"unet/diffusion_pytorch_model.safetensors".to_string()));
+    }
+
+    #[test]
+    fn paths_stay_inside_the_cache() {
+        assert!(safe_relative("unet/config.json").is_some());
+        assert!(safe_relative("../etc/passwd").is_none());
+        assert!(safe_relative("/etc/passwd").is_none());
+        assert!(safe_relative("").is_none());
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
 use gameforge_localaws::{AwsError, Emulator, Rule};
-use sdxl_worker::source::fetch_s3;
+use sdxl_worker::source::{S3, fetch};
 use sdxl_worker::{LoadOptions, SdxlPipeline};
 
 fn tiny() -> PathBuf {
@@ -64,7 +64,7 @@ async fn an_s3_model_is_cached_reused_refreshed_and_loads() {
 
     // One throttled download on the way: the SDK's retries absorb it.
     let slow = emulator.faults().add(Rule::for_service("s3").action("GetObject").times(1).throttle());
-    let folder = fetch_s3(&client, "models", "sdxl/tiny-b", cache.path()).await.unwrap();
+    let folder = fetch(&S3::new(client.clone(), "models", "sdxl/tiny-b"), cache.path(), None).await.unwrap();
     assert_eq!(slow.hits(), 1);
     assert_eq!(folder, cache.path().join("s3/models/sdxl/tiny-b"));
     assert_eq!(gets(&emulator), count, "every wanted file once");
@@ -77,11 +77,11 @@ async fn an_s3_model_is_cached_reused_refreshed_and_loads() {
     let broken = emulator
         .faults()
         .add(Rule::for_service("s3").action("ListObjectsV2").times(1).fail(AwsError::internal_error()));
-    let again = fetch_s3(&client, "models", "sdxl/tiny-b", cache.path()).await.unwrap();
+    let again = fetch(&S3::new(client.clone(), "models", "sdxl/tiny-b"), cache.path(), None).await.unwrap();
     assert_eq!(gets(&emulator), count);
     assert_eq!(broken.hits(), 1);
 
-    // One object changed: a fresh complete copy replaces the old one.
+    // One object changed: a fresh complete copy replaces the old one, fetching only what changed.
     client
         .put_object()
         .bucket("models")
@@ -90,9 +90,9 @@ async fn an_s3_model_is_cached_reused_refreshed_and_loads() {
         .send()
         .await
         .unwrap();
-    let refreshed = fetch_s3(&client, "models", "sdxl/tiny-b", cache.path()).await.unwrap();
+    let refreshed = fetch(&S3::new(client.clone(), "models", "sdxl/tiny-b"), cache.path(), None).await.unwrap();
     assert_eq!(refreshed, again);
-    assert_eq!(gets(&emulator), 2 * count);
+    assert_eq!(gets(&emulator), count + 1);
     let text = std::fs::read_to_string(refreshed.join("scheduler/scheduler_config.json")).unwrap();
     assert!(text.contains("DDIMScheduler"));
     let leftovers: Vec<_> = std::fs::read_dir(refreshed.parent().unwrap())
@@ -102,8 +102,12 @@ async fn an_s3_model_is_cached_reused_refreshed_and_loads() {
     assert_eq!(leftovers, vec!["tiny-b".to_string()], "no partial or old copies left behind");
 
     // A prefix without a model, and a bucket that does not exist.
-    let err = fetch_s3(&client, "models", "sdxl/nothing", cache.path()).await.unwrap_err().to_string();
+    let err =
+        fetch(&S3::new(client.clone(), "models", "sdxl/nothing"), cache.path(), None).await.unwrap_err().to_string();
     assert!(err.contains("no model_index.json"), "{err}");
-    let err = fetch_s3(&client, "absent-bucket", "sdxl/tiny-b", cache.path()).await.unwrap_err().to_string();
+    let err = fetch(&S3::new(client.clone(), "absent-bucket", "sdxl/tiny-b"), cache.path(), None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("s3://absent-bucket/sdxl/tiny-b") && err.contains("NoSuchBucket"), "{err}");
 }

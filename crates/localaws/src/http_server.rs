@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 #[derive(Debug)]
-pub(crate) struct LoopbackServer {
+pub struct LoopbackServer {
     addr: SocketAddr,
     shutdown: Option<watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,

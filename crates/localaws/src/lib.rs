@@ -19,6 +19,7 @@ pub mod tools;
 
 pub use emulator::Emulator;
 pub use event_source::{EventSourceStats, SqsEventSource};
+pub use http_server::LoopbackServer;
 pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
 pub use queues::{drain_queue, queue_depth};
