@@ -26,11 +26,7 @@ fn generate_writes_the_reference_image_with_its_parameters() {
         candle_core::safetensors::load(fixtures().join("reference/a-euler-cfg5-64x48.safetensors"), &Device::Cpu)
             .unwrap();
     let latents_path = dir.path().join("latents.safetensors");
-    candle_core::safetensors::save(
-        &[("latents".to_string(), reference["latents"].clone())].into_iter().collect(),
-        &latents_path,
-    )
-    .unwrap();
+    save_tensor("latents", reference["latents"].clone(), &latents_path);
     let out = dir.path().join("castle.png");
     let status = worker()
         .args(["generate", "--model"])
@@ -69,6 +65,10 @@ fn generate_writes_the_reference_image_with_its_parameters() {
     assert!(diff <= 1.0, "pixels differ by {diff} levels");
 }
 
+fn save_tensor(name: &str, tensor: Tensor, path: &Path) {
+    candle_core::safetensors::save(&[(name.to_string(), tensor)].into_iter().collect(), path).unwrap();
+}
+
 fn fails_with<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], expected: &str) {
     let output = worker().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -91,24 +91,12 @@ fn bad_input_gets_a_clear_error() {
     fails_with(&with(&["--width", "64", "--height", "64", "--guidance=-1"]), "guidance -1");
     fails_with(&["generate", "--model", "/nonexistent/model", "--prompt", "x", "--out", out], "/nonexistent/model");
     let latents = dir.path().join("wrong.safetensors");
-    candle_core::safetensors::save(
-        &[("noise".to_string(), Tensor::zeros((1, 4, 32, 32), candle_core::DType::F32, &Device::Cpu).unwrap())]
-            .into_iter()
-            .collect(),
-        &latents,
-    )
-    .unwrap();
+    save_tensor("noise", Tensor::zeros((1, 4, 32, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), &latents);
     fails_with(
         &with(&["--width", "64", "--height", "64", "--latents", latents.to_str().unwrap()]),
         "no tensor named `latents`",
     );
-    candle_core::safetensors::save(
-        &[("latents".to_string(), Tensor::zeros((1, 4, 8, 8), candle_core::DType::F32, &Device::Cpu).unwrap())]
-            .into_iter()
-            .collect(),
-        &latents,
-    )
-    .unwrap();
+    save_tensor("latents", Tensor::zeros((1, 4, 8, 8), candle_core::DType::F32, &Device::Cpu).unwrap(), &latents);
     fails_with(
         &with(&["--width", "64", "--height", "64", "--latents", latents.to_str().unwrap()]),
         "latents have shape",
@@ -118,13 +106,7 @@ fn bad_input_gets_a_clear_error() {
     let broken = dir.path().join("broken");
     copy_dir(&fixtures().join("tiny-sdxl-a"), &broken);
     let vae = broken.join("vae/diffusion_pytorch_model.safetensors");
-    candle_core::safetensors::save(
-        &[("decoder.conv_in.weight".to_string(), Tensor::zeros(4, candle_core::DType::U32, &Device::Cpu).unwrap())]
-            .into_iter()
-            .collect(),
-        &vae,
-    )
-    .unwrap();
+    save_tensor("decoder.conv_in.weight", Tensor::zeros(4, candle_core::DType::U32, &Device::Cpu).unwrap(), &vae);
     fails_with(
         &["generate", "--model", broken.to_str().unwrap(), "--prompt", "x", "--out", out],
         "weights must be f16, bf16, f32 or f64",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use sdxl_worker::unet::AddedConditioning;
-use sdxl_worker::{GenerateRequest, LoadOptions, SchedulerKind, SdxlPipeline};
+use sdxl_worker::{GenerateRequest, LoadOptions, SchedulerKind, SdxlPipeline, VaeTiling};
 use serde::Deserialize;
 
 const EMBED_TOLERANCE: f32 = 1e-4;
@@ -214,4 +214,30 @@ fn the_tolerances_catch_a_wrong_vae_scale_and_missing_pooled_conditioning() {
     let out = pipeline.unet_forward(r("unet_in_0"), t0, &context, &without).unwrap();
     let diff = max_abs_diff(&out, r("unet_out_0"));
     assert!(diff > 100.0 * EMBED_TOLERANCE, "dropping the pooled embedding moved the UNet output by only {diff}");
+}
+
+/// Tiled decoding against the reference's own tiled decode (32-pixel tiles, partial tiles at the right and
+/// bottom edges), and whole decoding against the reference's whole decode.
+#[test]
+fn tiled_and_whole_decodes_match_the_reference() {
+    let fixtures = fixtures();
+    let reference =
+        candle_core::safetensors::load(fixtures.join("reference/vae-tiled-a.safetensors"), &Device::Cpu).unwrap();
+    let latents = &reference["latents"];
+
+    let whole = SdxlPipeline::load(&fixtures.join("tiny-sdxl-a"), LoadOptions::cpu()).unwrap();
+    let ours = whole.decode_unscaled(latents).unwrap();
+    assert!(max_abs_diff(&ours, &reference["whole"]) < 1e-4);
+
+    let options = LoadOptions { vae_tiling: VaeTiling::Pixels(32), ..LoadOptions::cpu() };
+    let tiled = SdxlPipeline::load(&fixtures.join("tiny-sdxl-a"), options).unwrap();
+    let ours = tiled.decode_unscaled(latents).unwrap();
+    let diff = max_abs_diff(&ours, &reference["tiled"]);
+    assert!(diff < 1e-4, "tiled decode differs from the reference's by {diff}");
+    // Tiling really happened: the seams make it differ from the whole decode.
+    assert!(max_abs_diff(&ours, &reference["whole"]) > 1e-2);
+
+    let bad = LoadOptions { vae_tiling: VaeTiling::Pixels(5), ..LoadOptions::cpu() };
+    let err = SdxlPipeline::load(&fixtures.join("tiny-sdxl-a"), bad).unwrap_err().to_string();
+    assert!(err.contains("VAE tile"), "{err}");
 }
