@@ -137,6 +137,10 @@ impl SdxlPipeline {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such model folder"),
             ));
         }
+        if options.device.is_cpu() && options.dtype == DType::BF16 {
+            // candle has no bf16 matrix multiply on the CPU; fail before reading gigabytes of weights.
+            return Err(PipelineError::Unsupported("bf16 runs on CUDA only; use f32 or f16 on the CPU".into()));
+        }
         let index: ModelIndex = read_json(&root.join("model_index.json"))?;
         index.check()?;
         let variant = matches!(options.dtype, DType::F16 | DType::BF16).then_some("fp16");

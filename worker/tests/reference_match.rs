@@ -241,3 +241,45 @@ fn tiled_and_whole_decodes_match_the_reference() {
     let err = SdxlPipeline::load(&fixtures.join("tiny-sdxl-a"), bad).unwrap_err().to_string();
     assert!(err.contains("VAE tile"), "{err}");
 }
+
+/// Half precision (the GPU default) runs the same pipeline: text encoders and UNet in f16, scheduler
+/// steps in f32, the VAE upcast to f32 where its config asks. Its image stays near the f32 reference.
+#[test]
+fn half_precision_stays_near_the_reference() {
+    let case = cases().into_iter().find(|c| c.name == "a-euler-cfg5-64x64").unwrap();
+    let reference =
+        candle_core::safetensors::load(fixtures().join("reference").join(&case.file), &Device::Cpu).unwrap();
+    let bf16 = LoadOptions { dtype: DType::BF16, ..LoadOptions::cpu() };
+    let err = SdxlPipeline::load(&fixtures().join(&case.model), bf16).unwrap_err().to_string();
+    assert!(err.contains("bf16"), "{err}");
+    {
+        let dtype = DType::F16;
+        let options = LoadOptions { dtype, ..LoadOptions::cpu() };
+        let pipeline = SdxlPipeline::load(&fixtures().join(&case.model), options).unwrap();
+        let request = GenerateRequest {
+            prompt: case.prompt.clone(),
+            negative_prompt: case.negative_prompt.clone(),
+            width: case.width,
+            height: case.height,
+            steps: case.steps,
+            guidance: case.guidance,
+            seed: 0,
+            scheduler: Some(SchedulerKind::Euler),
+            latents: Some(reference["latents"].clone()),
+        };
+        let generated = pipeline.generate(&request, &mut |_| ControlFlow::Continue(())).unwrap();
+        let image = generated.image.squeeze(0).unwrap().permute((1, 2, 0)).unwrap();
+        let diff = max_abs_diff(&image, &reference["image"]);
+        let mean = (image.to_dtype(DType::F32).unwrap() - &reference["image"])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        eprintln!("{dtype:?}: max {diff:.4}, mean {mean:.5}");
+        assert!(mean < 4.0 / 255.0, "{dtype:?}: mean difference {mean}");
+        assert!(diff < 0.15, "{dtype:?}: max difference {diff}");
+    }
+}
