@@ -10,6 +10,7 @@ pub mod image;
 pub mod noise;
 pub mod pipeline;
 pub mod scheduler;
+pub mod serve;
 pub mod source;
 pub mod text_encoder;
 pub mod tokenizer;

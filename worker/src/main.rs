@@ -2,6 +2,7 @@
 
 mod generate;
 mod random_model;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -18,17 +19,24 @@ enum Command {
     Generate(generate::Args),
     /// Write a pipeline folder of a given architecture with random weights (for benchmarks and smoke tests).
     RandomModel(random_model::Args),
+    /// Serve generation jobs from an SQS queue until stopped (SIGTERM, or a spot interruption notice).
+    Serve(serve_cmd::Args),
+    /// Exit 0 when the worker at the URL is ready (a container health-check command).
+    Health(serve_cmd::HealthArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .init();
     let cli = Cli::parse();
+    // The service logs JSON lines for the container's log driver; the tools log for a person.
+    match cli.command {
+        Command::Serve(_) => gameforge_aws::telemetry::init_json(),
+        _ => gameforge_aws::telemetry::init_terminal(),
+    }
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::RandomModel(args) => random_model::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Health(args) => serve_cmd::health(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

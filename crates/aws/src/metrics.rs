@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 pub enum Unit {
     Count,
     Milliseconds,
+    CountPerSecond,
 }
 
 impl Unit {
@@ -17,6 +18,7 @@ impl Unit {
         match self {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
+            Unit::CountPerSecond => "Count/Second",
         }
     }
 }
@@ -47,6 +49,11 @@ impl Metrics {
 
     pub fn duration(&mut self, name: &str, value: Duration) {
         self.values.insert(name.to_owned(), (value.as_secs_f64() * 1000.0, Unit::Milliseconds));
+    }
+
+    /// A rate, such as denoising steps per second.
+    pub fn rate(&mut self, name: &str, per_second: f64) {
+        self.values.insert(name.to_owned(), (per_second, Unit::CountPerSecond));
     }
 
     pub fn get(&self, name: &str) -> Option<f64> {

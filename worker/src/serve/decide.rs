@@ -1,0 +1,317 @@
+//! What to do with a delivered message before any model runs: run it, answer it without running (rejected,
+//! deadline passed, wrong model, poison), or set it aside when it cannot even be answered. Pure.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use gameforge_contract::{
+    CONTRACT_VERSION, ErrorClass, GenerationJob, JobFailure, JobResult, JobStatus, Message, Placement, Timings,
+};
+use serde_json::Value;
+
+use crate::pipeline::GenerateRequest;
+use crate::scheduler::SchedulerKind;
+
+/// One delivery of a job message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message_id: String,
+    pub receipt: String,
+    pub body: String,
+    /// How many times SQS has handed this message out, this time included.
+    pub receive_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Run(Box<GenerationJob>),
+    /// Answer with this result and remove the message; `dead_letter` moves it to the DLQ with that reason.
+    Answer {
+        result: Box<JobResult>,
+        reply_to: Option<String>,
+        dead_letter: Option<String>,
+    },
+    /// Nothing to answer to (no usable job id): to the DLQ with the reason.
+    DeadLetter {
+        reason: String,
+    },
+}
+
+/// What the worker knows about itself when judging.
+#[derive(Debug, Clone)]
+pub struct Judge {
+    pub model_id: String,
+    /// The queue's `maxReceiveCount`: the delivery that reaches it is the job's last, and is not run.
+    pub max_receives: Option<u32>,
+    pub placement: Option<Placement>,
+}
+
+impl Judge {
+    pub fn judge(&self, delivery: &Delivery, now: DateTime<Utc>) -> Verdict {
+        let job = match GenerationJob::from_json(delivery.body.as_bytes()) {
+            Ok(job) => job,
+            Err(e) => {
+                let lenient: Value = serde_json::from_str(&delivery.body).unwrap_or(Value::Null);
+                let job_id = lenient.get("job_id").and_then(Value::as_str).filter(|id| valid_job_id(id));
+                return match job_id {
+                    Some(id) => Verdict::Answer {
+                        result: Box::new(self.lenient_result(
+                            id,
+                            &lenient,
+                            delivery,
+                            now,
+                            JobStatus::Rejected,
+                            ErrorClass::InvalidJob,
+                            e.to_string(),
+                        )),
+                        reply_to: lenient
+                            .get("reply_to")
+                            .and_then(Value::as_str)
+                            .filter(|u| u.starts_with("http"))
+                            .map(str::to_string),
+                        dead_letter: None,
+                    },
+                    None => {
+                        Verdict::DeadLetter { reason: format!("not a generation job, and no job id to answer to: {e}") }
+                    }
+                };
+            }
+        };
+        if let Some(max) = self.max_receives
+            && delivery.receive_count >= max
+        {
+            let message = format!(
+                "delivered {} times without finishing: the job crashed or outlived every worker that took it",
+                delivery.receive_count
+            );
+            return Verdict::Answer {
+                result: Box::new(self.result(
+                    &job,
+                    delivery,
+                    now,
+                    JobStatus::Failed,
+                    ErrorClass::Poison,
+                    message.clone(),
+                )),
+                reply_to: job.reply_to.clone(),
+                dead_letter: Some(message),
+            };
+        }
+        if job.model_id != self.model_id {
+            let message = format!("this worker serves {:?}, not {:?}", self.model_id, job.model_id);
+            return Verdict::Answer {
+                result: Box::new(self.result(
+                    &job,
+                    delivery,
+                    now,
+                    JobStatus::Failed,
+                    ErrorClass::UnsupportedModel,
+                    message,
+                )),
+                reply_to: job.reply_to.clone(),
+                dead_letter: None,
+            };
+        }
+        if let Some(deadline) = job.deadline
+            && deadline <= now
+        {
+            let message = format!("the deadline {deadline} passed before a worker started the job");
+            return Verdict::Answer {
+                result: Box::new(self.result(
+                    &job,
+                    delivery,
+                    now,
+                    JobStatus::Failed,
+                    ErrorClass::DeadlineExceeded,
+                    message,
+                )),
+                reply_to: job.reply_to.clone(),
+                dead_letter: None,
+            };
+        }
+        Verdict::Run(Box::new(job))
+    }
+
+    /// A final result for a job that did not succeed.
+    pub fn result(
+        &self,
+        job: &GenerationJob,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        status: JobStatus,
+        class: ErrorClass,
+        message: String,
+    ) -> JobResult {
+        JobResult {
+            version: CONTRACT_VERSION,
+            job_id: job.job_id.clone(),
+            status,
+            image: None,
+            error: Some(JobFailure { class, message: truncate(message) }),
+            timings: Timings {
+                submitted_at: job.submitted_at.min(now),
+                started_at: None,
+                finished_at: now,
+                queue_wait_ms: None,
+                generation_ms: None,
+            },
+            placement: self.placement.clone(),
+            seed: job.seed,
+            prompt_truncated: false,
+            attempt: delivery.receive_count.max(1),
+            labels: job.labels.clone(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn lenient_result(
+        &self,
+        job_id: &str,
+        lenient: &Value,
+        delivery: &Delivery,
+        now: DateTime<Utc>,
+        status: JobStatus,
+        class: ErrorClass,
+        message: String,
+    ) -> JobResult {
+        let submitted_at = lenient
+            .get("submitted_at")
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&Utc))
+            .filter(|d| *d <= now)
+            .unwrap_or(now);
+        let labels: BTreeMap<String, String> = lenient
+            .get("labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).take(16).collect())
+            .unwrap_or_default();
+        JobResult {
+            version: CONTRACT_VERSION,
+            job_id: job_id.to_string(),
+            status,
+            image: None,
+            error: Some(JobFailure { class, message: truncate(message) }),
+            timings: Timings {
+                submitted_at,
+                started_at: None,
+                finished_at: now,
+                queue_wait_ms: None,
+                generation_ms: None,
+            },
+            placement: None,
+            seed: None,
+            prompt_truncated: false,
+            attempt: delivery.receive_count.max(1),
+            labels,
+        }
+    }
+}
+
+fn valid_job_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && id.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > 4000 {
+        let mut cut = 4000;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
+/// The pipeline request for a job; `seed` is the job's or the one the worker picked.
+pub fn request_for(job: &GenerationJob, seed: u64) -> GenerateRequest {
+    GenerateRequest {
+        prompt: job.prompt.clone(),
+        negative_prompt: job.negative_prompt.clone(),
+        width: job.width as usize,
+        height: job.height as usize,
+        steps: job.steps as usize,
+        guidance: job.guidance,
+        seed,
+        scheduler: Some(match job.scheduler {
+            gameforge_contract::Scheduler::Euler => SchedulerKind::Euler,
+            gameforge_contract::Scheduler::EulerA => SchedulerKind::EulerAncestral,
+            gameforge_contract::Scheduler::Ddim => SchedulerKind::Ddim,
+        }),
+        latents: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gameforge_contract::S3Uri;
+
+    fn judge() -> Judge {
+        Judge { model_id: "tiny".into(), max_receives: Some(3), placement: None }
+    }
+
+    fn delivery(body: String, receive_count: u32) -> Delivery {
+        Delivery { message_id: "m".into(), receipt: "r".into(), body, receive_count }
+    }
+
+    fn job() -> GenerationJob {
+        let mut job = GenerationJob::new("job-1", "a castle", "tiny", S3Uri::parse("s3://out/images").unwrap());
+        job.reply_to = Some("http://localhost/123/replies".into());
+        job
+    }
+
+    #[test]
+    fn a_valid_job_runs() {
+        let now = Utc::now();
+        assert!(matches!(judge().judge(&delivery(job().to_json(), 1), now), Verdict::Run(_)));
+    }
+
+    #[test]
+    fn an_invalid_job_with_an_id_is_rejected_with_every_violation() {
+        let mut value = serde_json::to_value(job()).unwrap();
+        value["width"] = 63.into();
+        value["steps"] = 0.into();
+        let verdict = judge().judge(&delivery(value.to_string(), 1), Utc::now());
+        let Verdict::Answer { result, reply_to, dead_letter } = verdict else { panic!("{verdict:?}") };
+        assert_eq!(result.status, JobStatus::Rejected);
+        let message = &result.error.as_ref().unwrap().message;
+        assert!(message.contains("width") && message.contains("steps"), "{message}");
+        assert_eq!(reply_to.as_deref(), Some("http://localhost/123/replies"));
+        assert_eq!(dead_letter, None);
+        result.validate().unwrap();
+    }
+
+    #[test]
+    fn garbage_goes_to_the_dead_letter_queue() {
+        let verdict = judge().judge(&delivery("not json".into(), 1), Utc::now());
+        assert!(matches!(verdict, Verdict::DeadLetter { .. }));
+        let verdict = judge().judge(&delivery(r#"{"job_id": "../x"}"#.into(), 1), Utc::now());
+        assert!(matches!(verdict, Verdict::DeadLetter { .. }));
+    }
+
+    #[test]
+    fn the_last_delivery_is_answered_as_poison_and_dead_lettered() {
+        let verdict = judge().judge(&delivery(job().to_json(), 3), Utc::now());
+        let Verdict::Answer { result, dead_letter, .. } = verdict else { panic!() };
+        assert_eq!(result.error.unwrap().class, ErrorClass::Poison);
+        assert_eq!(result.attempt, 3);
+        assert!(dead_letter.is_some());
+    }
+
+    #[test]
+    fn wrong_model_and_passed_deadline_fail_without_running() {
+        let mut other = job();
+        other.model_id = "sdxl-base".into();
+        let Verdict::Answer { result, .. } = judge().judge(&delivery(other.to_json(), 1), Utc::now()) else { panic!() };
+        assert_eq!(result.error.unwrap().class, ErrorClass::UnsupportedModel);
+        let mut late = job();
+        late.deadline = Some(late.submitted_at + chrono::Duration::seconds(1));
+        let now = late.submitted_at + chrono::Duration::seconds(2);
+        let Verdict::Answer { result, .. } = judge().judge(&delivery(late.to_json(), 1), now) else { panic!() };
+        assert_eq!(result.error.unwrap().class, ErrorClass::DeadlineExceeded);
+    }
+}

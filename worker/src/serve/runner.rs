@@ -1,0 +1,470 @@
+//! The job loop: at most one message waiting and one running, a visibility heartbeat for each, the image
+//! written before the result is sent and the result sent before the message is deleted, and on a stop request
+//! (SIGTERM, spot notice) no new work, the running job finished only if it fits before the kill.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use gameforge_aws::backoff::Backoff;
+use gameforge_aws::metrics::Metrics;
+use gameforge_contract::{CONTRACT_VERSION, ErrorClass, GenerationJob, JobResult, JobStatus, Timings};
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::decide::{Delivery, Judge, Verdict, request_for};
+use super::model::ModelThread;
+use super::ports::{Announcer, JobQueue, ObjectStore, PortError};
+use crate::error::PipelineError;
+use crate::image::RgbImage;
+
+/// How the service behaves; the defaults suit ECS on spot instances.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// How long a received message stays hidden; the heartbeat renews it every third of this.
+    pub visibility: Duration,
+    /// Long-poll wait of one receive.
+    pub wait: Duration,
+    /// Time from SIGTERM to the kill (the ECS task's `stopTimeout`).
+    pub stop_timeout: Duration,
+    /// Kept free before the kill for writing the image and the result.
+    pub margin: Duration,
+    /// A progress event every this many steps (`None`: none).
+    pub progress_every: Option<usize>,
+    /// Look for a cancellation marker every this many steps.
+    pub cancel_every: usize,
+    /// Delay before a message whose handling failed on AWS is offered again.
+    pub retry: Backoff,
+    /// A job whose runs ended this many times without an answer or a clean release (its worker died) is
+    /// poison: answered `failed` and moved to the dead-letter queue instead of being run again.
+    pub crash_limit: u32,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            visibility: Duration::from_secs(60),
+            wait: Duration::from_secs(20),
+            stop_timeout: Duration::from_secs(120),
+            margin: Duration::from_secs(10),
+            progress_every: None,
+            cancel_every: 1,
+            retry: Backoff::new(Duration::from_secs(2), Duration::from_secs(60)),
+            crash_limit: 2,
+        }
+    }
+}
+
+/// Health as the readiness check reports it.
+#[derive(Debug, Default)]
+pub struct Health(AtomicU8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    Starting,
+    Ready,
+    Draining,
+}
+
+impl Health {
+    pub fn set(&self, state: HealthState) {
+        self.0.store(state as u8, Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> HealthState {
+        match self.0.load(Ordering::SeqCst) {
+            0 => HealthState::Starting,
+            1 => HealthState::Ready,
+            _ => HealthState::Draining,
+        }
+    }
+}
+
+/// What a run of the loop did, for the exit log and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub dead_lettered: u64,
+    pub released: u64,
+    pub released_on_interruption: u64,
+}
+
+/// A received message whose visibility is kept up until it is settled.
+struct Lease {
+    delivery: Delivery,
+    heartbeat: JoinHandle<()>,
+}
+
+impl Lease {
+    fn start<Q: JobQueue>(queue: Arc<Q>, delivery: Delivery, visibility: Duration) -> Self {
+        let receipt = delivery.receipt.clone();
+        let heartbeat = tokio::spawn(async move {
+            let every = (visibility / 3).max(Duration::from_millis(200));
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = queue.set_visibility(&receipt, visibility).await {
+                    tracing::warn!(error = %e, "visibility heartbeat failed");
+                }
+            }
+        });
+        Self { delivery, heartbeat }
+    }
+
+    fn stop_heartbeat(&self) {
+        self.heartbeat.abort();
+    }
+}
+
+/// The running service's parts.
+#[derive(Debug)]
+pub struct Service<Q, O, A> {
+    pub queue: Arc<Q>,
+    pub store: Arc<O>,
+    pub announce: Arc<A>,
+    pub model: ModelThread,
+    pub judge: Judge,
+    pub config: ServiceConfig,
+    pub health: Arc<Health>,
+}
+
+/// The instant the process will be killed, once a stop has been asked for.
+pub type StopSignal = watch::Receiver<Option<Instant>>;
+
+enum Outcome {
+    Done(JobStatus),
+    Released { interruption: bool },
+}
+
+impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
+    /// Serves until `stop` carries a kill deadline, then drains and returns.
+    pub async fn run(&self, mut stop: StopSignal) -> RunSummary {
+        let mut summary = RunSummary::default();
+        // Capacity one, and a slot reserved before each receive: one message waiting at most.
+        let (tx, mut rx) = mpsc::channel::<Lease>(1);
+        let receiver = {
+            let (queue, wait, visibility) = (Arc::clone(&self.queue), self.config.wait, self.config.visibility);
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut failures = 0u32;
+                loop {
+                    let Ok(permit) = tx.reserve().await else { return };
+                    if stop.borrow().is_some() {
+                        return;
+                    }
+                    let received = tokio::select! {
+                        r = queue.receive(wait) => r,
+                        _ = stop.changed() => return,
+                    };
+                    match received {
+                        Ok(Some(delivery)) => {
+                            failures = 0;
+                            permit.send(Lease::start(Arc::clone(&queue), delivery, visibility));
+                        }
+                        Ok(None) => failures = 0,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "receive failed");
+                            let delay = Backoff::new(Duration::from_millis(200), Duration::from_secs(20))
+                                .delay(failures, &mut rand::rng());
+                            failures += 1;
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                }
+            })
+        };
+        loop {
+            let lease = tokio::select! {
+                lease = rx.recv() => lease,
+                _ = stop.changed() => None,
+            };
+            let Some(lease) = lease else { break };
+            match self.handle(&lease, &stop).await {
+                Ok(Outcome::Done(JobStatus::Succeeded)) => summary.succeeded += 1,
+                Ok(Outcome::Done(JobStatus::Failed)) => summary.failed += 1,
+                Ok(Outcome::Done(JobStatus::Rejected)) => summary.rejected += 1,
+                Ok(Outcome::Released { interruption }) => {
+                    summary.released += 1;
+                    summary.released_on_interruption += u64::from(interruption);
+                }
+                Err(e) => {
+                    // AWS failed us mid-way: hand the message back after a backoff; the next delivery redoes
+                    // the job and overwrites the same image key.
+                    tracing::warn!(job_message = %lease.delivery.message_id, error = %e, "releasing after a failure");
+                    lease.stop_heartbeat();
+                    let attempt = lease.delivery.receive_count.saturating_sub(1);
+                    let delay = self.config.retry.delay(attempt, &mut rand::rng());
+                    let _ = self.queue.set_visibility(&lease.delivery.receipt, delay).await;
+                    summary.released += 1;
+                }
+            }
+            lease.stop_heartbeat();
+            if stop.borrow().is_some() {
+                break;
+            }
+        }
+        self.health.set(HealthState::Draining);
+        receiver.abort();
+        // Whatever was fetched but not started goes straight back to the queue.
+        rx.close();
+        while let Some(lease) = rx.recv().await {
+            lease.stop_heartbeat();
+            if self.queue.set_visibility(&lease.delivery.receipt, Duration::ZERO).await.is_ok() {
+                summary.released += 1;
+            }
+        }
+        summary
+    }
+
+    async fn handle(&self, lease: &Lease, stop: &StopSignal) -> Result<Outcome, PortError> {
+        let delivery = &lease.delivery;
+        match self.judge.judge(delivery, Utc::now()) {
+            Verdict::DeadLetter { reason } => {
+                tracing::warn!(message = %delivery.message_id, %reason, "to the dead-letter queue");
+                lease.stop_heartbeat();
+                self.queue.dead_letter(delivery, &reason).await?;
+                Ok(Outcome::Done(JobStatus::Rejected))
+            }
+            Verdict::Answer { result, reply_to, dead_letter } => {
+                self.announce.result(&result, reply_to.as_deref()).await?;
+                lease.stop_heartbeat();
+                match dead_letter {
+                    Some(reason) => self.queue.dead_letter(delivery, &reason).await?,
+                    None => self.queue.delete(&delivery.receipt).await?,
+                }
+                self.record(&result, None);
+                Ok(Outcome::Done(result.status))
+            }
+            Verdict::Run(job) => self.run_job(lease, &job, stop).await,
+        }
+    }
+
+    async fn run_job(&self, lease: &Lease, job: &GenerationJob, stop: &StopSignal) -> Result<Outcome, PortError> {
+        let delivery = &lease.delivery;
+        let marker = job.output.join(&format!("{}.result.json", job.job_id));
+        if self.store.get(&marker).await?.is_some() {
+            // Answered on an earlier delivery that died before deleting the message: answering again would
+            // give the job two results.
+            tracing::info!(job_id = %job.job_id, "already answered; removing the redelivered message");
+            lease.stop_heartbeat();
+            self.queue.delete(&delivery.receipt).await?;
+            return Ok(Outcome::Done(JobStatus::Succeeded));
+        }
+        // Receive counts also grow when a message is handed back cleanly (a drain, a spot notice), so crashes
+        // are counted from our own record of runs started and runs handed back.
+        let attempts_at = job.output.join(&format!("{}.attempts.json", job.job_id));
+        let mut attempts: Attempts = match self.store.get(&attempts_at).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            None => Attempts::default(),
+        };
+        if attempts.crashes() >= self.config.crash_limit {
+            let message = format!(
+                "the job ended {} runs without an answer (its workers died): not running it again",
+                attempts.crashes()
+            );
+            let result =
+                self.judge.result(job, delivery, Utc::now(), JobStatus::Failed, ErrorClass::Poison, message.clone());
+            self.announce.result(&result, job.reply_to.as_deref()).await?;
+            self.store
+                .put(&marker, serde_json::to_vec(&result).expect("results serialise"), "application/json")
+                .await?;
+            lease.stop_heartbeat();
+            self.queue.dead_letter(delivery, &message).await?;
+            self.record(&result, None);
+            return Ok(Outcome::Done(JobStatus::Failed));
+        }
+        attempts.started += 1;
+        self.store
+            .put(&attempts_at, serde_json::to_vec(&attempts).expect("attempts serialise"), "application/json")
+            .await?;
+        let seed = job.seed.unwrap_or_else(|| rand::rng().random_range(0..=9_007_199_254_740_991u64));
+        let started_at = Utc::now();
+        let started = Instant::now();
+        tracing::info!(job_id = %job.job_id, attempt = delivery.receive_count, "job started");
+        let halt = Arc::new(AtomicBool::new(false));
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+        let generation = self.model.generate(request_for(job, seed), Arc::clone(&halt), progress_tx);
+        tokio::pin!(generation);
+        let mut stop = stop.clone();
+        let mut interrupted = false;
+        let mut cancelled = false;
+        let mut last_step = (0usize, job.steps as usize, Duration::ZERO);
+        let cancel_marker = job.output.join(&format!("{}.cancel", job.job_id));
+        let generated = loop {
+            tokio::select! {
+                result = &mut generation => break result,
+                Some(p) = progress_rx.recv() => {
+                    last_step = (p.step, p.total, p.elapsed);
+                    if let Some(every) = self.config.progress_every
+                        && p.step % every == 0 && p.step < p.total
+                        && let Err(e) = self.announce.progress(&job.job_id, p.step, p.total).await
+                    {
+                        tracing::warn!(error = %e, "progress event failed");
+                    }
+                    if p.step % self.config.cancel_every.max(1) == 0
+                        && !cancelled
+                        && matches!(self.store.get(&cancel_marker).await, Ok(Some(_)))
+                    {
+                        cancelled = true;
+                        halt.store(true, Ordering::SeqCst);
+                    }
+                    if !interrupted && let Some(kill) = *stop.borrow() && !self.fits(last_step, kill) {
+                        interrupted = true;
+                        halt.store(true, Ordering::SeqCst);
+                    }
+                }
+                changed = stop.changed(), if !interrupted => {
+                    if changed.is_err() { continue; }
+                    if let Some(kill) = *stop.borrow() && !self.fits(last_step, kill) {
+                        interrupted = true;
+                        halt.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        };
+        let generation_time = started.elapsed();
+        match generated {
+            Err(PipelineError::Cancelled { .. }) if interrupted => {
+                lease.stop_heartbeat();
+                self.queue.set_visibility(&delivery.receipt, Duration::ZERO).await?;
+                attempts.released += 1;
+                if let Err(e) = self
+                    .store
+                    .put(&attempts_at, serde_json::to_vec(&attempts).expect("attempts serialise"), "application/json")
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record the clean release");
+                }
+                tracing::info!(job_id = %job.job_id, "released: it would not finish before the instance goes");
+                let mut metrics = self.metrics();
+                metrics.count("released_on_interruption", 1);
+                metrics.emit();
+                Ok(Outcome::Released { interruption: true })
+            }
+            Err(e) => {
+                let (status, class) = match &e {
+                    PipelineError::Cancelled { .. } => (JobStatus::Failed, ErrorClass::Cancelled),
+                    PipelineError::InvalidRequest(_) => (JobStatus::Rejected, ErrorClass::InvalidJob),
+                    _ => (JobStatus::Failed, ErrorClass::Generation),
+                };
+                let message = if cancelled { "cancelled by request".to_string() } else { e.to_string() };
+                let mut result = self.judge.result(job, delivery, Utc::now(), status, class, message);
+                result.seed = Some(seed);
+                result.timings.started_at = Some(started_at.max(result.timings.submitted_at));
+                self.finish(lease, job, &marker, &result).await?;
+                Ok(Outcome::Done(status))
+            }
+            Ok(generated) => {
+                let image = RgbImage::from_tensor(&generated.image)
+                    .and_then(|img| img.to_png(&png_text(job, seed, &self.judge.model_id)))
+                    .map_err(|e| PortError::new("EncodePng", e))?;
+                let location = job.image_location();
+                self.store.put(&location, image, "image/png").await?;
+                let finished_at = Utc::now();
+                let submitted_at = job.submitted_at.min(started_at);
+                let result = JobResult {
+                    version: CONTRACT_VERSION,
+                    job_id: job.job_id.clone(),
+                    status: JobStatus::Succeeded,
+                    image: Some(location),
+                    error: None,
+                    timings: Timings {
+                        submitted_at,
+                        started_at: Some(started_at),
+                        finished_at,
+                        queue_wait_ms: Some((started_at - submitted_at).num_milliseconds().max(0) as u64),
+                        generation_ms: Some(generation_time.as_millis() as u64),
+                    },
+                    placement: self.judge.placement.clone(),
+                    seed: Some(seed),
+                    prompt_truncated: generated.dropped_tokens > 0,
+                    attempt: delivery.receive_count.max(1),
+                    labels: job.labels.clone(),
+                };
+                self.finish(lease, job, &marker, &result).await?;
+                let steps: f64 = generated.timings.steps.iter().map(Duration::as_secs_f64).sum();
+                self.record(&result, (steps > 0.0).then(|| generated.timings.steps.len() as f64 / steps));
+                Ok(Outcome::Done(JobStatus::Succeeded))
+            }
+        }
+    }
+
+    /// Sends the result, records that it was sent, then removes the message: a crash in between leaves a
+    /// message whose next delivery finds the marker instead of answering twice.
+    async fn finish(
+        &self,
+        lease: &Lease,
+        job: &GenerationJob,
+        marker: &gameforge_contract::S3Uri,
+        result: &JobResult,
+    ) -> Result<(), PortError> {
+        self.announce.result(result, job.reply_to.as_deref()).await?;
+        self.store.put(marker, serde_json::to_vec(result).expect("results serialise"), "application/json").await?;
+        lease.stop_heartbeat();
+        self.queue.delete(&lease.delivery.receipt).await?;
+        tracing::info!(job_id = %job.job_id, status = ?result.status, "job finished");
+        Ok(())
+    }
+
+    /// Whether the rest of the job (remaining steps at the pace so far, plus a decode of about two steps and the
+    /// margin) ends before the kill.
+    fn fits(&self, (step, total, elapsed): (usize, usize, Duration), kill: Instant) -> bool {
+        let per_step = if step == 0 { return false } else { elapsed / step as u32 };
+        let remaining = per_step * (total.saturating_sub(step) as u32 + 2);
+        Instant::now() + remaining + self.config.margin < kill
+    }
+
+    fn metrics(&self) -> Metrics {
+        Metrics::new("gameforge/worker").dimension("model", self.judge.model_id.clone())
+    }
+
+    fn record(&self, result: &JobResult, steps_per_second: Option<f64>) {
+        let mut metrics = self.metrics();
+        let status = match result.status {
+            JobStatus::Succeeded => "results_succeeded",
+            JobStatus::Failed => "results_failed",
+            JobStatus::Rejected => "results_rejected",
+        };
+        metrics.count(status, 1);
+        if let Some(wait) = result.timings.queue_wait_ms {
+            metrics.duration("queue_wait", Duration::from_millis(wait));
+        }
+        if let Some(generation) = result.timings.generation_ms {
+            metrics.duration("generation_time", Duration::from_millis(generation));
+        }
+        if let Some(rate) = steps_per_second {
+            metrics.rate("steps_per_second", rate);
+        }
+        metrics.emit();
+    }
+}
+
+/// Runs of one job: started, and handed back cleanly; the difference is how many times its worker died.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Attempts {
+    started: u32,
+    released: u32,
+}
+
+impl Attempts {
+    fn crashes(&self) -> u32 {
+        self.started.saturating_sub(self.released)
+    }
+}
+
+fn png_text(job: &GenerationJob, seed: u64, model: &str) -> Vec<(String, String)> {
+    let parameters = serde_json::json!({
+        "job_id": job.job_id, "prompt": job.prompt, "negative_prompt": job.negative_prompt,
+        "width": job.width, "height": job.height, "steps": job.steps, "guidance": job.guidance,
+        "seed": seed, "scheduler": job.scheduler, "model": model,
+        "generator": concat!("sdxl-worker ", env!("CARGO_PKG_VERSION")),
+    });
+    vec![
+        ("parameters".into(), parameters.to_string()),
+        ("prompt".into(), job.prompt.clone()),
+        ("seed".into(), seed.to_string()),
+    ]
+}

@@ -1,0 +1,57 @@
+//! Where a stop comes from: SIGTERM or SIGINT (ECS draining, `docker stop`), or a spot interruption notice in the
+//! instance metadata. Each sets the instant the process will be killed.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use super::imds::Imds;
+
+/// Sets the kill instant `stop_timeout` after the first SIGTERM or SIGINT.
+pub fn on_signals(stop: watch::Sender<Option<Instant>>, stop_timeout: Duration) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+        let kill = Instant::now() + stop_timeout;
+        stop.send_if_modified(|current| {
+            let earlier = current.is_none_or(|c| kill < c);
+            if earlier {
+                *current = Some(kill);
+            }
+            earlier
+        });
+    });
+    Ok(())
+}
+
+/// Polls `spot/instance-action` every `every`; a notice sets the kill instant to the notice's time.
+pub fn on_spot_notice(stop: watch::Sender<Option<Instant>>, imds: Imds, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            match imds.spot_action().await {
+                Ok(Some(action)) => {
+                    let left = (action.time - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                    tracing::info!(action = %action.action, time = %action.time, "spot interruption notice: draining");
+                    let kill = Instant::now() + left;
+                    stop.send_if_modified(|current| {
+                        let earlier = current.is_none_or(|c| kill < c);
+                        if earlier {
+                            *current = Some(kill);
+                        }
+                        earlier
+                    });
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "instance metadata unavailable"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}

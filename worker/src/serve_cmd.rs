@@ -1,0 +1,160 @@
+//! `sdxl-worker serve` and `sdxl-worker health`.
+
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use candle_core::{DType, Device};
+use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue};
+use sdxl_worker::serve::decide::Judge;
+use sdxl_worker::serve::health;
+use sdxl_worker::serve::imds::{DEFAULT_ENDPOINT, Imds};
+use sdxl_worker::serve::model::ModelThread;
+use sdxl_worker::serve::runner::{Health, HealthState, Service, ServiceConfig};
+use sdxl_worker::serve::stop;
+use sdxl_worker::{GenerateRequest, LoadOptions, SdxlPipeline, VaeTiling};
+use tokio::sync::watch;
+
+use crate::generate::{DTypeArg, resolve};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The model to serve: a folder, `s3://bucket/prefix` or a Hub repo (fetched into the cache at start).
+    #[arg(long, env = "GAMEFORGE_MODEL")]
+    model: String,
+    /// The name jobs ask for in `model_id` (default: the `--model` argument).
+    #[arg(long, env = "GAMEFORGE_MODEL_ID")]
+    model_id: Option<String>,
+    #[arg(long, env = "GAMEFORGE_MODEL_CACHE")]
+    cache_dir: Option<PathBuf>,
+    /// The job queue (any region).
+    #[arg(long, env = "JOB_QUEUE_URL")]
+    queue_url: String,
+    /// The EventBridge bus for result and progress events.
+    #[arg(long, env = "RESULT_EVENT_BUS", default_value = "default")]
+    event_bus: String,
+    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    health_addr: SocketAddr,
+    /// Instance metadata endpoint for spot notices and placement; `off` outside EC2.
+    #[arg(long, env = "IMDS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    imds: String,
+    #[arg(long, env = "IMDS_POLL_MS", default_value_t = 5000)]
+    imds_poll_ms: u64,
+    /// Seconds a received job stays hidden; renewed every third of it while it runs.
+    #[arg(long, env = "VISIBILITY_SECONDS", default_value_t = 60)]
+    visibility_seconds: u64,
+    #[arg(long, env = "RECEIVE_WAIT_SECONDS", default_value_t = 20)]
+    receive_wait_seconds: u64,
+    /// Seconds between SIGTERM and the kill (the ECS task's stopTimeout).
+    #[arg(long, env = "STOP_TIMEOUT_SECONDS", default_value_t = 120)]
+    stop_timeout_seconds: u64,
+    /// Seconds kept free before the kill to store the image and the result.
+    #[arg(long, env = "STOP_MARGIN_SECONDS", default_value_t = 10)]
+    stop_margin_seconds: u64,
+    /// A progress event every N steps.
+    #[arg(long, env = "PROGRESS_EVERY")]
+    progress_every: Option<usize>,
+    #[arg(long, value_enum)]
+    dtype: Option<DTypeArg>,
+    #[arg(long)]
+    cpu: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HealthArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8080/health")]
+    url: String,
+}
+
+pub fn health(args: HealthArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match runtime.block_on(health::probe(&args.url)) {
+        Ok(true) => Ok(()),
+        Ok(false) => anyhow::bail!("not ready"),
+        Err(e) => anyhow::bail!(e),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let health_state = Arc::new(Health::default());
+    let bound = health::serve(args.health_addr, Arc::clone(&health_state)).await.context("health endpoint")?;
+    tracing::info!(%bound, "health endpoint");
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let stop_timeout = Duration::from_secs(args.stop_timeout_seconds);
+    stop::on_signals(stop_tx.clone(), stop_timeout)?;
+
+    let device = if args.cpu { Device::Cpu } else { Device::cuda_if_available(0)? };
+    let dtype = match args.dtype {
+        Some(DTypeArg::F32) => DType::F32,
+        Some(DTypeArg::F16) => DType::F16,
+        Some(DTypeArg::Bf16) => DType::BF16,
+        None if device.is_cpu() => DType::F32,
+        None => DType::F16,
+    };
+    let (model_arg, cache) = (args.model.clone(), args.cache_dir.clone());
+    let root = tokio::task::spawn_blocking(move || resolve(&model_arg, cache, dtype)).await??;
+    let options = LoadOptions { device, dtype, vae_tiling: VaeTiling::Off };
+    let model = tokio::task::spawn_blocking(move || {
+        ModelThread::start(move || {
+            let pipeline = SdxlPipeline::load(&root, options)?;
+            // Ready means warm: one step at the native size, guided, so first-job latency is not a surprise.
+            let mut warm = GenerateRequest::new("warm-up");
+            warm.width = pipeline.default_size();
+            warm.height = pipeline.default_size();
+            warm.steps = 1;
+            pipeline.generate(&warm, &mut |_| ControlFlow::Continue(()))?;
+            Ok(pipeline)
+        })
+    })
+    .await?
+    .context("loading the model")?;
+
+    let config = gameforge_aws::config::load().await;
+    let (queue, max_receives) = SqsJobQueue::connect(aws_sdk_sqs::Client::new(&config), args.queue_url.clone())
+        .await
+        .context("the job queue")?;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let placement = if args.imds == "off" {
+        None
+    } else {
+        let imds = Imds::new(&args.imds);
+        stop::on_spot_notice(stop_tx.clone(), imds.clone(), Duration::from_millis(args.imds_poll_ms));
+        match imds.placement().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "placement unknown");
+                None
+            }
+        }
+    };
+    let service = Service {
+        queue: Arc::new(queue),
+        store: Arc::new(S3Objects::new(s3)),
+        announce: Arc::new(AwsAnnouncer::new(&config, args.event_bus.clone())),
+        model,
+        judge: Judge { model_id: args.model_id.clone().unwrap_or(args.model.clone()), max_receives, placement },
+        config: ServiceConfig {
+            visibility: Duration::from_secs(args.visibility_seconds.max(1)),
+            wait: Duration::from_secs(args.receive_wait_seconds),
+            stop_timeout,
+            margin: Duration::from_secs(args.stop_margin_seconds),
+            progress_every: args.progress_every.filter(|n| *n > 0),
+            ..ServiceConfig::default()
+        },
+        health: Arc::clone(&health_state),
+    };
+    health_state.set(HealthState::Ready);
+    tracing::info!(queue = %args.queue_url, max_receives = ?max_receives, "ready");
+    let summary = service.run(stop_rx).await;
+    tracing::info!(?summary, "stopped");
+    drop(stop_tx);
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! `sdxl-worker serve` as processes against the emulator with the tiny model: no job lost or answered twice
+//! through SIGKILL and SIGTERM, poison and invalid jobs, a spot notice from a local metadata endpoint, and
+//! heartbeats that keep a long job from being delivered twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
+use gameforge_contract::{ErrorClass, GenerationJob, JobResult, JobStatus, Message, S3Uri};
+use gameforge_localaws::{Emulator, LoopbackServer};
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use serde_json::Value;
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sdxl-a")
+}
+
+/// Deliveries before SQS would move a job to the DLQ itself; clean hand-backs count too, so it is set above
+/// the worker's own limit of two crashes.
+const MAX_RECEIVES: u32 = 6;
+
+/// The queues and bucket one test uses.
+struct Setup {
+    emulator: Emulator,
+    sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+    jobs: String,
+    dlq: String,
+    replies: String,
+}
+
+async fn setup(visibility: u32) -> Setup {
+    let emulator = Emulator::start().unwrap();
+    let config = emulator.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    s3.create_bucket().bucket("images").send().await.unwrap();
+    let dlq = sqs.create_queue().queue_name("jobs-dlq").send().await.unwrap().queue_url().unwrap().to_string();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let jobs = sqs
+        .create_queue()
+        .queue_name("jobs")
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility.to_string())
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let replies = sqs.create_queue().queue_name("replies").send().await.unwrap().queue_url().unwrap().to_string();
+    Setup { emulator, sqs, s3, jobs, dlq, replies }
+}
+
+impl Setup {
+    fn job(&self, id: &str, steps: u32, guidance: f64) -> GenerationJob {
+        let mut job =
+            GenerationJob::new(id, format!("a castle, number {id}"), "tiny", S3Uri::parse("s3://images/out").unwrap());
+        job.width = 64;
+        job.height = 64;
+        job.steps = steps;
+        job.guidance = guidance;
+        job.seed = Some(7);
+        job.reply_to = Some(self.replies.clone());
+        job
+    }
+
+    async fn send(&self, body: String) {
+        self.sqs.send_message().queue_url(&self.jobs).message_body(body).send().await.unwrap();
+    }
+
+    /// Every result on the reply queue so far, consumed.
+    async fn drain_results(&self, into: &mut Vec<JobResult>) {
+        loop {
+            let answer =
+                self.sqs.receive_message().queue_url(&self.replies).max_number_of_messages(10).send().await.unwrap();
+            if answer.messages().is_empty() {
+                return;
+            }
+            for m in answer.messages() {
+                into.push(JobResult::from_json(m.body().unwrap().as_bytes()).expect("results are valid JobResults"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.replies)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    async fn depth(&self, queue: &str) -> (u64, u64) {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let get = |name: QueueAttributeName| attributes.attributes().unwrap()[&name].parse::<u64>().unwrap();
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    async fn images(&self) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        let mut pages = self.s3.list_objects_v2().bucket("images").prefix("out/").into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for o in page.unwrap().contents() {
+                keys.insert(o.key().unwrap().to_string());
+            }
+        }
+        keys.into_iter().filter(|k| k.ends_with(".png")).collect()
+    }
+
+    fn worker(&self, name: &str, extra: &[&str]) -> Worker {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sdxl-worker"));
+        command
+            .args(["serve", "--model"])
+            .arg(tiny())
+            .args(["--model-id", "tiny", "--queue-url", &self.jobs, "--health-addr", "127.0.0.1:0", "--cpu"])
+            .args(["--receive-wait-seconds", "1", "--stop-margin-seconds", "1"])
+            .args(extra)
+            .envs(self.emulator.env())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if !extra.contains(&"--imds") {
+            command.args(["--imds", "off"]);
+        }
+        if !extra.contains(&"--stop-timeout-seconds") {
+            command.args(["--stop-timeout-seconds", "20"]);
+        }
+        if !extra.contains(&"--visibility-seconds") {
+            command.args(["--visibility-seconds", "6"]);
+        }
+        let mut child = command.spawn().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::<(Instant, Value)>::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push((Instant::now(), value));
+                }
+            }
+        });
+        Worker { name: name.into(), child, lines }
+    }
+}
+
+struct Worker {
+    name: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, Value)>>>,
+}
+
+impl Worker {
+    /// Log lines with this message, with when they were seen.
+    fn logged(&self, message: &str) -> Vec<(Instant, Value)> {
+        self.lines.lock().unwrap().iter().filter(|(_, v)| v["message"] == message).cloned().collect()
+    }
+
+    async fn wait_for(&self, message: &str, timeout: Duration) -> (Instant, Value) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.logged(message).into_iter().next() {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "{}: no {message:?} within {timeout:?}", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    async fn exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_jobs_survive_a_sigkill_and_a_sigterm_with_one_result_each() {
+    let setup = setup(6).await;
+    // Every tenth job is slow enough to be caught mid-generation.
+    let ids: Vec<String> = (0..200).map(|i| format!("job-{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (steps, guidance) = if i % 10 == 0 { (40, 5.0) } else { (2, 1.0) };
+        setup.send(setup.job(id, steps, guidance).to_json()).await;
+    }
+    let mut a = setup.worker("a", &[]);
+    let mut b = setup.worker("b", &[]);
+    let c = setup.worker("c", &[]);
+    let slow = |w: &Worker| {
+        w.logged("job started").into_iter().any(|(_, v)| {
+            let id = v["job_id"].as_str().unwrap_or_default().to_string();
+            ids.iter().position(|x| *x == id).is_some_and(|i| i % 10 == 0 && i > 0)
+                && !w.logged("job finished").iter().any(|(_, f)| f["job_id"] == v["job_id"])
+        })
+    };
+    let mut results = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let (mut killed, mut terminated) = (false, false);
+    while !(killed && terminated) {
+        assert!(Instant::now() < deadline, "never caught a worker mid-job");
+        if !killed && slow(&a) {
+            a.signal("KILL");
+            killed = true;
+        }
+        if !terminated && slow(&b) {
+            b.signal("TERM");
+            terminated = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = b.exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "the SIGTERM'd worker exits cleanly: {status:?}");
+    assert!(!a.exit(Duration::from_secs(5)).await.success());
+
+    loop {
+        setup.drain_results(&mut results).await;
+        let distinct: BTreeSet<&str> = results.iter().map(|r| r.job_id.as_str()).collect();
+        if distinct.len() == ids.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of {} results", distinct.len(), ids.len());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Anything late would be a second answer.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    setup.drain_results(&mut results).await;
+    let mut per_job: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &results {
+        *per_job.entry(r.job_id.as_str()).or_default() += 1;
+        assert_eq!(r.status, JobStatus::Succeeded, "{r:?}");
+    }
+    let twice: Vec<_> = per_job.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "jobs answered more than once: {twice:?}");
+    let images = setup.images().await;
+    assert_eq!(images.len(), ids.len());
+    for id in &ids {
+        assert!(images.contains(&format!("out/{id}.png")));
+    }
+    assert_eq!(setup.depth(&setup.jobs).await, (0, 0), "nothing left on the queue or in flight");
+    assert_eq!(setup.depth(&setup.dlq).await, (0, 0));
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_job_ends_in_the_dlq_with_a_failed_result_and_an_invalid_job_is_rejected_once() {
+    let setup = setup(30).await;
+    // A job that takes its worker down every time: two workers die on it (SIGKILL mid-generation).
+    setup.send(setup.job("poison", 150, 5.0).to_json()).await;
+    for name in ["victim-1", "victim-2"] {
+        let mut victim = setup.worker(name, &[]);
+        victim.wait_for("job started", Duration::from_secs(60)).await;
+        victim.signal("KILL");
+        victim.exit(Duration::from_secs(5)).await;
+    }
+    let mut invalid = serde_json::to_value(setup.job("invalid", 2, 1.0)).unwrap();
+    invalid.as_object_mut().unwrap().remove("prompt");
+    invalid["width"] = 65.into();
+    setup.send(invalid.to_string()).await;
+    setup.send("{not json".into()).await;
+
+    let _worker = setup.worker("w", &[]);
+    let mut results = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while results.len() < 2 {
+        assert!(Instant::now() < deadline, "results so far: {results:?}");
+        setup.drain_results(&mut results).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let by_id: BTreeMap<&str, &JobResult> = results.iter().map(|r| (r.job_id.as_str(), r)).collect();
+    let poison = by_id["poison"];
+    assert_eq!(poison.status, JobStatus::Failed);
+    assert_eq!(poison.error.as_ref().unwrap().class, ErrorClass::Poison);
+    assert_eq!(poison.attempt, 3, "the third delivery is answered, not run");
+    let rejected = by_id["invalid"];
+    assert_eq!(rejected.status, JobStatus::Rejected);
+    let message = &rejected.error.as_ref().unwrap().message;
+    assert!(message.contains("prompt") && message.contains("width"), "{message}");
+
+    // The poison job and the unanswerable message are in the DLQ with reasons; the invalid job is not.
+    let mut dead = Vec::new();
+    while Instant::now() < deadline && dead.len() < 2 {
+        let got = setup
+            .sqs
+            .receive_message()
+            .queue_url(&setup.dlq)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages() {
+            let reason = m.message_attributes().unwrap()["error_reason"].string_value().unwrap().to_string();
+            dead.push((m.body().unwrap().to_string(), reason));
+        }
+    }
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(
+        dead.iter()
+            .any(|(body, reason)| body.contains("\"poison\"") && reason.contains("ended 2 runs without an answer"))
+    );
+    assert!(dead.iter().any(|(body, reason)| body == "{not json" && reason.contains("no job id")));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    setup.drain_results(&mut results).await;
+    assert_eq!(results.len(), 2, "the invalid job is answered once, never retried");
+    assert_eq!(setup.depth(&setup.jobs).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_notice_releases_the_running_job_within_two_seconds() {
+    let setup = setup(30).await;
+    let noticed = Arc::new(AtomicBool::new(false));
+    let imds = {
+        let noticed = Arc::clone(&noticed);
+        LoopbackServer::start("fake-imds", move |request| {
+            let noticed = Arc::clone(&noticed);
+            async move {
+                let path = request.uri().path().to_string();
+                let respond = |status: StatusCode, body: String| {
+                    Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap()
+                };
+                if path == "/latest/api/token" {
+                    return respond(StatusCode::OK, "token".into());
+                }
+                if request.headers().get("x-aws-ec2-metadata-token").is_none() {
+                    return respond(StatusCode::UNAUTHORIZED, String::new());
+                }
+                match path.as_str() {
+                    "/latest/meta-data/spot/instance-action" if noticed.load(Ordering::SeqCst) => {
+                        let time = (chrono::Utc::now() + chrono::Duration::seconds(120))
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                        respond(StatusCode::OK, format!(r#"{{"action": "terminate", "time": "{time}"}}"#))
+                    }
+                    "/latest/meta-data/placement/region" => respond(StatusCode::OK, "us-east-1".into()),
+                    "/latest/meta-data/placement/availability-zone" => respond(StatusCode::OK, "us-east-1a".into()),
+                    "/latest/meta-data/instance-type" => respond(StatusCode::OK, "g5.xlarge".into()),
+                    "/latest/meta-data/instance-id" => respond(StatusCode::OK, "i-0123456789abcdef0".into()),
+                    "/latest/meta-data/instance-life-cycle" => respond(StatusCode::OK, "spot".into()),
+                    _ => respond(StatusCode::NOT_FOUND, String::new()),
+                }
+            }
+        })
+        .unwrap()
+    };
+    let mut long = setup.job("long", 150, 5.0);
+    long.width = 128;
+    long.height = 128;
+    setup.send(long.to_json()).await;
+    setup.send(setup.job("short", 2, 1.0).to_json()).await;
+    let endpoint = format!("http://{}", imds.addr());
+    let mut worker =
+        setup.worker("spot", &["--imds", &endpoint, "--imds-poll-ms", "200", "--stop-timeout-seconds", "120"]);
+    let (_, started) = worker.wait_for("job started", Duration::from_secs(60)).await;
+    // Let a few steps run so the worker knows its pace.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let notice = Instant::now();
+    noticed.store(true, Ordering::SeqCst);
+    let (released_at, _) =
+        worker.wait_for("released: it would not finish before the instance goes", Duration::from_secs(10)).await;
+    let took = released_at.duration_since(notice);
+    assert!(took < Duration::from_secs(2), "released {took:?} after the notice");
+    assert!(worker.exit(Duration::from_secs(10)).await.success());
+    // The released job is on the queue again at once, for another worker.
+    let got = setup
+        .sqs
+        .receive_message()
+        .queue_url(&setup.jobs)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = got.messages().iter().map(|m| m.body().unwrap()).collect();
+    assert!(bodies.iter().any(|b| b.contains(started["job_id"].as_str().unwrap())), "{bodies:?}");
+    let mut results = Vec::new();
+    setup.drain_results(&mut results).await;
+    assert!(results.iter().all(|r| r.job_id != started["job_id"].as_str().unwrap()), "a released job has no result");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_job_longer_than_the_visibility_timeout_from_a_second_delivery() {
+    // A 2-second visibility timeout and a job of many seconds, with a second worker waiting for work.
+    let setup = setup(2).await;
+    setup.send(setup.job("long", 60, 5.0).to_json()).await;
+    let first = setup.worker("first", &["--visibility-seconds", "2"]);
+    first.wait_for("job started", Duration::from_secs(60)).await;
+    let second = setup.worker("second", &["--visibility-seconds", "2"]);
+    let (_, finished) = first.wait_for("job finished", Duration::from_secs(120)).await;
+    assert_eq!(finished["job_id"], "long");
+    assert!(second.logged("job started").is_empty(), "the job was delivered twice");
+    let mut results = Vec::new();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    setup.drain_results(&mut results).await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, JobStatus::Succeeded);
+    let generation = results[0].timings.generation_ms.unwrap();
+    assert!(generation > 4000, "the job must outlive two visibility timeouts to test anything ({generation} ms)");
+}
