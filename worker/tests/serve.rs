@@ -441,3 +441,101 @@ async fn heartbeats_keep_a_job_longer_than_the_visibility_timeout_from_a_second_
     let generation = results[0].timings.generation_ms.unwrap();
     assert!(generation > 4000, "the job must outlive two visibility timeouts to test anything ({generation} ms)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_events_cancellation_and_metrics() {
+    let setup = setup(30).await;
+    let config = setup.emulator.sdk_config().await;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let seen = setup.sqs.create_queue().queue_name("events").send().await.unwrap().queue_url().unwrap().to_string();
+    let seen_arn = setup
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&seen)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    events.put_rule().name("worker-events").event_pattern(r#"{"source": ["gameforge.worker"]}"#).send().await.unwrap();
+    events
+        .put_targets()
+        .rule("worker-events")
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(seen_arn).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    setup.send(setup.job("quick", 20, 1.0).to_json()).await;
+    setup.send(setup.job("cancel-me", 150, 5.0).to_json()).await;
+    let worker = setup.worker("w", &["--progress-every", "5"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if worker.logged("job started").iter().any(|(_, v)| v["job_id"] == "cancel-me") {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The marker a client (or `gameforge jobs cancel`) leaves beside the job's output.
+    setup
+        .s3
+        .put_object()
+        .bucket("images")
+        .key("out/cancel-me.cancel")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"{}"))
+        .send()
+        .await
+        .unwrap();
+    let mut results = Vec::new();
+    while results.len() < 2 {
+        assert!(Instant::now() < deadline, "{results:?}");
+        setup.drain_results(&mut results).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cancelled = results.iter().find(|r| r.job_id == "cancel-me").unwrap();
+    assert_eq!(cancelled.status, JobStatus::Failed);
+    assert_eq!(cancelled.error.as_ref().unwrap().class, ErrorClass::Cancelled);
+    assert!(setup.images().await.iter().all(|k| k != "out/cancel-me.png"), "a cancelled job stores no image");
+    assert_eq!(setup.depth(&setup.jobs).await, (0, 0));
+
+    // Events: progress every 5 steps of the quick job (5, 10, 15), one completed, one failed.
+    let mut detail_types: Vec<(String, Value)> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let got = setup
+            .sqs
+            .receive_message()
+            .queue_url(&seen)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages() {
+            let event: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            detail_types.push((event["detail-type"].as_str().unwrap().to_string(), event["detail"].clone()));
+        }
+        if detail_types.iter().filter(|(t, _)| t != "Generation Job Progress").count() >= 2 {
+            break;
+        }
+    }
+    let progress: Vec<u64> = detail_types
+        .iter()
+        .filter(|(t, d)| t == "Generation Job Progress" && d["job_id"] == "quick")
+        .map(|(_, d)| d["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(progress, vec![5, 10, 15]);
+    assert!(detail_types.iter().any(|(t, d)| t == "Generation Job Completed" && d["job_id"] == "quick"));
+    assert!(detail_types.iter().any(|(t, d)| t == "Generation Job Failed" && d["job_id"] == "cancel-me"));
+
+    // EMF metrics on stdout: queue wait, generation time, steps per second, results by status.
+    let metrics: Vec<Value> =
+        worker.lines.lock().unwrap().iter().map(|(_, v)| v.clone()).filter(|v| v.get("_aws").is_some()).collect();
+    let succeeded = metrics.iter().find(|m| m.get("results_succeeded").is_some()).expect("a success record");
+    for name in ["queue_wait", "generation_time", "steps_per_second"] {
+        assert!(succeeded.get(name).is_some_and(Value::is_number), "{name} in {succeeded}");
+    }
+    assert!(metrics.iter().any(|m| m.get("results_failed").is_some()));
+}

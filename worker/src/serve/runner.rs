@@ -355,6 +355,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                 result.seed = Some(seed);
                 result.timings.started_at = Some(started_at.max(result.timings.submitted_at));
                 self.finish(lease, job, &marker, &result).await?;
+                self.record(&result, None);
                 Ok(Outcome::Done(status))
             }
             Ok(generated) => {
