@@ -97,6 +97,9 @@ pub struct RunSummary {
 struct Lease {
     delivery: Delivery,
     heartbeat: JoinHandle<()>,
+    received: Instant,
+    /// When the loop took it up (later than `received` for a prefetched message).
+    picked: Instant,
 }
 
 impl Lease {
@@ -111,7 +114,8 @@ impl Lease {
                 }
             }
         });
-        Self { delivery, heartbeat }
+        let now = Instant::now();
+        Self { delivery, heartbeat, received: now, picked: now }
     }
 
     fn stop_heartbeat(&self) {
@@ -181,7 +185,8 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                 lease = rx.recv() => lease,
                 _ = stop.changed() => None,
             };
-            let Some(lease) = lease else { break };
+            let Some(mut lease) = lease else { break };
+            lease.picked = Instant::now();
             match self.handle(&lease, &stop).await {
                 Ok(Outcome::Done(JobStatus::Succeeded)) => summary.succeeded += 1,
                 Ok(Outcome::Done(JobStatus::Failed)) => summary.failed += 1,
@@ -283,7 +288,13 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
         let seed = job.seed.unwrap_or_else(|| rand::rng().random_range(0..=9_007_199_254_740_991u64));
         let started_at = Utc::now();
         let started = Instant::now();
-        tracing::info!(job_id = %job.job_id, attempt = delivery.receive_count, "job started");
+        tracing::info!(
+            job_id = %job.job_id,
+            attempt = delivery.receive_count,
+            receive_to_start_ms = lease.received.elapsed().as_secs_f64() * 1000.0,
+            pick_to_start_ms = lease.picked.elapsed().as_secs_f64() * 1000.0,
+            "job started"
+        );
         let halt = Arc::new(AtomicBool::new(false));
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
         let generation = self.model.generate(request_for(job, seed), Arc::clone(&halt), progress_tx);
@@ -326,6 +337,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
             }
         };
         let generation_time = started.elapsed();
+        let done = Instant::now();
         match generated {
             Err(PipelineError::Cancelled { .. }) if interrupted => {
                 lease.stop_heartbeat();
@@ -354,7 +366,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                 let mut result = self.judge.result(job, delivery, Utc::now(), status, class, message);
                 result.seed = Some(seed);
                 result.timings.started_at = Some(started_at.max(result.timings.submitted_at));
-                self.finish(lease, job, &marker, &result).await?;
+                self.finish(lease, job, &marker, &result, done).await?;
                 self.record(&result, None);
                 Ok(Outcome::Done(status))
             }
@@ -385,7 +397,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                     attempt: delivery.receive_count.max(1),
                     labels: job.labels.clone(),
                 };
-                self.finish(lease, job, &marker, &result).await?;
+                self.finish(lease, job, &marker, &result, done).await?;
                 let steps: f64 = generated.timings.steps.iter().map(Duration::as_secs_f64).sum();
                 self.record(&result, (steps > 0.0).then(|| generated.timings.steps.len() as f64 / steps));
                 Ok(Outcome::Done(JobStatus::Succeeded))
@@ -401,12 +413,19 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
         job: &GenerationJob,
         marker: &gameforge_contract::S3Uri,
         result: &JobResult,
+        done: Instant,
     ) -> Result<(), PortError> {
         self.announce.result(result, job.reply_to.as_deref()).await?;
+        let done_to_result = done.elapsed();
         self.store.put(marker, serde_json::to_vec(result).expect("results serialise"), "application/json").await?;
         lease.stop_heartbeat();
         self.queue.delete(&lease.delivery.receipt).await?;
-        tracing::info!(job_id = %job.job_id, status = ?result.status, "job finished");
+        tracing::info!(
+            job_id = %job.job_id,
+            status = ?result.status,
+            done_to_result_ms = done_to_result.as_secs_f64() * 1000.0,
+            "job finished"
+        );
         Ok(())
     }
 
