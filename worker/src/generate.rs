@@ -89,6 +89,29 @@ fn device(cpu: bool) -> anyhow::Result<Device> {
     Ok(Device::cuda_if_available(0)?)
 }
 
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    /// `s3://bucket/prefix` or a Hub repo (`owner/name`, `hf://owner/name@revision`).
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// The precision the model will run in, which decides the weight variant fetched.
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: DTypeArg,
+}
+
+pub fn fetch_command(args: FetchArgs) -> anyhow::Result<()> {
+    let dtype = match args.dtype {
+        DTypeArg::F32 => DType::F32,
+        DTypeArg::F16 => DType::F16,
+        DTypeArg::Bf16 => DType::BF16,
+    };
+    let folder = resolve(&args.model, args.cache_dir, dtype)?;
+    println!("{}", folder.display());
+    Ok(())
+}
+
 /// The local folder of a model argument, downloading a remote one into the cache first.
 pub fn resolve(model: &str, cache: Option<PathBuf>, dtype: DType) -> anyhow::Result<PathBuf> {
     let location = ModelLocation::parse(model)?;

@@ -21,6 +21,9 @@ enum Command {
     RandomModel(random_model::Args),
     /// Serve generation jobs from an SQS queue until stopped (SIGTERM, or a spot interruption notice).
     Serve(serve_cmd::Args),
+    /// Copy a remote model (S3 or the Hub) into the model cache and print its folder (to bake weights into an
+    /// image, or warm a cache volume).
+    Fetch(generate::FetchArgs),
     /// Exit 0 when the worker at the URL is ready (a container health-check command).
     Health(serve_cmd::HealthArgs),
 }
@@ -37,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::RandomModel(args) => random_model::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Health(args) => serve_cmd::health(args),
+        Command::Fetch(args) => generate::fetch_command(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
