@@ -49,7 +49,7 @@ fn the_worker_image_is_built_as_the_service_expects() {
     }
     // Runtime: only the binary comes over, and it runs as a non-root user.
     assert!(runtime.iter().any(|(k, v)| k == "COPY" && v.starts_with("--from=build /usr/local/bin/sdxl-worker")));
-    let user = runtime.iter().filter(|(k, _)| k == "USER").map(|(_, v)| v.as_str()).last().expect("a USER");
+    let user = runtime.iter().rev().find(|(k, _)| k == "USER").map(|(_, v)| v.as_str()).expect("a USER");
     assert!(!["root", "0"].contains(&user), "runs as {user}");
     // Baked weights are written by that user, into the cache it owns.
     let last_user = runtime.iter().rposition(|(k, _)| k == "USER").unwrap();
