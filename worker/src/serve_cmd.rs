@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use candle_core::{DType, Device};
-use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue};
+use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue, sqs_client_for};
 use sdxl_worker::serve::decide::Judge;
 use sdxl_worker::serve::health;
 use sdxl_worker::serve::imds::{DEFAULT_ENDPOINT, Imds};
@@ -118,7 +118,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     .context("loading the model")?;
 
     let config = gameforge_aws::config::load().await;
-    let (queue, max_receives) = SqsJobQueue::connect(aws_sdk_sqs::Client::new(&config), args.queue_url.clone())
+    let (queue, max_receives) = SqsJobQueue::connect(sqs_client_for(&config, &args.queue_url), args.queue_url.clone())
         .await
         .context("the job queue")?;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());

@@ -25,6 +25,26 @@ pub fn detail_type(status: JobStatus) -> &'static str {
 
 pub const PROGRESS_DETAIL_TYPE: &str = "Generation Job Progress";
 
+/// The region of `https://sqs.<region>.amazonaws.com/...`; `None` for any other URL (an emulator, a VPC
+/// endpoint), which the configured client serves.
+pub fn queue_region(queue_url: &str) -> Option<String> {
+    queue_url
+        .strip_prefix("https://sqs.")
+        .and_then(|rest| rest.split_once(".amazonaws.com"))
+        .map(|(region, _)| region.to_string())
+}
+
+/// An SQS client that reaches the queue, wherever its region: the job queue may live in another region
+/// than the worker.
+pub fn sqs_client_for(config: &aws_config::SdkConfig, queue_url: &str) -> aws_sdk_sqs::Client {
+    match queue_region(queue_url) {
+        Some(region) => aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(config).region(aws_sdk_sqs::config::Region::new(region)).build(),
+        ),
+        None => aws_sdk_sqs::Client::new(config),
+    }
+}
+
 fn describe<E: std::error::Error + 'static>(e: &aws_sdk_sqs::error::SdkError<E>) -> String {
     aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
 }
@@ -209,14 +229,8 @@ impl AwsAnnouncer {
         }
     }
 
-    /// `https://sqs.<region>.amazonaws.com/...` → a client of that region; any other URL (an emulator, a VPC
-    /// endpoint) → the configured client.
     fn client_for(&self, queue_url: &str) -> aws_sdk_sqs::Client {
-        let region = queue_url
-            .strip_prefix("https://sqs.")
-            .and_then(|rest| rest.split_once(".amazonaws.com"))
-            .map(|(region, _)| region.to_string());
-        match region {
+        match queue_region(queue_url) {
             Some(region) if Some(region.as_str()) != self.config.region().map(|r| r.as_ref()) => {
                 let mut clients = self.regional.lock().expect("the client map lock is never poisoned");
                 clients
@@ -273,5 +287,17 @@ impl Announcer for AwsAnnouncer {
     async fn progress(&self, job_id: &str, step: usize, total: usize) -> Result<(), PortError> {
         let detail = serde_json::json!({"job_id": job_id, "step": step, "total": total}).to_string();
         self.event(PROGRESS_DETAIL_TYPE, detail).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_urls_name_their_region() {
+        assert_eq!(queue_region("https://sqs.us-west-2.amazonaws.com/123456789012/jobs").as_deref(), Some("us-west-2"));
+        assert_eq!(queue_region("http://127.0.0.1:4566/123456789012/jobs"), None);
+        assert_eq!(detail_type(JobStatus::Rejected), "Generation Job Rejected");
     }
 }
