@@ -36,6 +36,28 @@ pub enum DTypeArg {
     Bf16,
 }
 
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> Self {
+        match d {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::F16 => DType::F16,
+            DTypeArg::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// The GPU when there is one (unless `cpu`), and the precision asked for or suited to the device: f16 on a
+/// GPU, f32 on the CPU.
+pub fn device_and_dtype(cpu: bool, dtype: Option<DTypeArg>) -> anyhow::Result<(Device, DType)> {
+    let device = if cpu { Device::Cpu } else { Device::cuda_if_available(0)? };
+    let dtype = match dtype {
+        Some(d) => d.into(),
+        None if device.is_cpu() => DType::F32,
+        None => DType::F16,
+    };
+    Ok((device, dtype))
+}
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A diffusers-format SDXL folder, `s3://bucket/prefix`, or a Hugging Face Hub repo (`owner/name`,
@@ -82,13 +104,6 @@ pub struct Args {
     out: PathBuf,
 }
 
-fn device(cpu: bool) -> anyhow::Result<Device> {
-    if cpu {
-        return Ok(Device::Cpu);
-    }
-    Ok(Device::cuda_if_available(0)?)
-}
-
 #[derive(clap::Args, Debug)]
 pub struct FetchArgs {
     /// `s3://bucket/prefix` or a Hub repo (`owner/name`, `hf://owner/name@revision`).
@@ -102,12 +117,7 @@ pub struct FetchArgs {
 }
 
 pub fn fetch_command(args: FetchArgs) -> anyhow::Result<()> {
-    let dtype = match args.dtype {
-        DTypeArg::F32 => DType::F32,
-        DTypeArg::F16 => DType::F16,
-        DTypeArg::Bf16 => DType::BF16,
-    };
-    let folder = resolve(&args.model, args.cache_dir, dtype)?;
+    let folder = resolve(&args.model, args.cache_dir, args.dtype.into())?;
     println!("{}", folder.display());
     Ok(())
 }
@@ -139,14 +149,7 @@ pub fn resolve(model: &str, cache: Option<PathBuf>, dtype: DType) -> anyhow::Res
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let device = device(args.cpu)?;
-    let dtype = match args.dtype {
-        Some(DTypeArg::F32) => DType::F32,
-        Some(DTypeArg::F16) => DType::F16,
-        Some(DTypeArg::Bf16) => DType::BF16,
-        None if device.is_cpu() => DType::F32,
-        None => DType::F16,
-    };
+    let (device, dtype) = device_and_dtype(args.cpu, args.dtype)?;
     let root = resolve(&args.model, args.cache_dir.clone(), dtype)?;
     let vae_tiling = match args.vae_tiling {
         None => VaeTiling::Off,

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use candle_core::DType;
 use sdxl_worker::architecture::write_random_pipeline;
 
 use crate::generate::DTypeArg;
@@ -21,12 +20,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dtype = match args.dtype {
-        DTypeArg::F32 => DType::F32,
-        DTypeArg::F16 => DType::F16,
-        DTypeArg::Bf16 => DType::BF16,
-    };
-    write_random_pipeline(&args.from, &args.out, dtype)
+    write_random_pipeline(&args.from, &args.out, args.dtype.into())
         .with_context(|| format!("writing a random {} into {}", args.from.display(), args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())

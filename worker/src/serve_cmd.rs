@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use candle_core::{DType, Device};
 use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue, sqs_client_for};
 use sdxl_worker::serve::decide::Judge;
 use sdxl_worker::serve::health;
@@ -18,7 +17,7 @@ use sdxl_worker::serve::stop;
 use sdxl_worker::{GenerateRequest, LoadOptions, SdxlPipeline, VaeTiling};
 use tokio::sync::watch;
 
-use crate::generate::{DTypeArg, resolve};
+use crate::generate::{DTypeArg, device_and_dtype, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -91,14 +90,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let stop_timeout = Duration::from_secs(args.stop_timeout_seconds);
     stop::on_signals(stop_tx.clone(), stop_timeout)?;
 
-    let device = if args.cpu { Device::Cpu } else { Device::cuda_if_available(0)? };
-    let dtype = match args.dtype {
-        Some(DTypeArg::F32) => DType::F32,
-        Some(DTypeArg::F16) => DType::F16,
-        Some(DTypeArg::Bf16) => DType::BF16,
-        None if device.is_cpu() => DType::F32,
-        None => DType::F16,
-    };
+    let (device, dtype) = device_and_dtype(args.cpu, args.dtype)?;
     let (model_arg, cache) = (args.model.clone(), args.cache_dir.clone());
     let root = tokio::task::spawn_blocking(move || resolve(&model_arg, cache, dtype)).await??;
     let options = LoadOptions { device, dtype, vae_tiling: VaeTiling::Off };

@@ -36,6 +36,12 @@ struct Setup {
     replies: String,
 }
 
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    let attributes =
+        sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+    attributes.attributes().unwrap()[&QueueAttributeName::QueueArn].clone()
+}
+
 async fn setup(visibility: u32) -> Setup {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
@@ -43,16 +49,7 @@ async fn setup(visibility: u32) -> Setup {
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
     s3.create_bucket().bucket("images").send().await.unwrap();
     let dlq = sqs.create_queue().queue_name("jobs-dlq").send().await.unwrap().queue_url().unwrap().to_string();
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let dlq_arn = queue_arn(&sqs, &dlq).await;
     let jobs = sqs
         .create_queue()
         .queue_name("jobs")
@@ -448,17 +445,7 @@ async fn progress_events_cancellation_and_metrics() {
     let config = setup.emulator.sdk_config().await;
     let events = aws_sdk_eventbridge::Client::new(&config);
     let seen = setup.sqs.create_queue().queue_name("events").send().await.unwrap().queue_url().unwrap().to_string();
-    let seen_arn = setup
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&seen)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let seen_arn = queue_arn(&setup.sqs, &seen).await;
     events.put_rule().name("worker-events").event_pattern(r#"{"source": ["gameforge.worker"]}"#).send().await.unwrap();
     events
         .put_targets()

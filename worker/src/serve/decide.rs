@@ -77,6 +77,12 @@ impl Judge {
                 };
             }
         };
+        // A job that will not run is answered `failed` without touching the model.
+        let fail = |class: ErrorClass, message: String, dead_letter: bool| Verdict::Answer {
+            result: Box::new(self.result(&job, delivery, now, JobStatus::Failed, class, message.clone())),
+            reply_to: job.reply_to.clone(),
+            dead_letter: dead_letter.then_some(message),
+        };
         if let Some(max) = self.max_receives
             && delivery.receive_count >= max
         {
@@ -84,50 +90,17 @@ impl Judge {
                 "delivered {} times without finishing: the job crashed or outlived every worker that took it",
                 delivery.receive_count
             );
-            return Verdict::Answer {
-                result: Box::new(self.result(
-                    &job,
-                    delivery,
-                    now,
-                    JobStatus::Failed,
-                    ErrorClass::Poison,
-                    message.clone(),
-                )),
-                reply_to: job.reply_to.clone(),
-                dead_letter: Some(message),
-            };
+            return fail(ErrorClass::Poison, message, true);
         }
         if job.model_id != self.model_id {
             let message = format!("this worker serves {:?}, not {:?}", self.model_id, job.model_id);
-            return Verdict::Answer {
-                result: Box::new(self.result(
-                    &job,
-                    delivery,
-                    now,
-                    JobStatus::Failed,
-                    ErrorClass::UnsupportedModel,
-                    message,
-                )),
-                reply_to: job.reply_to.clone(),
-                dead_letter: None,
-            };
+            return fail(ErrorClass::UnsupportedModel, message, false);
         }
         if let Some(deadline) = job.deadline
             && deadline <= now
         {
             let message = format!("the deadline {deadline} passed before a worker started the job");
-            return Verdict::Answer {
-                result: Box::new(self.result(
-                    &job,
-                    delivery,
-                    now,
-                    JobStatus::Failed,
-                    ErrorClass::DeadlineExceeded,
-                    message,
-                )),
-                reply_to: job.reply_to.clone(),
-                dead_letter: None,
-            };
+            return fail(ErrorClass::DeadlineExceeded, message, false);
         }
         Verdict::Run(Box::new(job))
     }
