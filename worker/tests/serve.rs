@@ -22,6 +22,10 @@ fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sdxl-a")
 }
 
+/// The tests time workers (a release within 2 s of a notice), and each runs several worker processes: on a
+/// small CI machine they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Deliveries before SQS would move a job to the DLQ itself; clean hand-backs count too, so it is set above
 /// the worker's own limit of two crashes.
 const MAX_RECEIVES: u32 = 6;
@@ -218,6 +222,7 @@ impl Drop for Worker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_jobs_survive_a_sigkill_and_a_sigterm_with_one_result_each() {
+    let _serial = SERIAL.lock().await;
     let setup = setup(6).await;
     // Every tenth job is slow enough to be caught mid-generation.
     let ids: Vec<String> = (0..200).map(|i| format!("job-{i:03}")).collect();
@@ -285,6 +290,7 @@ async fn two_hundred_jobs_survive_a_sigkill_and_a_sigterm_with_one_result_each()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_job_ends_in_the_dlq_with_a_failed_result_and_an_invalid_job_is_rejected_once() {
+    let _serial = SERIAL.lock().await;
     let setup = setup(30).await;
     // A job that takes its worker down every time: two workers die on it (SIGKILL mid-generation).
     setup.send(setup.job("poison", 150, 5.0).to_json()).await;
@@ -350,6 +356,7 @@ async fn a_poison_job_ends_in_the_dlq_with_a_failed_result_and_an_invalid_job_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spot_notice_releases_the_running_job_within_two_seconds() {
+    let _serial = SERIAL.lock().await;
     let setup = setup(30).await;
     let noticed = Arc::new(AtomicBool::new(false));
     let imds = {
@@ -421,6 +428,7 @@ async fn a_spot_notice_releases_the_running_job_within_two_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_job_longer_than_the_visibility_timeout_from_a_second_delivery() {
+    let _serial = SERIAL.lock().await;
     // A 2-second visibility timeout and a job of many seconds, with a second worker waiting for work.
     let setup = setup(2).await;
     setup.send(setup.job("long", 60, 5.0).to_json()).await;
@@ -441,6 +449,7 @@ async fn heartbeats_keep_a_job_longer_than_the_visibility_timeout_from_a_second_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_events_cancellation_and_metrics() {
+    let _serial = SERIAL.lock().await;
     let setup = setup(30).await;
     let config = setup.emulator.sdk_config().await;
     let events = aws_sdk_eventbridge::Client::new(&config);
