@@ -1,7 +1,7 @@
 //! The SDXL text-to-image pipeline, step for step as diffusers' `StableDiffusionXLPipeline` runs it.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
@@ -112,7 +112,6 @@ pub struct Timings {
 
 #[derive(Debug)]
 pub struct SdxlPipeline {
-    root: PathBuf,
     tokenizer: ClipTokenizer,
     tokenizer_2: ClipTokenizer,
     text_encoder: ClipTextEncoder,
@@ -207,7 +206,6 @@ impl SdxlPipeline {
         }
         let default_size = unet_config.sample_size.unwrap_or(128) * vae.downscale();
         Ok(Self {
-            root: root.to_path_buf(),
             tokenizer,
             tokenizer_2,
             text_encoder,
@@ -223,22 +221,9 @@ impl SdxlPipeline {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn default_scheduler(&self) -> SchedulerKind {
-        self.default_scheduler
-    }
-
     /// The resolution the model was trained at (1024 for SDXL base).
     pub fn default_size(&self) -> usize {
         self.default_size
-    }
-
-    /// Image sides must be multiples of this.
-    pub fn size_multiple(&self) -> usize {
-        self.vae.downscale()
     }
 
     /// Both tokenizers' ids for a prompt, as the reference pipeline feeds them to the encoders.

@@ -136,7 +136,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         config: ServiceConfig {
             visibility: Duration::from_secs(args.visibility_seconds.max(1)),
             wait: Duration::from_secs(args.receive_wait_seconds),
-            stop_timeout,
             margin: Duration::from_secs(args.stop_margin_seconds),
             progress_every: args.progress_every.filter(|n| *n > 0),
             ..ServiceConfig::default()

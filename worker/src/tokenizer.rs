@@ -123,14 +123,6 @@ impl ClipTokenizer {
         })
     }
 
-    pub fn max_length(&self) -> usize {
-        self.max_length
-    }
-
-    pub fn eos_id(&self) -> u32 {
-        self.eos
-    }
-
     /// Start token, the prompt's tokens (cut to fit), end token, then padding to `max_length`.
     pub fn encode(&self, text: &str) -> Tokens {
         let mut body = self.tokenize(text);

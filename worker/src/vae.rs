@@ -66,8 +66,8 @@ impl Vae {
         self.config.sample_size.unwrap_or(1024)
     }
 
-    /// The decoder's raw output, `[-1, 1]` nominally, for latents already unscaled.
-    fn decode_raw(&self, latents: &Tensor) -> Result<Tensor, PipelineError> {
+    /// The decoder alone, as the reference's `vae.decode`: latents already unscaled in, `[-1, 1]` nominally out.
+    pub fn decode_unscaled(&self, latents: &Tensor) -> Result<Tensor, PipelineError> {
         let (_, _, h, w) = latents.dims4()?;
         let latents = latents.to_dtype(self.dtype)?;
         match self.tile {
@@ -140,15 +140,10 @@ impl Vae {
         let batch = unscaled.dim(0)?;
         let mut images = Vec::with_capacity(batch);
         for i in 0..batch {
-            let decoded = self.decode_raw(&unscaled.narrow(0, i, 1)?)?;
+            let decoded = self.decode_unscaled(&unscaled.narrow(0, i, 1)?)?;
             images.push(((decoded / 2.0)? + 0.5)?.clamp(0f32, 1f32)?);
         }
         Ok(Tensor::cat(&images, 0)?)
-    }
-
-    /// The decoder alone (no latent scaling, no clamping), for comparisons with the reference's `vae.decode`.
-    pub fn decode_unscaled(&self, latents: &Tensor) -> Result<Tensor, PipelineError> {
-        self.decode_raw(latents)
     }
 }
 

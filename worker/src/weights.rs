@@ -86,24 +86,19 @@ fn shards(dir: &Path, index_path: &Path) -> Result<Vec<PathBuf>, PipelineError> 
 /// Maps the files and checks every tensor holds floating-point weights, then hands out a builder that converts
 /// them to `dtype` on `device` as each layer asks for them.
 pub fn var_builder(weights: &WeightFiles, dtype: DType, device: &Device) -> Result<VarBuilder<'static>, PipelineError> {
-    for path in &weights.files {
-        let mapped = map(std::slice::from_ref(path))?;
-        for (name, view) in mapped.tensors() {
-            match view.dtype() {
-                safetensors::Dtype::F16
-                | safetensors::Dtype::BF16
-                | safetensors::Dtype::F32
-                | safetensors::Dtype::F64 => {}
-                other => {
-                    return Err(PipelineError::Weights {
-                        path: path.clone(),
-                        reason: format!("tensor {name} has dtype {other:?}; weights must be f16, bf16, f32 or f64"),
-                    });
-                }
+    let mapped = map(&weights.files)?;
+    for (name, view) in mapped.tensors() {
+        match view.dtype() {
+            safetensors::Dtype::F16 | safetensors::Dtype::BF16 | safetensors::Dtype::F32 | safetensors::Dtype::F64 => {}
+            other => {
+                let folder = weights.files[0].parent().unwrap_or(Path::new("")).to_path_buf();
+                return Err(PipelineError::Weights {
+                    path: folder,
+                    reason: format!("tensor {name} has dtype {other:?}; weights must be f16, bf16, f32 or f64"),
+                });
             }
         }
     }
-    let mapped = map(&weights.files)?;
     Ok(VarBuilder::from_backend(Box::new(mapped), dtype, device.clone()))
 }
 

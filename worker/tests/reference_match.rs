@@ -61,6 +61,21 @@ fn assert_close(what: &str, case: &str, ours: &Tensor, reference: &Tensor, toler
     diff
 }
 
+/// The reference run of a case, from its initial latents.
+fn request_for(case: &Case, latents: &Tensor) -> GenerateRequest {
+    GenerateRequest {
+        prompt: case.prompt.clone(),
+        negative_prompt: case.negative_prompt.clone(),
+        width: case.width,
+        height: case.height,
+        steps: case.steps,
+        guidance: case.guidance,
+        seed: 0,
+        scheduler: Some(SchedulerKind::parse(&case.scheduler).unwrap()),
+        latents: Some(latents.clone()),
+    }
+}
+
 struct Pipelines(HashMap<String, SdxlPipeline>);
 
 impl Pipelines {
@@ -139,17 +154,7 @@ fn every_reference_case_matches() {
         worst[2] = worst[2].max(assert_close("unet_out_0", &case.name, &out, r("unet_out_0"), EMBED_TOLERANCE));
 
         // The whole pipeline from the same initial latents.
-        let request = GenerateRequest {
-            prompt: case.prompt.clone(),
-            negative_prompt: case.negative_prompt.clone(),
-            width: case.width,
-            height: case.height,
-            steps: case.steps,
-            guidance: case.guidance,
-            seed: 0,
-            scheduler: Some(SchedulerKind::parse(&case.scheduler).unwrap()),
-            latents: Some(r("latents").clone()),
-        };
+        let request = request_for(case, r("latents"));
         let generated = pipeline.generate(&request, &mut |_| ControlFlow::Continue(())).unwrap();
         let image = generated.image.squeeze(0).unwrap().permute((1, 2, 0)).unwrap();
         worst[3] = worst[3].max(assert_close("image", &case.name, &image, r("image"), IMAGE_TOLERANCE));
@@ -256,17 +261,7 @@ fn half_precision_stays_near_the_reference() {
         let dtype = DType::F16;
         let options = LoadOptions { dtype, ..LoadOptions::cpu() };
         let pipeline = SdxlPipeline::load(&fixtures().join(&case.model), options).unwrap();
-        let request = GenerateRequest {
-            prompt: case.prompt.clone(),
-            negative_prompt: case.negative_prompt.clone(),
-            width: case.width,
-            height: case.height,
-            steps: case.steps,
-            guidance: case.guidance,
-            seed: 0,
-            scheduler: Some(SchedulerKind::Euler),
-            latents: Some(reference["latents"].clone()),
-        };
+        let request = request_for(&case, &reference["latents"]);
         let generated = pipeline.generate(&request, &mut |_| ControlFlow::Continue(())).unwrap();
         let image = generated.image.squeeze(0).unwrap().permute((1, 2, 0)).unwrap();
         let diff = max_abs_diff(&image, &reference["image"]);

@@ -230,21 +230,12 @@ impl AwsAnnouncer {
     }
 
     fn client_for(&self, queue_url: &str) -> aws_sdk_sqs::Client {
-        match queue_region(queue_url) {
-            Some(region) if Some(region.as_str()) != self.config.region().map(|r| r.as_ref()) => {
-                let mut clients = self.regional.lock().expect("the client map lock is never poisoned");
-                clients
-                    .entry(region.clone())
-                    .or_insert_with(|| {
-                        let config = aws_sdk_sqs::config::Builder::from(&self.config)
-                            .region(aws_sdk_sqs::config::Region::new(region))
-                            .build();
-                        aws_sdk_sqs::Client::from_conf(config)
-                    })
-                    .clone()
-            }
-            _ => self.sqs.clone(),
+        let region = queue_region(queue_url);
+        if region.is_none() || region.as_deref() == self.config.region().map(|r| r.as_ref()) {
+            return self.sqs.clone();
         }
+        let mut clients = self.regional.lock().expect("the client map lock is never poisoned");
+        clients.entry(region.unwrap_or_default()).or_insert_with(|| sqs_client_for(&self.config, queue_url)).clone()
     }
 
     async fn event(&self, detail_type: &str, detail: String) -> Result<(), PortError> {

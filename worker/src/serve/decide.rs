@@ -55,15 +55,7 @@ impl Judge {
                 let job_id = lenient.get("job_id").and_then(Value::as_str).filter(|id| valid_job_id(id));
                 return match job_id {
                     Some(id) => Verdict::Answer {
-                        result: Box::new(self.lenient_result(
-                            id,
-                            &lenient,
-                            delivery,
-                            now,
-                            JobStatus::Rejected,
-                            ErrorClass::InvalidJob,
-                            e.to_string(),
-                        )),
+                        result: Box::new(self.rejection(id, &lenient, delivery, now, e.to_string())),
                         reply_to: lenient
                             .get("reply_to")
                             .and_then(Value::as_str)
@@ -115,36 +107,23 @@ impl Judge {
         class: ErrorClass,
         message: String,
     ) -> JobResult {
-        JobResult {
-            version: CONTRACT_VERSION,
+        let known = Known {
             job_id: job.job_id.clone(),
-            status,
-            image: None,
-            error: Some(JobFailure { class, message: truncate(message) }),
-            timings: Timings {
-                submitted_at: job.submitted_at.min(now),
-                started_at: None,
-                finished_at: now,
-                queue_wait_ms: None,
-                generation_ms: None,
-            },
-            placement: self.placement.clone(),
-            seed: job.seed,
-            prompt_truncated: false,
-            attempt: delivery.receive_count.max(1),
+            submitted_at: job.submitted_at.min(now),
             labels: job.labels.clone(),
-        }
+            seed: job.seed,
+            placement: self.placement.clone(),
+        };
+        unsuccessful(known, delivery, now, status, JobFailure { class, message: truncate(message) })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn lenient_result(
+    /// The `rejected` answer to a message that is not a valid job but names one, from what can be read of it.
+    fn rejection(
         &self,
         job_id: &str,
         lenient: &Value,
         delivery: &Delivery,
         now: DateTime<Utc>,
-        status: JobStatus,
-        class: ErrorClass,
         message: String,
     ) -> JobResult {
         let submitted_at = lenient
@@ -159,25 +138,46 @@ impl Judge {
             .and_then(Value::as_object)
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).take(16).collect())
             .unwrap_or_default();
-        JobResult {
-            version: CONTRACT_VERSION,
-            job_id: job_id.to_string(),
-            status,
-            image: None,
-            error: Some(JobFailure { class, message: truncate(message) }),
-            timings: Timings {
-                submitted_at,
-                started_at: None,
-                finished_at: now,
-                queue_wait_ms: None,
-                generation_ms: None,
-            },
-            placement: None,
-            seed: None,
-            prompt_truncated: false,
-            attempt: delivery.receive_count.max(1),
-            labels,
-        }
+        let known = Known { job_id: job_id.to_string(), submitted_at, labels, seed: None, placement: None };
+        let failure = JobFailure { class: ErrorClass::InvalidJob, message: truncate(message) };
+        unsuccessful(known, delivery, now, JobStatus::Rejected, failure)
+    }
+}
+
+/// What is known of a job whose result is not a success.
+struct Known {
+    job_id: String,
+    submitted_at: DateTime<Utc>,
+    labels: BTreeMap<String, String>,
+    seed: Option<u64>,
+    placement: Option<Placement>,
+}
+
+fn unsuccessful(
+    known: Known,
+    delivery: &Delivery,
+    now: DateTime<Utc>,
+    status: JobStatus,
+    error: JobFailure,
+) -> JobResult {
+    JobResult {
+        version: CONTRACT_VERSION,
+        job_id: known.job_id,
+        status,
+        image: None,
+        error: Some(error),
+        timings: Timings {
+            submitted_at: known.submitted_at,
+            started_at: None,
+            finished_at: now,
+            queue_wait_ms: None,
+            generation_ms: None,
+        },
+        placement: known.placement,
+        seed: known.seed,
+        prompt_truncated: false,
+        attempt: delivery.receive_count.max(1),
+        labels: known.labels,
     }
 }
 

@@ -27,8 +27,6 @@ pub struct ServiceConfig {
     pub visibility: Duration,
     /// Long-poll wait of one receive.
     pub wait: Duration,
-    /// Time from SIGTERM to the kill (the ECS task's `stopTimeout`).
-    pub stop_timeout: Duration,
     /// Kept free before the kill for writing the image and the result.
     pub margin: Duration,
     /// A progress event every this many steps (`None`: none).
@@ -47,7 +45,6 @@ impl Default for ServiceConfig {
         Self {
             visibility: Duration::from_secs(60),
             wait: Duration::from_secs(20),
-            stop_timeout: Duration::from_secs(120),
             margin: Duration::from_secs(10),
             progress_every: None,
             cancel_every: 1,
@@ -140,7 +137,11 @@ pub type StopSignal = watch::Receiver<Option<Instant>>;
 
 enum Outcome {
     Done(JobStatus),
-    Released { interruption: bool },
+    /// Unanswerable: moved to the dead-letter queue with its reason.
+    DeadLettered,
+    Released {
+        interruption: bool,
+    },
 }
 
 impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
@@ -191,6 +192,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                 Ok(Outcome::Done(JobStatus::Succeeded)) => summary.succeeded += 1,
                 Ok(Outcome::Done(JobStatus::Failed)) => summary.failed += 1,
                 Ok(Outcome::Done(JobStatus::Rejected)) => summary.rejected += 1,
+                Ok(Outcome::DeadLettered) => summary.dead_lettered += 1,
                 Ok(Outcome::Released { interruption }) => {
                     summary.released += 1;
                     summary.released_on_interruption += u64::from(interruption);
@@ -231,7 +233,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                 tracing::warn!(message = %delivery.message_id, %reason, "to the dead-letter queue");
                 lease.stop_heartbeat();
                 self.queue.dead_letter(delivery, &reason).await?;
-                Ok(Outcome::Done(JobStatus::Rejected))
+                Ok(Outcome::DeadLettered)
             }
             Verdict::Answer { result, reply_to, dead_letter } => {
                 self.announce.result(&result, reply_to.as_deref()).await?;
@@ -250,13 +252,14 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
     async fn run_job(&self, lease: &Lease, job: &GenerationJob, stop: &StopSignal) -> Result<Outcome, PortError> {
         let delivery = &lease.delivery;
         let marker = job.output.join(&format!("{}.result.json", job.job_id));
-        if self.store.get(&marker).await?.is_some() {
+        if let Some(answered) = self.store.get(&marker).await? {
             // Answered on an earlier delivery that died before deleting the message: answering again would
             // give the job two results.
             tracing::info!(job_id = %job.job_id, "already answered; removing the redelivered message");
             lease.stop_heartbeat();
             self.queue.delete(&delivery.receipt).await?;
-            return Ok(Outcome::Done(JobStatus::Succeeded));
+            let status = serde_json::from_slice::<JobResult>(&answered).map_or(JobStatus::Succeeded, |r| r.status);
+            return Ok(Outcome::Done(status));
         }
         // Receive counts also grow when a message is handed back cleanly (a drain, a spot notice), so crashes
         // are counted from our own record of runs started and runs handed back.
@@ -272,12 +275,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
             );
             let result =
                 self.judge.result(job, delivery, Utc::now(), JobStatus::Failed, ErrorClass::Poison, message.clone());
-            self.announce.result(&result, job.reply_to.as_deref()).await?;
-            self.store
-                .put(&marker, serde_json::to_vec(&result).expect("results serialise"), "application/json")
-                .await?;
-            lease.stop_heartbeat();
-            self.queue.dead_letter(delivery, &message).await?;
+            self.finish(lease, job, &marker, &result, Instant::now(), Settle::DeadLetter(&message)).await?;
             self.record(&result, None);
             return Ok(Outcome::Done(JobStatus::Failed));
         }
@@ -366,7 +364,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                 let mut result = self.judge.result(job, delivery, Utc::now(), status, class, message);
                 result.seed = Some(seed);
                 result.timings.started_at = Some(started_at.max(result.timings.submitted_at));
-                self.finish(lease, job, &marker, &result, done).await?;
+                self.finish(lease, job, &marker, &result, done, Settle::Delete).await?;
                 self.record(&result, None);
                 Ok(Outcome::Done(status))
             }
@@ -397,7 +395,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                     attempt: delivery.receive_count.max(1),
                     labels: job.labels.clone(),
                 };
-                self.finish(lease, job, &marker, &result, done).await?;
+                self.finish(lease, job, &marker, &result, done, Settle::Delete).await?;
                 let steps: f64 = generated.timings.steps.iter().map(Duration::as_secs_f64).sum();
                 self.record(&result, (steps > 0.0).then(|| generated.timings.steps.len() as f64 / steps));
                 Ok(Outcome::Done(JobStatus::Succeeded))
@@ -414,12 +412,16 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
         marker: &gameforge_contract::S3Uri,
         result: &JobResult,
         done: Instant,
+        settle: Settle<'_>,
     ) -> Result<(), PortError> {
         self.announce.result(result, job.reply_to.as_deref()).await?;
         let done_to_result = done.elapsed();
         self.store.put(marker, serde_json::to_vec(result).expect("results serialise"), "application/json").await?;
         lease.stop_heartbeat();
-        self.queue.delete(&lease.delivery.receipt).await?;
+        match settle {
+            Settle::Delete => self.queue.delete(&lease.delivery.receipt).await?,
+            Settle::DeadLetter(reason) => self.queue.dead_letter(&lease.delivery, reason).await?,
+        }
         tracing::info!(
             job_id = %job.job_id,
             status = ?result.status,
@@ -460,6 +462,12 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
         }
         metrics.emit();
     }
+}
+
+/// What becomes of an answered job's message.
+enum Settle<'a> {
+    Delete,
+    DeadLetter(&'a str),
 }
 
 /// Runs of one job: started, and handed back cleanly; the difference is how many times its worker died.

@@ -39,7 +39,6 @@ pub struct UNet {
     norm_out: GroupNorm,
     conv_out: Conv2d,
     center_input: bool,
-    in_channels: usize,
     dtype: DType,
 }
 
@@ -144,17 +143,8 @@ impl UNet {
             norm_out,
             conv_out,
             center_input: config.center_input_sample,
-            in_channels: config.in_channels,
             dtype: vb.dtype(),
         })
-    }
-
-    pub fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    pub fn needs_added_conditioning(&self) -> bool {
-        self.add.is_some()
     }
 
     /// How many times the down path halves the latent, so sizes that are not multiples still come back whole.
