@@ -14,6 +14,7 @@ mod result;
 mod s3uri;
 pub mod schemas;
 mod signal;
+mod status;
 
 pub use control::{ControlCommand, ControlJob};
 pub use job::{GenerationJob, Scheduler};
@@ -24,6 +25,7 @@ pub use signal::{
     CapacityShortage, CapacityType, IgnoreReason, IgnoredEvent, InstanceAction, InterruptionNotice, NoticeKind,
     Offering, ShortageCause, Signal, SignalSource,
 };
+pub use status::{JobState, JobStatusReport, Progress};
 
 /// The contract version every message of this crate carries in its `version` field.
 pub const CONTRACT_VERSION: u32 = 1;

@@ -34,8 +34,8 @@ pub struct JobResult {
     /// The prompt was longer than the text encoder's 77 tokens and was cut, as the reference pipeline does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prompt_truncated: bool,
-    /// How many times the job was delivered to a worker, this delivery included.
-    #[schemars(range(min = 1))]
+    /// How many times the job was delivered to a worker, this delivery included; 0 for a job cancelled
+    /// before any worker took it.
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,

@@ -2,11 +2,17 @@
 
 use serde_json::Value;
 
-use crate::{ControlJob, GenerationJob, JobResult, Message, Signal};
+use crate::{ControlJob, GenerationJob, JobResult, JobStatusReport, Message, Signal};
 
 /// `(file name, schema)` for every message of the contract.
 pub fn all() -> Vec<(String, Value)> {
-    vec![entry::<GenerationJob>(), entry::<JobResult>(), entry::<ControlJob>(), entry::<Signal>()]
+    vec![
+        entry::<GenerationJob>(),
+        entry::<JobResult>(),
+        entry::<JobStatusReport>(),
+        entry::<ControlJob>(),
+        entry::<Signal>(),
+    ]
 }
 
 fn entry<M: Message>() -> (String, Value) {
