@@ -1,5 +1,5 @@
 //! The worker's own overhead around each job, against the emulator: receive → model start, and model done →
-//! result sent (image stored, result sent to the reply queue and the event bus). One `sdxl-worker serve`
+//! result sent (image stored, result recorded in the status store and sent to the reply queue and the event bus). One `sdxl-worker serve`
 //! process, the tiny model, one-step jobs so the model itself takes almost nothing.
 //!
 //! `cargo bench -p sdxl-worker --bench queue_overhead -- [--jobs N]`
@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gameforge_contract::{GenerationJob, Message, S3Uri};
-use gameforge_localaws::Emulator;
+use gameforge_localaws::{Deployment, Emulator};
 use serde_json::Value;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -24,7 +24,8 @@ async fn main() {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let deployment = Deployment::deploy(&config, "bench").await.unwrap();
+    let s3 = gameforge_jobs::clients::s3(&config);
     s3.create_bucket().bucket("images").send().await.unwrap();
     let queue = sqs.create_queue().queue_name("jobs").send().await.unwrap().queue_url().unwrap().to_string();
     let replies = sqs.create_queue().queue_name("replies").send().await.unwrap().queue_url().unwrap().to_string();
@@ -40,7 +41,7 @@ async fn main() {
         .args(["serve", "--model"])
         .arg(&model)
         .args(["--model-id", "tiny", "--queue-url", &queue, "--health-addr", "127.0.0.1:0", "--imds", "off", "--cpu"])
-        .args(["--receive-wait-seconds", "1"])
+        .args(["--receive-wait-seconds", "1", "--jobs-table", &deployment.jobs_table])
         .envs(emulator.env())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())

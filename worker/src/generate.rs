@@ -136,9 +136,7 @@ pub fn resolve(model: &str, cache: Option<PathBuf>, dtype: DType) -> anyhow::Res
             ModelLocation::S3 { bucket, prefix } => {
                 let config = gameforge_aws::config::load().await;
                 // Path-style addressing works against AWS and against endpoints without bucket subdomains.
-                let client = aws_sdk_s3::Client::from_conf(
-                    aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
-                );
+                let client = gameforge_jobs::clients::s3(&config);
                 fetch(&S3::new(client, bucket, prefix), &cache, variant).await
             }
             ModelLocation::Hub { repo, revision } => fetch(&Hub::from_env(repo, revision)?, &cache, variant).await,

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue, sqs_client_for};
+use gameforge_jobs::DynamoJobStore;
+use gameforge_jobs::clients::{dynamodb_for_table, s3, sqs_for_queue};
+use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue};
 use sdxl_worker::serve::decide::Judge;
 use sdxl_worker::serve::health;
 use sdxl_worker::serve::imds::{DEFAULT_ENDPOINT, Imds};
@@ -32,6 +34,12 @@ pub struct Args {
     /// The job queue (any region).
     #[arg(long, env = "JOB_QUEUE_URL")]
     queue_url: String,
+    /// The job status store (a table name, or its ARN to reach the home region from a standby).
+    #[arg(long, env = "JOBS_TABLE")]
+    jobs_table: String,
+    /// Days a finished job's record (and its result) stays readable.
+    #[arg(long, env = "JOB_RETENTION_DAYS", default_value_t = 7)]
+    job_retention_days: u64,
     /// The EventBridge bus for result and progress events.
     #[arg(long, env = "RESULT_EVENT_BUS", default_value = "default")]
     event_bus: String,
@@ -110,10 +118,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     .context("loading the model")?;
 
     let config = gameforge_aws::config::load().await;
-    let (queue, max_receives) = SqsJobQueue::connect(sqs_client_for(&config, &args.queue_url), args.queue_url.clone())
+    let (queue, max_receives) = SqsJobQueue::connect(sqs_for_queue(&config, &args.queue_url), args.queue_url.clone())
         .await
         .context("the job queue")?;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let (dynamodb, table) = dynamodb_for_table(&config, &args.jobs_table);
+    let jobs = DynamoJobStore::new(dynamodb, table, Duration::from_secs(args.job_retention_days.max(1) * 86_400));
     let placement = if args.imds == "off" {
         None
     } else {
@@ -129,7 +138,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     let service = Service {
         queue: Arc::new(queue),
-        store: Arc::new(S3Objects::new(s3)),
+        store: Arc::new(S3Objects::new(s3(&config))),
+        jobs: Arc::new(jobs),
         announce: Arc::new(AwsAnnouncer::new(&config, args.event_bus.clone())),
         model,
         judge: Judge { model_id: args.model_id.clone().unwrap_or(args.model.clone()), max_receives, placement },

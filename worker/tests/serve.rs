@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
-use gameforge_contract::{ErrorClass, GenerationJob, JobResult, JobStatus, Message, S3Uri};
-use gameforge_localaws::{Emulator, LoopbackServer};
+use gameforge_contract::{ErrorClass, GenerationJob, JobResult, JobState, JobStatus, Message, S3Uri};
+use gameforge_jobs::{CancelOutcome, Client, ClientSettings, Submitted};
+use gameforge_localaws::{Deployment, Emulator, LoopbackServer};
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
@@ -30,9 +31,12 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// the worker's own limit of two crashes.
 const MAX_RECEIVES: u32 = 6;
 
-/// The queues and bucket one test uses.
+/// The queues, bucket and job status store one test uses.
 struct Setup {
     emulator: Emulator,
+    /// The project's template, for the job status table; the job queues are made here to vary their settings.
+    deployment: Deployment,
+    client: Client,
     sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
     jobs: String,
@@ -50,7 +54,8 @@ async fn setup(visibility: u32) -> Setup {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let deployment = Deployment::deploy(&config, "gf").await.unwrap();
+    let s3 = gameforge_jobs::clients::s3(&config);
     s3.create_bucket().bucket("images").send().await.unwrap();
     let dlq = sqs.create_queue().queue_name("jobs-dlq").send().await.unwrap().queue_url().unwrap().to_string();
     let dlq_arn = queue_arn(&sqs, &dlq).await;
@@ -69,7 +74,11 @@ async fn setup(visibility: u32) -> Setup {
         .unwrap()
         .to_string();
     let replies = sqs.create_queue().queue_name("replies").send().await.unwrap().queue_url().unwrap().to_string();
-    Setup { emulator, sqs, s3, jobs, dlq, replies }
+    let client = Client::new(
+        &config,
+        &ClientSettings { job_queue_url: jobs.clone(), jobs_table: deployment.jobs_table.clone() },
+    );
+    Setup { emulator, deployment, client, sqs, s3, jobs, dlq, replies }
 }
 
 impl Setup {
@@ -143,6 +152,7 @@ impl Setup {
             .args(["serve", "--model"])
             .arg(tiny())
             .args(["--model-id", "tiny", "--queue-url", &self.jobs, "--health-addr", "127.0.0.1:0", "--cpu"])
+            .args(["--jobs-table", &self.deployment.jobs_table])
             .args(["--receive-wait-seconds", "1", "--stop-margin-seconds", "1"])
             .args(extra)
             .envs(self.emulator.env())
@@ -220,6 +230,39 @@ impl Drop for Worker {
     }
 }
 
+/// An IMDSv2 endpoint of a g5.xlarge spot instance in us-east-1a, with a spot notice once `noticed` is set.
+fn fake_imds(noticed: Arc<AtomicBool>) -> LoopbackServer {
+    LoopbackServer::start("fake-imds", move |request| {
+        let noticed = Arc::clone(&noticed);
+        async move {
+            let path = request.uri().path().to_string();
+            let respond = |status: StatusCode, body: String| {
+                Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap()
+            };
+            if path == "/latest/api/token" {
+                return respond(StatusCode::OK, "token".into());
+            }
+            if request.headers().get("x-aws-ec2-metadata-token").is_none() {
+                return respond(StatusCode::UNAUTHORIZED, String::new());
+            }
+            match path.as_str() {
+                "/latest/meta-data/spot/instance-action" if noticed.load(Ordering::SeqCst) => {
+                    let time = (chrono::Utc::now() + chrono::Duration::seconds(120))
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    respond(StatusCode::OK, format!(r#"{{"action": "terminate", "time": "{time}"}}"#))
+                }
+                "/latest/meta-data/placement/region" => respond(StatusCode::OK, "us-east-1".into()),
+                "/latest/meta-data/placement/availability-zone" => respond(StatusCode::OK, "us-east-1a".into()),
+                "/latest/meta-data/instance-type" => respond(StatusCode::OK, "g5.xlarge".into()),
+                "/latest/meta-data/instance-id" => respond(StatusCode::OK, "i-0123456789abcdef0".into()),
+                "/latest/meta-data/instance-life-cycle" => respond(StatusCode::OK, "spot".into()),
+                _ => respond(StatusCode::NOT_FOUND, String::new()),
+            }
+        }
+    })
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_jobs_survive_a_sigkill_and_a_sigterm_with_one_result_each() {
     let _serial = SERIAL.lock().await;
@@ -241,7 +284,8 @@ async fn two_hundred_jobs_survive_a_sigkill_and_a_sigterm_with_one_result_each()
         })
     };
     let mut results = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(240);
+    // A liveness bound, not a speed figure: 200 jobs through moto on two cores take about four minutes.
+    let deadline = Instant::now() + Duration::from_secs(420);
     let (mut killed, mut terminated) = (false, false);
     while !(killed && terminated) {
         assert!(Instant::now() < deadline, "never caught a worker mid-job");
@@ -265,7 +309,13 @@ async fn two_hundred_jobs_survive_a_sigkill_and_a_sigterm_with_one_result_each()
         if distinct.len() == ids.len() {
             break;
         }
-        assert!(Instant::now() < deadline, "{} of {} results", distinct.len(), ids.len());
+        if Instant::now() >= deadline {
+            let mut missing = Vec::new();
+            for id in ids.iter().filter(|id| !distinct.contains(id.as_str())) {
+                missing.push((id.clone(), setup.client.status(id).await.unwrap().map(|r| r.state)));
+            }
+            panic!("{} of {} results; missing {missing:?}", distinct.len(), ids.len());
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Anything late would be a second answer.
@@ -359,38 +409,7 @@ async fn a_spot_notice_releases_the_running_job_within_two_seconds() {
     let _serial = SERIAL.lock().await;
     let setup = setup(30).await;
     let noticed = Arc::new(AtomicBool::new(false));
-    let imds = {
-        let noticed = Arc::clone(&noticed);
-        LoopbackServer::start("fake-imds", move |request| {
-            let noticed = Arc::clone(&noticed);
-            async move {
-                let path = request.uri().path().to_string();
-                let respond = |status: StatusCode, body: String| {
-                    Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap()
-                };
-                if path == "/latest/api/token" {
-                    return respond(StatusCode::OK, "token".into());
-                }
-                if request.headers().get("x-aws-ec2-metadata-token").is_none() {
-                    return respond(StatusCode::UNAUTHORIZED, String::new());
-                }
-                match path.as_str() {
-                    "/latest/meta-data/spot/instance-action" if noticed.load(Ordering::SeqCst) => {
-                        let time = (chrono::Utc::now() + chrono::Duration::seconds(120))
-                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                        respond(StatusCode::OK, format!(r#"{{"action": "terminate", "time": "{time}"}}"#))
-                    }
-                    "/latest/meta-data/placement/region" => respond(StatusCode::OK, "us-east-1".into()),
-                    "/latest/meta-data/placement/availability-zone" => respond(StatusCode::OK, "us-east-1a".into()),
-                    "/latest/meta-data/instance-type" => respond(StatusCode::OK, "g5.xlarge".into()),
-                    "/latest/meta-data/instance-id" => respond(StatusCode::OK, "i-0123456789abcdef0".into()),
-                    "/latest/meta-data/instance-life-cycle" => respond(StatusCode::OK, "spot".into()),
-                    _ => respond(StatusCode::NOT_FOUND, String::new()),
-                }
-            }
-        })
-        .unwrap()
-    };
+    let imds = fake_imds(Arc::clone(&noticed));
     let mut long = setup.job("long", 150, 5.0);
     long.width = 128;
     long.height = 128;
@@ -474,16 +493,9 @@ async fn progress_events_cancellation_and_metrics() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The marker a client (or `gameforge jobs cancel`) leaves beside the job's output.
-    setup
-        .s3
-        .put_object()
-        .bucket("images")
-        .key("out/cancel-me.cancel")
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"{}"))
-        .send()
-        .await
-        .unwrap();
+    // What `gameforge jobs cancel` does: the worker reads the request from the status store between steps.
+    let answer = setup.client.cancel("cancel-me").await.unwrap();
+    assert!(matches!(answer, CancelOutcome::Requested(_)), "{answer:?}");
     let mut results = Vec::new();
     while results.len() < 2 {
         assert!(Instant::now() < deadline, "{results:?}");
@@ -534,4 +546,71 @@ async fn progress_events_cancellation_and_metrics() {
         assert!(succeeded.get(name).is_some_and(Value::is_number), "{name} in {succeeded}");
     }
     assert!(metrics.iter().any(|m| m.get("results_failed").is_some()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_round_trip_one_job_per_id_cancel_before_start_and_status_with_placement() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(30).await;
+    let client = &setup.client;
+    let mut job = setup.job("round-1", 40, 5.0);
+    job.labels.insert("asset".into(), "castle-01".into());
+    assert_eq!(client.submit(&job).await.unwrap(), Submitted::New);
+    // The game backend retries after a timeout: the same id is the same job, nothing new is enqueued.
+    let mut retried = job.clone();
+    retried.submitted_at += chrono::Duration::seconds(2);
+    assert!(matches!(client.submit(&retried).await.unwrap(), Submitted::Existing(_)));
+    let never = setup.job("never-1", 20, 5.0);
+    client.submit(&never).await.unwrap();
+    assert!(matches!(client.cancel("never-1").await.unwrap(), CancelOutcome::Cancelled(_)));
+    assert_eq!(setup.depth(&setup.jobs).await, (2, 0), "one message per job id");
+
+    let imds = fake_imds(Arc::new(AtomicBool::new(false)));
+    let endpoint = format!("http://{}", imds.addr());
+    let worker = setup.worker("w", &["--imds", &endpoint, "--imds-poll-ms", "200"]);
+    let mut seen = Vec::new();
+    let result = client
+        .wait("round-1", Duration::from_secs(120), |report| {
+            seen.push((report.state, report.placement.clone(), report.progress));
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.status, JobStatus::Succeeded, "{result:?}");
+    assert_eq!(result.labels["asset"], "castle-01");
+    let states: Vec<JobState> = seen.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(states.first(), Some(&JobState::Queued), "{states:?}");
+    assert_eq!(states.last(), Some(&JobState::Succeeded), "{states:?}");
+    let running: Vec<_> = seen.iter().filter(|(s, _, _)| *s == JobState::Running).collect();
+    assert!(!running.is_empty(), "{states:?}");
+    for (_, placement, _) in &running {
+        let placement = placement.as_ref().expect("a running job says where");
+        assert_eq!((placement.region.as_str(), placement.instance_id.as_str()), ("us-east-1", "i-0123456789abcdef0"));
+    }
+    assert!(running.iter().any(|(_, _, progress)| progress.is_some_and(|p| p.total == 40)), "{seen:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let image = result.image.as_ref().unwrap();
+    let path = client.download(image, dir.path()).await.unwrap();
+    assert_eq!(path.file_name().unwrap(), "round-1.png");
+    assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
+    let url = client.image_url(image, Duration::from_secs(300)).await.unwrap();
+    assert!(url.contains("round-1.png") && url.contains("X-Amz-Signature"), "{url}");
+
+    // The cancelled job's message reaches the worker, which announces the cancellation and runs nothing.
+    let mut results = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while results.len() < 2 {
+        assert!(Instant::now() < deadline, "{results:?}");
+        setup.drain_results(&mut results).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    setup.drain_results(&mut results).await;
+    assert_eq!(results.len(), 2, "one result per job: {results:?}");
+    let cancelled = results.iter().find(|r| r.job_id == "never-1").unwrap();
+    assert_eq!(cancelled.error.as_ref().unwrap().class, ErrorClass::Cancelled);
+    assert!(worker.logged("job started").iter().all(|(_, v)| v["job_id"] != "never-1"), "a cancelled job never runs");
+    assert!(setup.images().await.iter().all(|k| k != "out/never-1.png"));
+    assert_eq!(setup.client.status("never-1").await.unwrap().unwrap().state, JobState::Cancelled);
+    assert_eq!(setup.depth(&setup.jobs).await, (0, 0));
 }

@@ -82,6 +82,8 @@ pub struct Deployment {
     pub job_dead_letter_url: String,
     pub dedup_table: String,
     pub ledger_table: String,
+    pub jobs_table: String,
+    pub submit_rate_table: String,
 }
 
 impl Deployment {
@@ -102,6 +104,8 @@ impl Deployment {
             job_dead_letter_url: queue_url(config, &format!("{prefix}-jobs-dlq")).await?,
             dedup_table: format!("{prefix}-signal-dedup"),
             ledger_table: format!("{prefix}-ledger"),
+            jobs_table: format!("{prefix}-jobs"),
+            submit_rate_table: format!("{prefix}-submit-rate"),
         })
     }
 
@@ -113,6 +117,18 @@ impl Deployment {
             ("CONTROL_QUEUE_URL".into(), self.control_queue_url.clone()),
             ("SIGNAL_DEDUP_TABLE".into(), self.dedup_table.clone()),
             ("GAMEFORGE_FLEET".into(), fleet.to_owned()),
+        ]
+    }
+
+    /// The environment of the `submit` function; jobs write their images under `output` and run `model` unless
+    /// they name another.
+    pub fn submit_env(&self, output: &str, model: &str) -> Vec<(String, String)> {
+        vec![
+            ("JOB_QUEUE_URL".into(), self.job_queue_url.clone()),
+            ("JOBS_TABLE".into(), self.jobs_table.clone()),
+            ("RATE_LIMIT_TABLE".into(), self.submit_rate_table.clone()),
+            ("OUTPUT_PREFIX".into(), output.to_owned()),
+            ("DEFAULT_MODEL".into(), model.to_owned()),
         ]
     }
 

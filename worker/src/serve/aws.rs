@@ -1,5 +1,5 @@
-//! The service's edges on AWS: the job queue (SQS), images and markers (S3), results and progress (the job's
-//! reply-to queue and EventBridge).
+//! The service's edges on AWS: the job queue (SQS), images (S3), results and progress (the job's reply-to queue
+//! and EventBridge). The job status store is `gameforge_jobs::DynamoJobStore`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use gameforge_contract::{JobResult, JobStatus, Message, S3Uri};
+use gameforge_jobs::clients::{queue_region, sqs_for_queue};
 
 use super::decide::Delivery;
 use super::ports::{Announcer, JobQueue, ObjectStore, PortError};
@@ -24,26 +25,6 @@ pub fn detail_type(status: JobStatus) -> &'static str {
 }
 
 pub const PROGRESS_DETAIL_TYPE: &str = "Generation Job Progress";
-
-/// The region of `https://sqs.<region>.amazonaws.com/...`; `None` for any other URL (an emulator, a VPC
-/// endpoint), which the configured client serves.
-pub fn queue_region(queue_url: &str) -> Option<String> {
-    queue_url
-        .strip_prefix("https://sqs.")
-        .and_then(|rest| rest.split_once(".amazonaws.com"))
-        .map(|(region, _)| region.to_string())
-}
-
-/// An SQS client that reaches the queue, wherever its region: the job queue may live in another region
-/// than the worker.
-pub fn sqs_client_for(config: &aws_config::SdkConfig, queue_url: &str) -> aws_sdk_sqs::Client {
-    match queue_region(queue_url) {
-        Some(region) => aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(config).region(aws_sdk_sqs::config::Region::new(region)).build(),
-        ),
-        None => aws_sdk_sqs::Client::new(config),
-    }
-}
 
 fn describe<E: std::error::Error + 'static>(e: &aws_sdk_sqs::error::SdkError<E>) -> String {
     aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
@@ -195,17 +176,6 @@ impl ObjectStore for S3Objects {
             .map_err(|e| PortError::new("PutObject", aws_sdk_s3::error::DisplayErrorContext(e)))?;
         Ok(())
     }
-
-    async fn get(&self, location: &S3Uri) -> Result<Option<Vec<u8>>, PortError> {
-        match self.client.get_object().bucket(location.bucket()).key(location.prefix()).send().await {
-            Ok(object) => {
-                let bytes = object.body.collect().await.map_err(|e| PortError::new("GetObject", e))?;
-                Ok(Some(bytes.to_vec()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(PortError::new("GetObject", aws_sdk_s3::error::DisplayErrorContext(e))),
-        }
-    }
 }
 
 /// Results to the job's reply-to queue (through a client of the queue's own region) and to EventBridge.
@@ -235,7 +205,7 @@ impl AwsAnnouncer {
             return self.sqs.clone();
         }
         let mut clients = self.regional.lock().expect("the client map lock is never poisoned");
-        clients.entry(region.unwrap_or_default()).or_insert_with(|| sqs_client_for(&self.config, queue_url)).clone()
+        clients.entry(region.unwrap_or_default()).or_insert_with(|| sqs_for_queue(&self.config, queue_url)).clone()
     }
 
     async fn event(&self, detail_type: &str, detail: String) -> Result<(), PortError> {
@@ -286,9 +256,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queue_urls_name_their_region() {
-        assert_eq!(queue_region("https://sqs.us-west-2.amazonaws.com/123456789012/jobs").as_deref(), Some("us-west-2"));
-        assert_eq!(queue_region("http://127.0.0.1:4566/123456789012/jobs"), None);
+    fn final_events_name_the_status() {
         assert_eq!(detail_type(JobStatus::Rejected), "Generation Job Rejected");
     }
 }

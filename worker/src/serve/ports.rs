@@ -1,4 +1,5 @@
-//! The service's edges, one narrow trait each; `aws.rs` implements them with SQS, S3 and EventBridge.
+//! The service's edges, one narrow trait each; `aws.rs` implements them with SQS, S3 and EventBridge. The job
+//! status store's trait is `gameforge_jobs::JobStore`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,7 +21,7 @@ pub trait JobQueue: Send + Sync + 'static {
     fn dead_letter(&self, delivery: &Delivery, reason: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-/// Where images and per-job markers are kept.
+/// Where images are kept.
 pub trait ObjectStore: Send + Sync + 'static {
     fn put(
         &self,
@@ -28,8 +29,6 @@ pub trait ObjectStore: Send + Sync + 'static {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
-    /// The object's bytes, `None` when there is none.
-    fn get(&self, location: &S3Uri) -> impl Future<Output = Result<Option<Vec<u8>>, PortError>> + Send;
 }
 
 /// Who hears about a job: its reply-to queue and the event bus.

@@ -10,6 +10,7 @@ use chrono::Utc;
 use gameforge_aws::backoff::Backoff;
 use gameforge_aws::metrics::Metrics;
 use gameforge_contract::{CONTRACT_VERSION, ErrorClass, GenerationJob, JobResult, JobStatus, Timings};
+use gameforge_jobs::{Claim, Finish, JobRecord, JobStore, ProgressAnswer};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -31,8 +32,8 @@ pub struct ServiceConfig {
     pub margin: Duration,
     /// A progress event every this many steps (`None`: none).
     pub progress_every: Option<usize>,
-    /// Look for a cancellation marker every this many steps.
-    pub cancel_every: usize,
+    /// Progress is written to the job status store (which answers with any cancellation) at most this often.
+    pub status_every: Duration,
     /// Delay before a message whose handling failed on AWS is offered again.
     pub retry: Backoff,
     /// A job whose runs ended this many times without an answer or a clean release (its worker died) is
@@ -47,7 +48,7 @@ impl Default for ServiceConfig {
             wait: Duration::from_secs(20),
             margin: Duration::from_secs(10),
             progress_every: None,
-            cancel_every: 1,
+            status_every: Duration::from_secs(1),
             retry: Backoff::new(Duration::from_secs(2), Duration::from_secs(60)),
             crash_limit: 2,
         }
@@ -88,6 +89,8 @@ pub struct RunSummary {
     pub dead_lettered: u64,
     pub released: u64,
     pub released_on_interruption: u64,
+    /// Messages dropped because another delivery of the same job id ran it or runs it.
+    pub duplicates: u64,
 }
 
 /// A received message whose visibility is kept up until it is settled.
@@ -122,9 +125,10 @@ impl Lease {
 
 /// The running service's parts.
 #[derive(Debug)]
-pub struct Service<Q, O, A> {
+pub struct Service<Q, O, A, J> {
     pub queue: Arc<Q>,
     pub store: Arc<O>,
+    pub jobs: Arc<J>,
     pub announce: Arc<A>,
     pub model: ModelThread,
     pub judge: Judge,
@@ -142,9 +146,11 @@ enum Outcome {
     Released {
         interruption: bool,
     },
+    /// Another delivery of the same job id has it.
+    Duplicate,
 }
 
-impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
+impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J> {
     /// Serves until `stop` carries a kill deadline, then drains and returns.
     pub async fn run(&self, mut stop: StopSignal) -> RunSummary {
         let mut summary = RunSummary::default();
@@ -197,6 +203,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                     summary.released += 1;
                     summary.released_on_interruption += u64::from(interruption);
                 }
+                Ok(Outcome::Duplicate) => summary.duplicates += 1,
                 Err(e) => {
                     // AWS failed us mid-way: hand the message back after a backoff; the next delivery redoes
                     // the job and overwrites the same image key.
@@ -236,14 +243,10 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                 Ok(Outcome::DeadLettered)
             }
             Verdict::Answer { result, reply_to, dead_letter } => {
-                self.announce.result(&result, reply_to.as_deref()).await?;
-                lease.stop_heartbeat();
-                match dead_letter {
-                    Some(reason) => self.queue.dead_letter(delivery, &reason).await?,
-                    None => self.queue.delete(&delivery.receipt).await?,
-                }
+                let settle = dead_letter.as_deref().map_or(Settle::Delete, Settle::DeadLetter);
+                let status = self.answer(lease, None, &result, reply_to.as_deref(), settle, Instant::now()).await?;
                 self.record(&result, None);
-                Ok(Outcome::Done(result.status))
+                Ok(Outcome::Done(status))
             }
             Verdict::Run(job) => self.run_job(lease, &job, stop).await,
         }
@@ -251,38 +254,47 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
 
     async fn run_job(&self, lease: &Lease, job: &GenerationJob, stop: &StopSignal) -> Result<Outcome, PortError> {
         let delivery = &lease.delivery;
-        let marker = job.output.join(&format!("{}.result.json", job.job_id));
-        if let Some(answered) = self.store.get(&marker).await? {
-            // Answered on an earlier delivery that died before deleting the message: answering again would
-            // give the job two results.
-            tracing::info!(job_id = %job.job_id, "already answered; removing the redelivered message");
-            lease.stop_heartbeat();
-            self.queue.delete(&delivery.receipt).await?;
-            let status = serde_json::from_slice::<JobResult>(&answered).map_or(JobStatus::Succeeded, |r| r.status);
-            return Ok(Outcome::Done(status));
-        }
-        // Receive counts also grow when a message is handed back cleanly (a drain, a spot notice), so crashes
-        // are counted from our own record of runs started and runs handed back.
-        let attempts_at = job.output.join(&format!("{}.attempts.json", job.job_id));
-        let mut attempts: Attempts = match self.store.get(&attempts_at).await? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            None => Attempts::default(),
+        let owner = delivery.message_id.as_str();
+        let record = match self.jobs.claim(job, owner, self.judge.placement.as_ref()).await? {
+            Claim::Run(record) => record,
+            Claim::Final(record) => {
+                // Cancelled before it started, or answered on an earlier delivery that died before deleting
+                // the message: the stored result is the answer, announced now if it never was.
+                tracing::info!(job_id = %job.job_id, state = record.state.as_str(), "already final; not running it");
+                let status = self.announce_stored(&record, job.reply_to.as_deref()).await?;
+                lease.stop_heartbeat();
+                self.queue.delete(&delivery.receipt).await?;
+                return Ok(Outcome::Done(status));
+            }
+            Claim::Busy(record) => {
+                // A second message of the job (sent twice with a plain `SendMessage`): the delivery that owns it
+                // answers; should its worker die, that message comes back, not this one.
+                tracing::info!(job_id = %job.job_id, owner = ?record.owner, "another delivery runs this job");
+                lease.stop_heartbeat();
+                self.queue.delete(&delivery.receipt).await?;
+                return Ok(Outcome::Duplicate);
+            }
         };
-        if attempts.crashes() >= self.config.crash_limit {
-            let message = format!(
-                "the job ended {} runs without an answer (its workers died): not running it again",
-                attempts.crashes()
-            );
+        // The record counts this run; the others that were neither answered nor handed back died with their
+        // worker. Receive counts cannot tell: clean hand-backs (a drain, a spot notice) raise them too.
+        let crashes = record.crashes().saturating_sub(1);
+        if crashes >= self.config.crash_limit {
+            let message =
+                format!("the job ended {crashes} runs without an answer (its workers died): not running it again");
             let result =
                 self.judge.result(job, delivery, Utc::now(), JobStatus::Failed, ErrorClass::Poison, message.clone());
-            self.finish(lease, job, &marker, &result, Instant::now(), Settle::DeadLetter(&message)).await?;
+            self.answer(
+                lease,
+                Some(job),
+                &result,
+                job.reply_to.as_deref(),
+                Settle::DeadLetter(&message),
+                Instant::now(),
+            )
+            .await?;
             self.record(&result, None);
             return Ok(Outcome::Done(JobStatus::Failed));
         }
-        attempts.started += 1;
-        self.store
-            .put(&attempts_at, serde_json::to_vec(&attempts).expect("attempts serialise"), "application/json")
-            .await?;
         let seed = job.seed.unwrap_or_else(|| rand::rng().random_range(0..=9_007_199_254_740_991u64));
         let started_at = Utc::now();
         let started = Instant::now();
@@ -299,9 +311,10 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
         tokio::pin!(generation);
         let mut stop = stop.clone();
         let mut interrupted = false;
-        let mut cancelled = false;
+        let mut stopped_by: Option<ProgressAnswer> = None;
         let mut last_step = (0usize, job.steps as usize, Duration::ZERO);
-        let cancel_marker = job.output.join(&format!("{}.cancel", job.job_id));
+        // The claim just wrote the record: the first progress write waits a full interval, so short jobs make none.
+        let mut last_status = Instant::now();
         let generated = loop {
             tokio::select! {
                 result = &mut generation => break result,
@@ -313,12 +326,16 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                     {
                         tracing::warn!(error = %e, "progress event failed");
                     }
-                    if p.step % self.config.cancel_every.max(1) == 0
-                        && !cancelled
-                        && matches!(self.store.get(&cancel_marker).await, Ok(Some(_)))
-                    {
-                        cancelled = true;
-                        halt.store(true, Ordering::SeqCst);
+                    if stopped_by.is_none() && last_status.elapsed() >= self.config.status_every {
+                        last_status = Instant::now();
+                        match self.jobs.progress(&job.job_id, owner, p.step as u32, p.total as u32).await {
+                            Ok(ProgressAnswer::Continue) => {}
+                            Ok(answer) => {
+                                stopped_by = Some(answer);
+                                halt.store(true, Ordering::SeqCst);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "progress update failed"),
+                        }
                     }
                     if !interrupted && let Some(kill) = *stop.borrow() && !self.fits(last_step, kill) {
                         interrupted = true;
@@ -337,17 +354,17 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
         let generation_time = started.elapsed();
         let done = Instant::now();
         match generated {
+            Err(PipelineError::Cancelled { .. }) if stopped_by == Some(ProgressAnswer::Lost) => {
+                tracing::warn!(job_id = %job.job_id, "another delivery took the job over; stopping without an answer");
+                lease.stop_heartbeat();
+                Ok(Outcome::Duplicate)
+            }
             Err(PipelineError::Cancelled { .. }) if interrupted => {
                 lease.stop_heartbeat();
-                self.queue.set_visibility(&delivery.receipt, Duration::ZERO).await?;
-                attempts.released += 1;
-                if let Err(e) = self
-                    .store
-                    .put(&attempts_at, serde_json::to_vec(&attempts).expect("attempts serialise"), "application/json")
-                    .await
-                {
+                if let Err(e) = self.jobs.release(&job.job_id, owner).await {
                     tracing::warn!(error = %e, "could not record the clean release");
                 }
+                self.queue.set_visibility(&delivery.receipt, Duration::ZERO).await?;
                 tracing::info!(job_id = %job.job_id, "released: it would not finish before the instance goes");
                 let mut metrics = self.metrics();
                 metrics.count("released_on_interruption", 1);
@@ -360,11 +377,16 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                     PipelineError::InvalidRequest(_) => (JobStatus::Rejected, ErrorClass::InvalidJob),
                     _ => (JobStatus::Failed, ErrorClass::Generation),
                 };
-                let message = if cancelled { "cancelled by request".to_string() } else { e.to_string() };
+                let message = if stopped_by == Some(ProgressAnswer::Cancel) {
+                    "cancelled by request".to_string()
+                } else {
+                    e.to_string()
+                };
                 let mut result = self.judge.result(job, delivery, Utc::now(), status, class, message);
                 result.seed = Some(seed);
                 result.timings.started_at = Some(started_at.max(result.timings.submitted_at));
-                self.finish(lease, job, &marker, &result, done, Settle::Delete).await?;
+                let status =
+                    self.answer(lease, Some(job), &result, job.reply_to.as_deref(), Settle::Delete, done).await?;
                 self.record(&result, None);
                 Ok(Outcome::Done(status))
             }
@@ -395,40 +417,63 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
                     attempt: delivery.receive_count.max(1),
                     labels: job.labels.clone(),
                 };
-                self.finish(lease, job, &marker, &result, done, Settle::Delete).await?;
+                let status =
+                    self.answer(lease, Some(job), &result, job.reply_to.as_deref(), Settle::Delete, done).await?;
                 let steps: f64 = generated.timings.steps.iter().map(Duration::as_secs_f64).sum();
                 self.record(&result, (steps > 0.0).then(|| generated.timings.steps.len() as f64 / steps));
-                Ok(Outcome::Done(JobStatus::Succeeded))
+                Ok(Outcome::Done(status))
             }
         }
     }
 
-    /// Sends the result, records that it was sent, then removes the message: a crash in between leaves a
-    /// message whose next delivery finds the marker instead of answering twice.
-    async fn finish(
+    /// Records the final result in the status store, announces it, then settles the message. A crash in between
+    /// leaves a final record whose next delivery announces the stored result instead of answering twice; a job
+    /// that already had a final result keeps it. Returns the status the job ended with.
+    async fn answer(
         &self,
         lease: &Lease,
-        job: &GenerationJob,
-        marker: &gameforge_contract::S3Uri,
+        job: Option<&GenerationJob>,
         result: &JobResult,
-        done: Instant,
+        reply_to: Option<&str>,
         settle: Settle<'_>,
-    ) -> Result<(), PortError> {
-        self.announce.result(result, job.reply_to.as_deref()).await?;
+        done: Instant,
+    ) -> Result<JobStatus, PortError> {
+        let (status, settle) = match self.jobs.finish(result, job).await? {
+            Finish::Recorded => {
+                self.announce.result(result, reply_to).await?;
+                self.jobs.mark_announced(&result.job_id).await?;
+                (result.status, settle)
+            }
+            // Its answer stands; the message has nothing left to say, even on its last delivery.
+            Finish::AlreadyFinal(record) => (self.announce_stored(&record, reply_to).await?, Settle::Delete),
+        };
         let done_to_result = done.elapsed();
-        self.store.put(marker, serde_json::to_vec(result).expect("results serialise"), "application/json").await?;
         lease.stop_heartbeat();
         match settle {
             Settle::Delete => self.queue.delete(&lease.delivery.receipt).await?,
             Settle::DeadLetter(reason) => self.queue.dead_letter(&lease.delivery, reason).await?,
         }
         tracing::info!(
-            job_id = %job.job_id,
-            status = ?result.status,
+            job_id = %result.job_id,
+            status = ?status,
             done_to_result_ms = done_to_result.as_secs_f64() * 1000.0,
             "job finished"
         );
-        Ok(())
+        Ok(status)
+    }
+
+    /// Announces a final record's result unless that was done already.
+    async fn announce_stored(&self, record: &JobRecord, reply_to: Option<&str>) -> Result<JobStatus, PortError> {
+        let result = record
+            .result
+            .as_ref()
+            .ok_or_else(|| PortError::new("read job record", format!("final job {} has no result", record.job_id)))?;
+        if !record.announced {
+            let reply_to = reply_to.or_else(|| record.job.as_ref().and_then(|j| j.reply_to.as_deref()));
+            self.announce.result(result, reply_to).await?;
+            self.jobs.mark_announced(&record.job_id).await?;
+        }
+        Ok(result.status)
     }
 
     /// Whether the rest of the job (remaining steps at the pace so far, plus a decode of about two steps and the
@@ -468,19 +513,6 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer> Service<Q, O, A> {
 enum Settle<'a> {
     Delete,
     DeadLetter(&'a str),
-}
-
-/// Runs of one job: started, and handed back cleanly; the difference is how many times its worker died.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Attempts {
-    started: u32,
-    released: u32,
-}
-
-impl Attempts {
-    fn crashes(&self) -> u32 {
-        self.started.saturating_sub(self.released)
-    }
 }
 
 fn png_text(job: &GenerationJob, seed: u64, model: &str) -> Vec<(String, String)> {

@@ -1,0 +1,33 @@
+//! The submit function: the game backend's HTTP way in for backends that do not want the SQS SDK. A Lambda
+//! function URL with IAM auth; jobs are validated and enqueued through `gameforge-jobs`, exactly as the client
+//! library does it.
+
+pub mod aws;
+pub mod handler;
+pub mod http;
+pub mod rate_limit;
+pub mod settings;
+
+use gameforge_jobs::clients::{dynamodb_for_table, sqs_for_queue};
+use gameforge_jobs::{DynamoJobStore, SqsJobSender};
+
+use crate::aws::DynamoRateLimiter;
+use crate::handler::Handler;
+use crate::settings::Settings;
+
+/// How long a finished job's record stays readable, as the worker keeps it.
+const RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+pub type DeployedHandler = Handler<DynamoJobStore, SqsJobSender, DynamoRateLimiter>;
+
+/// The handler wired to AWS as deployed.
+pub fn deployed_handler(settings: &Settings, config: &aws_config::SdkConfig) -> DeployedHandler {
+    let (jobs, table) = dynamodb_for_table(config, &settings.jobs_table);
+    let (rates, rate_table) = dynamodb_for_table(config, &settings.rate_limit_table);
+    Handler {
+        store: DynamoJobStore::new(jobs, table, RETENTION),
+        queue: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
+        limiter: DynamoRateLimiter::new(rates, rate_table, settings.bucket),
+        config: settings.handler_config(),
+    }
+}

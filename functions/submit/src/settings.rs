@@ -1,0 +1,90 @@
+//! The function's configuration, from its environment (set by the template on AWS, by the local runner here).
+
+use gameforge_aws::env::EnvReader;
+use gameforge_contract::S3Uri;
+
+use crate::handler::HandlerConfig;
+use crate::rate_limit::TokenBucket;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub job_queue_url: String,
+    pub jobs_table: String,
+    pub rate_limit_table: String,
+    pub output: Option<S3Uri>,
+    pub default_model: Option<String>,
+    pub bucket: TokenBucket,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("missing or invalid environment: {}", .0.join(", "))]
+pub struct SettingsError(pub Vec<String>);
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut env = EnvReader::new(&lookup);
+        let job_queue_url = env.required("JOB_QUEUE_URL");
+        let jobs_table = env.required("JOBS_TABLE");
+        let rate_limit_table = env.required("RATE_LIMIT_TABLE");
+        let output = env.required("OUTPUT_PREFIX");
+        let output = S3Uri::parse(&output).ok();
+        if output.is_none() {
+            env.problem("OUTPUT_PREFIX is not an s3://bucket/prefix location");
+        }
+        let default_model = env.optional("DEFAULT_MODEL");
+        let number = |env: &mut EnvReader<_>, name: &str, default: f64| match env.optional(name) {
+            None => default,
+            Some(v) => v.trim().parse::<f64>().ok().filter(|n| *n > 0.0 && n.is_finite()).unwrap_or_else(|| {
+                env.problem(format!("{name} is not a positive number"));
+                default
+            }),
+        };
+        let rate = number(&mut env, "RATE_LIMIT_PER_SECOND", 5.0);
+        let burst = number(&mut env, "RATE_LIMIT_BURST", 20.0).max(1.0);
+        let max_body_bytes = number(&mut env, "MAX_BODY_BYTES", 65_536.0) as usize;
+        env.finish().map_err(SettingsError)?;
+        Ok(Self {
+            job_queue_url,
+            jobs_table,
+            rate_limit_table,
+            output,
+            default_model,
+            bucket: TokenBucket { rate, burst },
+            max_body_bytes,
+        })
+    }
+
+    pub fn handler_config(&self) -> HandlerConfig {
+        HandlerConfig {
+            output: self.output.clone().expect("checked when read"),
+            default_model: self.default_model.clone(),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_named_at_once() {
+        let error = Settings::from_lookup(|name| match name {
+            "OUTPUT_PREFIX" => Some("not-s3".into()),
+            "RATE_LIMIT_PER_SECOND" => Some("-1".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        let text = error.to_string();
+        for expected in
+            ["JOB_QUEUE_URL", "JOBS_TABLE", "RATE_LIMIT_TABLE", "OUTPUT_PREFIX is not", "RATE_LIMIT_PER_SECOND"]
+        {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+    }
+}
