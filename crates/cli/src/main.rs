@@ -1,6 +1,7 @@
 //! `gameforge`: the command-line face of the project.
 
 mod events;
+mod jobs;
 mod simulate;
 
 use std::process::ExitCode;
@@ -22,6 +23,9 @@ enum Command {
     /// Play a what-if scenario through the executor's own logic against a simulated AWS: one JSON line per
     /// decision and action, then a summary line.
     Simulate(simulate::SimulateArgs),
+    /// Submit generation jobs, wait for them, ask their status, cancel them.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 fn main() -> ExitCode {
@@ -29,5 +33,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Events(command) => events::run(command),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Jobs(command) => jobs::run(command),
     }
 }

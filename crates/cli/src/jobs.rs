@@ -1,0 +1,379 @@
+//! `gameforge jobs`: submit, wait, status, cancel, for people at a terminal and for scripts (`--json`).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use gameforge_contract::{
+    ErrorClass, GenerationJob, JobResult, JobState, JobStatus, JobStatusReport, Message, S3Uri, Scheduler,
+};
+use gameforge_jobs::{CancelOutcome, Client, ClientSettings, SubmitError, Submitted, WaitError};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::Rng;
+
+/// Exit codes a script can branch on.
+mod exit {
+    pub const ERROR: u8 = 1;
+    pub const REJECTED: u8 = 3;
+    pub const FAILED: u8 = 4;
+    pub const TIMED_OUT: u8 = 5;
+    pub const CANCELLED: u8 = 6;
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Validate and enqueue a generation job (idempotent by --job-id).
+    Submit(Box<SubmitArgs>),
+    /// Wait for a job's result.
+    Wait(WaitArgs),
+    /// Where a job is: submitted, queued, running (where), succeeded, failed, rejected, cancelled.
+    Status(IdArgs),
+    /// Cancel a job: at once if no worker has started it, else at its next step.
+    Cancel(IdArgs),
+}
+
+/// The deployment to talk to; the stack outputs `JobQueueUrl` and `JobsTableArn` name both.
+#[derive(Debug, Args)]
+pub struct Deployment {
+    #[arg(long, env = "GAMEFORGE_JOB_QUEUE_URL", global = true, hide_env_values = true)]
+    queue_url: Option<String>,
+    /// The job status table's name or ARN.
+    #[arg(long, env = "GAMEFORGE_JOBS_TABLE", global = true, hide_env_values = true)]
+    jobs_table: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print JSON for scripts (a JobResult, a JobStatusReport, or the submission's outcome).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SchedulerArg {
+    Euler,
+    EulerA,
+    Ddim,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    deployment: Deployment,
+    #[command(flatten)]
+    output: Output,
+    /// The job's id; submitting the same id again never makes a second job (default: a new random id).
+    #[arg(long)]
+    job_id: Option<String>,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    #[arg(long, default_value_t = 1024)]
+    width: u32,
+    #[arg(long, default_value_t = 1024)]
+    height: u32,
+    #[arg(long, default_value_t = 30)]
+    steps: u32,
+    #[arg(long, default_value_t = 5.0)]
+    guidance: f64,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, value_enum, default_value = "euler")]
+    scheduler: SchedulerArg,
+    /// The model the fleet serves.
+    #[arg(long, env = "GAMEFORGE_MODEL")]
+    model: String,
+    /// Where the image goes (`s3://bucket/prefix`; the image is `<prefix>/<job id>.png`).
+    #[arg(long, env = "GAMEFORGE_OUTPUT")]
+    output_prefix: String,
+    /// An SQS queue that also receives the result.
+    #[arg(long)]
+    reply_to: Option<String>,
+    /// Seconds after which the job is worthless and is not run.
+    #[arg(long)]
+    deadline_in: Option<u64>,
+    /// A label echoed back in the result, `key=value` (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Wait for the result.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    waiting: Waiting,
+}
+
+#[derive(Debug, Args)]
+pub struct Waiting {
+    /// Give up waiting after this many seconds (the job itself goes on).
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Download the image into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    deployment: Deployment,
+    #[command(flatten)]
+    output: Output,
+    job_id: String,
+    #[command(flatten)]
+    waiting: Waiting,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    #[command(flatten)]
+    deployment: Deployment,
+    #[command(flatten)]
+    output: Output,
+    job_id: String,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+/// An error that ends the command with its exit code.
+struct Failure(u8, String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(exit::ERROR, e.to_string())
+    }
+}
+
+pub fn run(command: JobsCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("gameforge: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    match runtime.block_on(dispatch(command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(code, message)) => {
+            eprintln!("gameforge: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn connect(deployment: &Deployment) -> Result<Client, Failure> {
+    let settings = ClientSettings::from_lookup(|name| match name {
+        "GAMEFORGE_JOB_QUEUE_URL" => deployment.queue_url.clone(),
+        "GAMEFORGE_JOBS_TABLE" => deployment.jobs_table.clone(),
+        _ => None,
+    })?;
+    Ok(Client::new(&gameforge_aws::config::load().await, &settings))
+}
+
+async fn dispatch(command: JobsCommand) -> Result<u8, Failure> {
+    match command {
+        JobsCommand::Submit(args) => submit(*args).await,
+        JobsCommand::Wait(args) => {
+            let client = connect(&args.deployment).await?;
+            wait(&client, &args.job_id, &args.waiting, args.output.json).await
+        }
+        JobsCommand::Status(args) => {
+            let client = connect(&args.deployment).await?;
+            let report = client
+                .status(&args.job_id)
+                .await?
+                .ok_or_else(|| Failure(exit::ERROR, format!("job {} is unknown", args.job_id)))?;
+            if args.output.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{}", describe(&report));
+            }
+            Ok(0)
+        }
+        JobsCommand::Cancel(args) => {
+            let client = connect(&args.deployment).await?;
+            let (outcome, record) = match client.cancel(&args.job_id).await? {
+                CancelOutcome::Cancelled(r) => ("cancelled", r),
+                CancelOutcome::Requested(r) => ("requested", r),
+                CancelOutcome::AlreadyFinal(r) => ("already_final", r),
+                CancelOutcome::NotFound => return Err(Failure(exit::ERROR, format!("job {} is unknown", args.job_id))),
+            };
+            if args.output.json {
+                let line = serde_json::json!({"job_id": args.job_id, "outcome": outcome, "state": record.state});
+                println!("{line}");
+            } else {
+                match outcome {
+                    "cancelled" => println!("job {} cancelled; no worker will run it", args.job_id),
+                    "requested" => println!("job {} is running; its worker stops it at the next step", args.job_id),
+                    _ => println!("job {} already ended: {}", args.job_id, record.state.as_str()),
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn build_job(args: &SubmitArgs) -> Result<GenerationJob, Failure> {
+    let output =
+        S3Uri::parse(&args.output_prefix).map_err(|e| Failure(exit::REJECTED, format!("--output-prefix: {e}")))?;
+    let job_id = args.job_id.clone().unwrap_or_else(|| {
+        format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), rand::rng().random::<u32>())
+    });
+    let mut job = GenerationJob::new(job_id, &args.prompt, &args.model, output);
+    job.negative_prompt = args.negative_prompt.clone();
+    (job.width, job.height, job.steps, job.guidance, job.seed) =
+        (args.width, args.height, args.steps, args.guidance, args.seed);
+    job.scheduler = match args.scheduler {
+        SchedulerArg::Euler => Scheduler::Euler,
+        SchedulerArg::EulerA => Scheduler::EulerA,
+        SchedulerArg::Ddim => Scheduler::Ddim,
+    };
+    job.reply_to = args.reply_to.clone();
+    job.deadline = args.deadline_in.map(|s| job.submitted_at + chrono::Duration::seconds(s as i64));
+    job.labels = args.labels.iter().cloned().collect();
+    Ok(job)
+}
+
+async fn submit(args: SubmitArgs) -> Result<u8, Failure> {
+    let job = build_job(&args)?;
+    let client = connect(&args.deployment).await?;
+    let outcome = match client.submit(&job).await {
+        Ok(outcome) => outcome,
+        Err(e @ SubmitError::Invalid(_)) => {
+            let list: Vec<String> = e.violations().iter().map(|v| format!("  {v}")).collect();
+            return Err(Failure(exit::REJECTED, format!("invalid job:\n{}", list.join("\n"))));
+        }
+        Err(e @ SubmitError::Conflict { .. }) => return Err(Failure(exit::REJECTED, e.to_string())),
+        Err(SubmitError::Aws(e)) => return Err(e.into()),
+    };
+    let (name, state) = match &outcome {
+        Submitted::New => ("new", JobState::Queued),
+        Submitted::Existing(record) => ("existing", record.state),
+    };
+    if !args.wait {
+        if args.output.json {
+            println!("{}", serde_json::json!({"job_id": job.job_id, "outcome": name, "state": state}));
+        } else if name == "new" {
+            println!("submitted job {}", job.job_id);
+        } else {
+            println!("job {} was submitted before; it is {}", job.job_id, state.as_str());
+        }
+        return Ok(0);
+    }
+    if !args.output.json {
+        eprintln!("{} job {}", if name == "new" { "submitted" } else { "resumed" }, job.job_id);
+    }
+    wait(&client, &job.job_id, &args.waiting, args.output.json).await
+}
+
+async fn wait(client: &Client, job_id: &str, waiting: &Waiting, json: bool) -> Result<u8, Failure> {
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} steps {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let on_update = |report: &JobStatusReport| match &bar {
+        Some(bar) => {
+            if let Some(p) = report.progress {
+                bar.set_length(u64::from(p.total));
+                bar.set_position(u64::from(p.step));
+            }
+            bar.set_message(describe(report));
+        }
+        None if !json => eprintln!("{}", describe(report)),
+        None => {}
+    };
+    let waited = client.wait(job_id, Duration::from_secs(waiting.timeout), on_update).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let result = match waited {
+        Ok(result) => result,
+        Err(WaitError::TimedOut { last, waited }) => {
+            if json {
+                println!("{}", last.to_json());
+            }
+            return Err(Failure(
+                exit::TIMED_OUT,
+                format!("no result after {}s; job {job_id} is {} (it goes on)", waited.as_secs(), last.state.as_str()),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut file = None;
+    if let (Some(dir), Some(image)) = (&waiting.out, &result.image) {
+        file = Some(client.download(image, dir).await?);
+    }
+    if json {
+        println!("{}", result.to_json());
+    } else {
+        println!("{}", summarize(&result, file.as_deref()));
+    }
+    Ok(code(&result))
+}
+
+fn code(result: &JobResult) -> u8 {
+    match (result.status, result.error.as_ref().map(|e| e.class)) {
+        (JobStatus::Succeeded, _) => 0,
+        (JobStatus::Rejected, _) => exit::REJECTED,
+        (JobStatus::Failed, Some(ErrorClass::Cancelled)) => exit::CANCELLED,
+        (JobStatus::Failed, _) => exit::FAILED,
+    }
+}
+
+fn describe(report: &JobStatusReport) -> String {
+    let mut text = format!("{}: {}", report.job_id, report.state.as_str());
+    if let Some(p) = &report.placement {
+        let capacity = serde_json::to_value(p.capacity_type).ok().and_then(|v| v.as_str().map(str::to_string));
+        text.push_str(&format!(
+            " on {} {} ({}) in {}",
+            p.instance_type,
+            p.instance_id,
+            capacity.unwrap_or_default(),
+            p.availability_zone
+        ));
+    }
+    if let Some(p) = report.progress {
+        text.push_str(&format!(", step {}/{}", p.step, p.total));
+    }
+    if report.cancel_requested {
+        text.push_str(", cancellation requested");
+    }
+    if let Some(result) = &report.result {
+        text.push_str(&format!(" — {}", summarize(result, None)));
+    }
+    text
+}
+
+fn summarize(result: &JobResult, file: Option<&std::path::Path>) -> String {
+    match (&result.image, &result.error) {
+        (Some(image), _) => {
+            let seconds = result.timings.generation_ms.map(|ms| format!(" in {:.1}s", ms as f64 / 1000.0));
+            let saved = file.map(|f| format!(", saved to {}", f.display())).unwrap_or_default();
+            format!("{} succeeded{}: {image}{saved}", result.job_id, seconds.unwrap_or_default())
+        }
+        (None, Some(error)) => {
+            let class = serde_json::to_value(error.class).ok().and_then(|v| v.as_str().map(str::to_string));
+            let status = serde_json::to_value(result.status).ok().and_then(|v| v.as_str().map(str::to_string));
+            format!(
+                "{} {} ({}): {}",
+                result.job_id,
+                status.unwrap_or_default(),
+                class.unwrap_or_default(),
+                error.message
+            )
+        }
+        (None, None) => format!("{} ended without an image", result.job_id),
+    }
+}
