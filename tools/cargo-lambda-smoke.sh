@@ -8,7 +8,7 @@ cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 scratch="${CARGO_TARGET_DIR:-$root/target}/localaws"
 mkdir -p "$scratch"
-env_file="$scratch/on-signal.env"
+env_file="$scratch/lambda.env"
 rm -f "$env_file"
 
 pids=()
@@ -27,16 +27,19 @@ pids+=($!)
 invoke() {
   local out
   for _ in $(seq 60); do
-    if out=$(cargo lambda invoke on-signal --invoke-port "$port" --data-file "$1" 2>&1); then echo "$out"; return 0; fi
+    if out=$(cargo lambda invoke "$1" --invoke-port "$port" --data-file "$2" 2>&1); then echo "$out"; return 0; fi
     sleep 2
   done
   echo "$out" >&2; tail -20 "$scratch/smoke-watch.log" >&2; return 1
 }
 
-direct=$(invoke events/ec2/spot-interruption-warning-terminate.json)
+direct=$(invoke on-signal events/ec2/spot-interruption-warning-terminate.json)
 echo "direct event: $direct"
 grep -q '"outcome":"emitted"' <<<"$direct"
-batch=$(invoke events/sqs/batch-with-malformed-record.json)
+batch=$(invoke on-signal events/sqs/batch-with-malformed-record.json)
 echo "SQS batch:    $batch"
 grep -q '"batchItemFailures":\[\]' <<<"$batch"
+submitted=$(invoke submit events/function-url/submit-job.json)
+echo "submit:       $submitted"
+grep -q '"statusCode":202' <<<"$submitted"
 echo "cargo lambda invoke: ok"

@@ -38,6 +38,13 @@ pub fn sample_events() -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The environment file for `cargo lambda watch`, in the scratch directory.
+const LAMBDA_ENV: &str = "lambda.env";
+/// Where jobs submitted to the local `submit` function write their images.
+const LOCAL_OUTPUT: &str = "s3://gameforge-images/out";
+/// The model id of the local workers (the tiny test model).
+const LOCAL_MODEL: &str = "tiny";
+
 /// The function binaries are built next to this one (`./dev local` builds them).
 fn function_binary(name: &str) -> anyhow::Result<PathBuf> {
     let here = std::env::current_exe().context("locating gameforge-local")?;
@@ -64,8 +71,11 @@ impl System {
 
         let mut env = emulator.env();
         env.extend(deployment.on_signal_env(fleet));
-        let env_file = tools::scratch_dir().join("on-signal.env");
-        std::fs::write(&env_file, env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())
+        // `cargo lambda watch` takes one environment for every function it serves.
+        let mut lambda_env = env.clone();
+        lambda_env.extend(deployment.submit_env(LOCAL_OUTPUT, LOCAL_MODEL));
+        let env_file = tools::scratch_dir().join(LAMBDA_ENV);
+        std::fs::write(&env_file, lambda_env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())
             .with_context(|| format!("writing {}", env_file.display()))?;
 
         let on_signal = Arc::new(LambdaHost::start(&function_binary("on-signal")?, "on-signal", &env)?);
@@ -151,7 +161,7 @@ impl System {
 
     /// How to reach the running system from another terminal.
     pub fn describe(&self, report: &Report) {
-        let env_file = tools::scratch_dir().join("on-signal.env");
+        let env_file = tools::scratch_dir().join(LAMBDA_ENV);
         report.line(format!("AWS_ENDPOINT_URL={} (any credentials, region us-east-1)", self.emulator.endpoint()));
         report.line(format!("signals queue {}", self.deployment.signals_queue_url));
         report.line(format!("control queue {}", self.deployment.control_queue_url));

@@ -32,12 +32,13 @@ pub fn scratch_dir() -> PathBuf {
     dir
 }
 
-/// Every single-event sample under `events/` (the SQS batches and the expectations left out), sorted.
+/// Every EventBridge event sample under `events/` (the SQS batches, the function URL requests and the
+/// expectations left out), sorted.
 pub fn event_samples() -> Vec<PathBuf> {
     let root = repo_root().join("events");
     json_files(&root)
         .into_iter()
-        .filter(|p| !p.starts_with(root.join("sqs")) && !p.starts_with(root.join("expected")))
+        .filter(|p| ["sqs", "function-url", "expected"].iter().all(|dir| !p.starts_with(root.join(dir))))
         .collect()
 }
 
