@@ -5,20 +5,23 @@
 //! progress into it, reads cancellations from it and writes the final result into it before announcing that
 //! result anywhere else. Everything here is usable without candle: the game backend links this crate.
 //!
-//! [`Client`] is the library's front door; [`JobStore`] and [`JobSender`] are the narrow edges, implemented
+//! [`Client`] is the library's front door, [`ResultInbox`] reads a reply queue as a stream of results; [`JobStore`] and [`JobSender`] are the narrow edges, implemented
 //! by [`DynamoJobStore`] and [`SqsJobSender`].
 
 mod client;
 pub mod clients;
 mod dynamo;
+mod inbox;
 mod record;
 mod sender;
 mod store;
 mod submit;
 
-pub use client::{Client, ClientSettings, SettingsError, WaitError};
+pub use client::{Client, ClientSettings, WaitError};
 pub use dynamo::DynamoJobStore;
 pub use gameforge_aws::PortError;
+pub use gameforge_aws::env::SettingsError;
+pub use inbox::{Delivered, ResultInbox};
 pub use record::{JobRecord, cancelled_result, fingerprint};
 pub use sender::{JobSender, SqsJobSender};
 pub use store::{CancelOutcome, Claim, Finish, JobStore, ProgressAnswer};

@@ -7,8 +7,8 @@ use gameforge_contract::{
     CapacityType, ErrorClass, GenerationJob, JobResult, JobState, Message, Placement, Progress, S3Uri,
 };
 use gameforge_jobs::{
-    CancelOutcome, Claim, Client, ClientSettings, DynamoJobStore, Finish, JobStore, ProgressAnswer, SqsJobSender,
-    SubmitError, Submitted, cancelled_result, submit,
+    CancelOutcome, Claim, Client, ClientSettings, DynamoJobStore, Finish, JobStore, ProgressAnswer, ResultInbox,
+    SqsJobSender, SubmitError, Submitted, cancelled_result, submit,
 };
 use gameforge_localaws::{Deployment, Emulator, Rule, queue_depth};
 
@@ -211,4 +211,25 @@ async fn the_client_survives_throttling_and_reports_status() {
     assert!(client.status("nobody").await.unwrap().is_none());
     let error = client.wait("client-1", Duration::from_millis(600), |_| {}).await.unwrap_err();
     assert!(matches!(error, gameforge_jobs::WaitError::TimedOut { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_reply_queue_reads_as_results_and_anything_else_is_named() {
+    let rig = rig().await;
+    let sqs = aws_sdk_sqs::Client::new(&rig.config);
+    let url = sqs.create_queue().queue_name("backend-results").send().await.unwrap().queue_url().unwrap().to_string();
+    let result = cancelled_result("inbox-1", Some(&job("inbox-1")), chrono::Utc::now());
+    sqs.send_message().queue_url(&url).message_body(result.to_json()).send().await.unwrap();
+    sqs.send_message().queue_url(&url).message_body("hello").send().await.unwrap();
+    let inbox = ResultInbox::new(&rig.config, &url);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(inbox.receive(Duration::from_secs(1)).await.unwrap());
+    }
+    assert!(got.iter().any(|d| d.result.as_ref().is_ok_and(|r| *r == result)));
+    assert!(got.iter().any(|d| d.result.is_err()));
+    for delivered in &got {
+        inbox.ack(delivered).await.unwrap();
+    }
+    assert_eq!(queue_depth(&rig.config, &url).await.unwrap(), 0);
 }
