@@ -51,10 +51,19 @@ pub struct Iam {
 }
 
 impl Request {
-    /// The IAM principal that signed the request; `None` when the URL is not behind IAM auth.
+    /// The IAM principal that signed the request; `None` when the URL is not behind IAM auth. An assumed role's
+    /// session name is left out: a backend's sessions come and go, and its jobs and its rate are the role's.
     pub fn caller(&self) -> Option<String> {
         let iam = self.request_context.authorizer.as_ref()?.iam.as_ref()?;
-        iam.user_arn.clone().or_else(|| iam.caller_id.clone()).filter(|c| !c.is_empty())
+        let principal = iam.user_arn.clone().or_else(|| iam.caller_id.clone()).filter(|c| !c.is_empty())?;
+        let parts: Vec<&str> = principal.splitn(6, ':').collect();
+        match parts.as_slice() {
+            ["arn", partition, "sts", "", account, resource] if resource.starts_with("assumed-role/") => {
+                let role = resource.split('/').nth(1).unwrap_or_default();
+                Some(format!("arn:{partition}:sts::{account}:assumed-role/{role}"))
+            }
+            _ => Some(principal),
+        }
     }
 
     pub fn method(&self) -> &str {
@@ -97,5 +106,40 @@ impl Response {
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.insert(name.to_string(), value.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_by(arn: &str) -> Request {
+        serde_json::from_value(serde_json::json!({
+            "rawPath": "/jobs",
+            "requestContext": {"http": {"method": "GET"}, "authorizer": {"iam": {"userArn": arn, "callerId": "AROA:x"}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_role_is_one_caller_whatever_its_session() {
+        let a = signed_by("arn:aws:sts::123456789012:assumed-role/game-backend/i-0abc");
+        let b = signed_by("arn:aws:sts::123456789012:assumed-role/game-backend/i-0def");
+        assert_eq!(a.caller(), b.caller());
+        assert_eq!(a.caller().as_deref(), Some("arn:aws:sts::123456789012:assumed-role/game-backend"));
+        let user = signed_by("arn:aws:iam::123456789012:user/ci");
+        assert_eq!(user.caller().as_deref(), Some("arn:aws:iam::123456789012:user/ci"));
+    }
+
+    #[test]
+    fn base64_bodies_are_decoded_and_unsigned_requests_have_no_caller() {
+        let request: Request = serde_json::from_value(serde_json::json!({
+            "body": "eyJhIjoxfQ==", "isBase64Encoded": true,
+            "requestContext": {"http": {"method": "POST", "path": "/jobs"}}
+        }))
+        .unwrap();
+        assert_eq!(request.body_bytes().unwrap(), br#"{"a":1}"#);
+        assert_eq!(request.caller(), None);
+        assert_eq!(request.path(), "/jobs");
     }
 }
