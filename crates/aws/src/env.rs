@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// Every missing or invalid variable of a configuration, named at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("missing or invalid environment: {}", .0.join("; "))]
+pub struct SettingsError(pub Vec<String>);
+
 pub struct EnvReader<F> {
     lookup: F,
     problems: Vec<String>,
@@ -49,8 +54,8 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
     }
 
     /// Every problem found, in the order found.
-    pub fn finish(self) -> Result<(), Vec<String>> {
-        if self.problems.is_empty() { Ok(()) } else { Err(self.problems) }
+    pub fn finish(self) -> Result<(), SettingsError> {
+        if self.problems.is_empty() { Ok(()) } else { Err(SettingsError(self.problems)) }
     }
 }
 
@@ -72,7 +77,7 @@ mod tests {
         assert_eq!(env.seconds("LEASE", 30), Duration::from_secs(30));
         assert_eq!(env.seconds("UNSET", 7), Duration::from_secs(7));
         assert_eq!(
-            env.finish().unwrap_err(),
+            env.finish().unwrap_err().0,
             vec!["BLANK is missing", "ABSENT is missing", "LEASE is not a number of seconds"]
         );
     }

@@ -106,5 +106,8 @@ async fn waiting_gives_up_with_exit_5_and_unknown_jobs_and_missing_settings_are_
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("GAMEFORGE_JOB_QUEUE_URL is not set"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("GAMEFORGE_JOB_QUEUE_URL is missing; GAMEFORGE_JOBS_TABLE is missing")
+    );
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use gameforge_aws::PortError;
+use gameforge_aws::env::{EnvReader, SettingsError};
 use gameforge_contract::{GenerationJob, JobResult, JobStatusReport, S3Uri};
 
 use crate::clients::{dynamodb_for_table, s3, sqs_for_queue};
@@ -20,23 +21,17 @@ pub struct ClientSettings {
     pub jobs_table: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0} is not set: it names the deployment's {1} (a stack output)")]
-pub struct SettingsError(pub &'static str, pub &'static str);
-
 impl ClientSettings {
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &'static str, what: &'static str| {
-            lookup(name).filter(|v| !v.trim().is_empty()).ok_or(SettingsError(name, what))
-        };
-        Ok(Self {
-            job_queue_url: get("GAMEFORGE_JOB_QUEUE_URL", "job queue URL")?,
-            jobs_table: get("GAMEFORGE_JOBS_TABLE", "job status table")?,
-        })
+        let mut env = EnvReader::new(lookup);
+        let job_queue_url = env.required("GAMEFORGE_JOB_QUEUE_URL");
+        let jobs_table = env.required("GAMEFORGE_JOBS_TABLE");
+        env.finish()?;
+        Ok(Self { job_queue_url, jobs_table })
     }
 }
 

@@ -1,6 +1,6 @@
 //! The function's configuration, from its environment.
 
-use gameforge_aws::env::EnvReader;
+use gameforge_aws::env::{EnvReader, SettingsError};
 use gameforge_planner::FleetConfig;
 
 use crate::aws::Resources;
@@ -12,10 +12,6 @@ pub struct Settings {
     /// Where malformed control jobs go, with their reason.
     pub control_dead_letter_url: String,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("executor configuration: {}", .0.join("; "))]
-pub struct SettingsError(pub Vec<String>);
 
 impl Settings {
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -47,7 +43,7 @@ impl Settings {
                 }
             }
         };
-        env.finish().map_err(SettingsError)?;
+        env.finish()?;
         let fleet = fleet.ok_or_else(|| SettingsError(vec!["GAMEFORGE_FLEET_CONFIG is missing".into()]))?;
         Ok(Self {
             fleet,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gameforge_aws::env::EnvReader;
+use gameforge_aws::env::{EnvReader, SettingsError};
 
 use crate::handler::HandlerConfig;
 
@@ -19,10 +19,6 @@ pub struct Settings {
     pub dedup_retention: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("missing or invalid environment: {}", .0.join(", "))]
-pub struct SettingsError(pub Vec<String>);
-
 impl Settings {
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -37,7 +33,7 @@ impl Settings {
         let claim_lease = env.seconds("SIGNAL_CLAIM_LEASE_SECONDS", 30);
         let dedup_retention = env.seconds("SIGNAL_DEDUP_RETENTION_SECONDS", 7 * 24 * 3600);
         let fleet = env.optional("GAMEFORGE_FLEET").unwrap_or_else(|| "sdxl".into());
-        env.finish().map_err(SettingsError)?;
+        env.finish()?;
         Ok(Self {
             signals_queue_url,
             signals_dead_letter_url,

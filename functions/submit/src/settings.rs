@@ -1,6 +1,6 @@
 //! The function's configuration, from its environment (set by the template on AWS, by the local runner here).
 
-use gameforge_aws::env::EnvReader;
+use gameforge_aws::env::{EnvReader, SettingsError};
 use gameforge_contract::S3Uri;
 
 use crate::handler::HandlerConfig;
@@ -16,10 +16,6 @@ pub struct Settings {
     pub bucket: TokenBucket,
     pub max_body_bytes: usize,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("missing or invalid environment: {}", .0.join(", "))]
-pub struct SettingsError(pub Vec<String>);
 
 impl Settings {
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -47,7 +43,7 @@ impl Settings {
         let rate = number(&mut env, "RATE_LIMIT_PER_SECOND", 5.0);
         let burst = number(&mut env, "RATE_LIMIT_BURST", 20.0).max(1.0);
         let max_body_bytes = number(&mut env, "MAX_BODY_BYTES", 65_536.0) as usize;
-        env.finish().map_err(SettingsError)?;
+        env.finish()?;
         Ok(Self {
             job_queue_url,
             jobs_table,
