@@ -85,7 +85,7 @@ async fn main() {
         to_start.last().unwrap()
     );
     println!(
-        "free model -> model start p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms (a prefetched job: judge, markers, hand-off)",
+        "free model -> model start p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms (a prefetched job: judge, claim in the status store, hand-off)",
         percentile(&picked, 0.5),
         percentile(&picked, 0.95),
         picked.last().unwrap()
