@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Creates or refreshes the repository's .venv with tools/requirements.txt. Idempotent and safe to run from
-# several processes at once (tests start in parallel): the work happens under a lock, and a marker records
-# which requirements are installed, so a later run costs one comparison.
+# Creates or refreshes a virtual environment of the repository: by default .venv with tools/requirements.txt;
+# `ensure-venv.sh NAME` makes .venv-NAME with tools/requirements-NAME.txt (checkov pins an old boto3, so it lives
+# apart). Idempotent and safe to run from several processes at once (tests start in parallel): the work happens
+# under a lock, and a marker records which requirements are installed, so a later run costs one comparison.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.venv"
-requirements="$root/tools/requirements.txt"
+venv="$root/.venv${1:+-$1}"
+requirements="$root/tools/requirements${1:+-$1}.txt"
 marker="$venv/.gameforge-requirements"
 
 installed() { [[ -x "$venv/bin/python" ]] && cmp -s "$requirements" "$marker"; }
