@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use gameforge_contract::{ControlJob, Message, Signal};
-use gameforge_localaws::{Deployment, Emulator, LambdaHost, SqsEventSource, queue_depth, tools};
+use gameforge_localaws::{Deployment, Emulator, LambdaHost, SqsEventSource, queue_depth, tools, with_env};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -40,10 +40,6 @@ pub fn sample_events() -> anyhow::Result<Vec<PathBuf>> {
 
 /// The environment file for `cargo lambda watch`, in the scratch directory.
 const LAMBDA_ENV: &str = "lambda.env";
-/// Where jobs submitted to the local `submit` function write their images.
-const LOCAL_OUTPUT: &str = "s3://gameforge-images/out";
-/// The model id of the local workers (the tiny test model).
-const LOCAL_MODEL: &str = "tiny";
 
 /// The function binaries are built next to this one (`./dev local` builds them).
 fn function_binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -70,10 +66,10 @@ impl System {
         );
 
         let mut env = emulator.env();
-        env.extend(deployment.on_signal_env(fleet));
+        env.extend(with_env(deployment.function_env(&config, "on-signal").await?, "GAMEFORGE_FLEET", fleet));
         // `cargo lambda watch` takes one environment for every function it serves.
         let mut lambda_env = env.clone();
-        lambda_env.extend(deployment.submit_env(LOCAL_OUTPUT, LOCAL_MODEL));
+        lambda_env.extend(deployment.function_env(&config, "submit").await?);
         let env_file = tools::scratch_dir().join(LAMBDA_ENV);
         std::fs::write(&env_file, lambda_env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())
             .with_context(|| format!("writing {}", env_file.display()))?;

@@ -23,7 +23,7 @@ pub use http_server::LoopbackServer;
 pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
 pub use queues::{drain_queue, queue_depth};
-pub use stack::{Deployment, deploy_stack, queue_url};
+pub use stack::{Deployment, deploy_stack, queue_url, with_env};
 pub use stamp::create_stamp;
 
 #[derive(Debug, thiserror::Error)]

@@ -69,7 +69,7 @@ pub async fn queue_url(config: &SdkConfig, name: &str) -> Result<String, Error> 
         .ok_or_else(|| Error::Emulator(format!("queue {name} has no URL")))
 }
 
-/// The resources of `infra/gameforge.yaml` as deployed, found by their names.
+/// The resources of `infra/gameforge.yaml` as deployed, found by their names and the stack's outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
     pub prefix: String,
@@ -84,15 +84,42 @@ pub struct Deployment {
     pub ledger_table: String,
     pub jobs_table: String,
     pub submit_rate_table: String,
+    pub output_bucket: String,
+    /// Every output of the stack.
+    pub outputs: BTreeMap<String, String>,
 }
 
 impl Deployment {
-    /// Deploys the project's template under `prefix` (the stack is named after it).
+    /// Deploys the project's template under `prefix` (the stack is named after it), with the fleet of
+    /// `infra/fleet.json`. The functions' code bucket is made first, as a real deployment makes it to upload
+    /// cargo-lambda's zips; the emulator cannot run the functions, so no code goes in.
     pub async fn deploy(config: &SdkConfig, prefix: &str) -> Result<Self, Error> {
-        let path = crate::tools::repo_root().join("infra/gameforge.yaml");
-        let template = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Stack { stack: prefix.to_owned(), reason: format!("{}: {e}", path.display()) })?;
-        deploy_stack(config, prefix, &template, &[("Prefix", prefix)]).await?;
+        let fail = |reason: String| Error::Stack { stack: prefix.to_owned(), reason };
+        let root = crate::tools::repo_root();
+        let read = |path: &str| std::fs::read_to_string(root.join(path)).map_err(|e| fail(format!("{path}: {e}")));
+        let (template, fleet) = (read("infra/gameforge.yaml")?, read("infra/fleet.json")?);
+        let artifacts = format!("{prefix}-artifacts");
+        let s3 =
+            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build());
+        s3.create_bucket()
+            .bucket(&artifacts)
+            .send()
+            .await
+            .map_err(|e| fail(format!("artifact bucket: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+        let outputs = deploy_stack(
+            config,
+            prefix,
+            &template,
+            // The emulator cannot run Lambda: the tests and the local run host the functions and feed them.
+            &[
+                ("Prefix", prefix),
+                ("ArtifactBucket", &artifacts),
+                ("FleetConfig", &fleet),
+                ("EventSourcesEnabled", "false"),
+            ],
+        )
+        .await?;
+        let output = |key: &str| outputs.get(key).cloned().ok_or_else(|| fail(format!("no output {key}")));
         Ok(Self {
             prefix: prefix.to_owned(),
             signals_queue_url: queue_url(config, &format!("{prefix}-signals")).await?,
@@ -102,44 +129,36 @@ impl Deployment {
             control_retry_url: queue_url(config, &format!("{prefix}-control-retry")).await?,
             job_queue_url: queue_url(config, &format!("{prefix}-jobs")).await?,
             job_dead_letter_url: queue_url(config, &format!("{prefix}-jobs-dlq")).await?,
-            dedup_table: format!("{prefix}-signal-dedup"),
-            ledger_table: format!("{prefix}-ledger"),
-            jobs_table: format!("{prefix}-jobs"),
-            submit_rate_table: format!("{prefix}-submit-rate"),
+            dedup_table: output("SignalDedupTableName")?,
+            ledger_table: output("LedgerTableName")?,
+            jobs_table: output("JobsTableName")?,
+            submit_rate_table: output("SubmitRateLimitTableName")?,
+            output_bucket: output("OutputBucketName")?,
+            outputs,
         })
     }
 
-    /// The environment of the `on-signal` function, as the template sets it on AWS.
-    pub fn on_signal_env(&self, fleet: &str) -> Vec<(String, String)> {
-        vec![
-            ("SIGNALS_QUEUE_URL".into(), self.signals_queue_url.clone()),
-            ("SIGNALS_DLQ_URL".into(), self.signals_dead_letter_url.clone()),
-            ("CONTROL_QUEUE_URL".into(), self.control_queue_url.clone()),
-            ("SIGNAL_DEDUP_TABLE".into(), self.dedup_table.clone()),
-            ("GAMEFORGE_FLEET".into(), fleet.to_owned()),
-        ]
+    /// A deployed function's environment, exactly as the template set it (`function`: `on-signal`,
+    /// `executor`, `submit`). Queue URLs in it are AWS's form; the SDK reaches them through the emulator's
+    /// endpoint all the same.
+    pub async fn function_env(&self, config: &SdkConfig, function: &str) -> Result<Vec<(String, String)>, Error> {
+        let name = format!("{}-{function}", self.prefix);
+        let answer = aws_sdk_lambda::Client::new(config)
+            .get_function_configuration()
+            .function_name(&name)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Emulator(format!("function {name}: {}", aws_sdk_lambda::error::DisplayErrorContext(e)))
+            })?;
+        let variables = answer.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+        Ok(variables.into_iter().collect())
     }
+}
 
-    /// The environment of the `submit` function; jobs write their images under `output` and run `model` unless
-    /// they name another.
-    pub fn submit_env(&self, output: &str, model: &str) -> Vec<(String, String)> {
-        vec![
-            ("JOB_QUEUE_URL".into(), self.job_queue_url.clone()),
-            ("JOBS_TABLE".into(), self.jobs_table.clone()),
-            ("RATE_LIMIT_TABLE".into(), self.submit_rate_table.clone()),
-            ("OUTPUT_PREFIX".into(), output.to_owned()),
-            ("DEFAULT_MODEL".into(), model.to_owned()),
-        ]
-    }
-
-    /// The environment of the `executor` function; `fleet_config` is a path to the fleet file or its JSON.
-    pub fn executor_env(&self, fleet_config: &str) -> Vec<(String, String)> {
-        vec![
-            ("GAMEFORGE_FLEET_CONFIG".into(), fleet_config.to_owned()),
-            ("LEDGER_TABLE".into(), self.ledger_table.clone()),
-            ("JOB_QUEUE_URL".into(), self.job_queue_url.clone()),
-            ("RETRY_QUEUE_URL".into(), self.control_retry_url.clone()),
-            ("CONTROL_DLQ_URL".into(), self.control_dead_letter_url.clone()),
-        ]
-    }
+/// `env` with `name` set to `value`, replacing what the template set.
+pub fn with_env(mut env: Vec<(String, String)>, name: &str, value: &str) -> Vec<(String, String)> {
+    env.retain(|(k, _)| k != name);
+    env.push((name.to_owned(), value.to_owned()));
+    env
 }

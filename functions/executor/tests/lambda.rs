@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use executor::aws::DynamoLedger;
 use executor::ports::LedgerStore;
-use gameforge_localaws::{LambdaHost, SqsEventSource, drain_queue};
+use gameforge_localaws::{LambdaHost, SqsEventSource, drain_queue, with_env};
 use support::rig;
 
 mod support;
@@ -16,7 +16,8 @@ async fn host(rig: &support::Rig) -> LambdaHost {
     // Inline, as the variable allows: each test's stamps have their own subnets.
     let fleet = serde_json::to_string(&rig.fleet).unwrap();
     let mut env = rig.emulator.env();
-    env.extend(rig.deployment.executor_env(&fleet));
+    let deployed = rig.deployment.function_env(&rig.config, "executor").await.unwrap();
+    env.extend(with_env(deployed, "GAMEFORGE_FLEET_CONFIG", &fleet));
     let host = LambdaHost::start(Path::new(BINARY), "executor", &env).unwrap();
     host.wait_ready(Duration::from_secs(30)).await.unwrap();
     host

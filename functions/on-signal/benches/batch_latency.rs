@@ -64,7 +64,7 @@ async fn main() {
     let config = emulator.sdk_config().await;
     let deployment = Deployment::deploy(&config, "gameforge").await.expect("deploy");
     let mut env = emulator.env();
-    env.extend(deployment.on_signal_env("sdxl"));
+    env.extend(deployment.function_env(&config, "on-signal").await.expect("function environment"));
     env.push(("RUST_LOG".into(), "warn".into()));
 
     let mut cold = Vec::new();

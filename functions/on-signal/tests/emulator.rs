@@ -26,7 +26,7 @@ async fn setup() -> Setup {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
     let deployment = Deployment::deploy(&config, "gameforge").await.unwrap();
-    let env = deployment.on_signal_env("sdxl");
+    let env = deployment.function_env(&config, "on-signal").await.unwrap();
     let settings = Settings::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
     Setup { emulator, config, deployment, settings }
 }

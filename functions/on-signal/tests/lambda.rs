@@ -19,7 +19,7 @@ async fn start() -> (Emulator, aws_config::SdkConfig, Deployment, LambdaHost) {
     let config = emulator.sdk_config().await;
     let deployment = Deployment::deploy(&config, "gameforge").await.unwrap();
     let mut env = emulator.env();
-    env.extend(deployment.on_signal_env("sdxl"));
+    env.extend(deployment.function_env(&config, "on-signal").await.unwrap());
     let host = LambdaHost::start(Path::new(BINARY), "on-signal", &env).unwrap();
     host.wait_ready(Duration::from_secs(30)).await.unwrap();
     (emulator, config, deployment, host)

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use gameforge_localaws::{Deployment, Emulator, LambdaHost, queue_depth};
+use gameforge_localaws::{Deployment, Emulator, LambdaHost, queue_depth, with_env};
 use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_submit");
@@ -24,8 +24,8 @@ async fn rig(burst: &str) -> Rig {
     let config = emulator.sdk_config().await;
     let deployment = Deployment::deploy(&config, "gf").await.unwrap();
     let mut env = emulator.env();
-    env.extend(deployment.submit_env("s3://gf-images/out", "sdxl-base"));
-    env.extend([("RATE_LIMIT_PER_SECOND".to_string(), "0.2".to_string()), ("RATE_LIMIT_BURST".into(), burst.into())]);
+    let deployed = deployment.function_env(&config, "submit").await.unwrap();
+    env.extend(with_env(with_env(deployed, "RATE_LIMIT_PER_SECOND", "0.2"), "RATE_LIMIT_BURST", burst));
     let host = LambdaHost::start(Path::new(BINARY), "submit", &env).unwrap();
     host.wait_ready(Duration::from_secs(30)).await.unwrap();
     Rig { _emulator: emulator, config, deployment, host }
@@ -86,7 +86,8 @@ async fn a_job_is_enqueued_once_per_id_and_an_invalid_one_gets_every_violation()
         .await
         .unwrap();
     let sent: Value = serde_json::from_str(messages.messages()[0].body().unwrap()).unwrap();
-    assert_eq!((sent["model_id"].as_str(), sent["output"].as_str()), (Some("sdxl-base"), Some("s3://gf-images/out")));
+    let output = format!("s3://{}/images", rig.deployment.output_bucket);
+    assert_eq!((sent["model_id"].as_str(), sent["output"].as_str()), (Some("sdxl-base"), Some(output.as_str())));
 
     let bad = json!({"job_id": "http-2", "prompt": "", "width": 100, "steps": 0, "colour": "red"});
     let (status, body) = rig.call("POST", "/jobs", Some(ALICE), Some(&bad)).await;
