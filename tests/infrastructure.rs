@@ -1,11 +1,13 @@
 //! `infra/gameforge.yaml` deployed to the emulator as a user deploys it: every function's environment, read back
 //! from the deployed function, names resources the stack made, is complete for that function's own settings
 //! reader, and every queue that feeds a function does so through an event source mapping that reports partial
-//! batch failures, with a visibility timeout the function's timeout fits six times into.
+//! batch failures, with a visibility timeout the function's timeout fits six times into. Every region gets a
+//! worker stamp, and a standby's workers and event rules work for the home region.
 
 use std::collections::BTreeMap;
 
-use gameforge_localaws::{Deployment, Emulator};
+use aws_config::Region;
+use gameforge_localaws::{Deployment, Emulator, deploy_standby};
 
 async fn deployed() -> (Emulator, aws_config::SdkConfig, Deployment) {
     let emulator = Emulator::start().unwrap();
@@ -88,4 +90,52 @@ async fn queues_feed_functions_through_mappings_that_report_partial_failures() {
             .collect();
     assert_eq!(fed, expected);
     assert_eq!(deployment.outputs["SubmitFunctionName"], "gf-submit");
+}
+
+/// A task definition's environment, by name.
+async fn task_environment(ecs: &aws_sdk_ecs::Client, family: &str) -> BTreeMap<String, String> {
+    let described = ecs.describe_task_definition().task_definition(family).send().await.unwrap();
+    let container = &described.task_definition().unwrap().container_definitions()[0];
+    container.environment().iter().map(|kv| (kv.name().unwrap().to_string(), kv.value().unwrap().to_string())).collect()
+}
+
+#[tokio::test]
+async fn every_region_gets_a_worker_stamp_and_a_standby_works_for_the_home_region() {
+    let (_emulator, config, deployment) = deployed().await;
+    let standby = deploy_standby(&config, "us-west-2", "gf", "us-east-1", &[]).await.unwrap();
+    for stamp in [&deployment.stamp, &standby] {
+        let regional = config.to_builder().region(Region::new(stamp.region.clone())).build();
+        let ecs = aws_sdk_ecs::Client::new(&regional);
+        let services =
+            ecs.describe_services().cluster(&stamp.ecs_cluster).services(&stamp.ecs_service).send().await.unwrap();
+        assert_eq!(services.services()[0].desired_count(), 0, "{}: scaled by the executor from zero", stamp.region);
+        let env = task_environment(&ecs, &stamp.task_definition).await;
+        // Every region's workers take jobs from the home region's queue and record them in its table.
+        assert_eq!(
+            env["JOB_QUEUE_URL"], "https://sqs.us-east-1.amazonaws.com/123456789012/gf-jobs",
+            "{}",
+            stamp.region
+        );
+        assert_eq!(env["JOBS_TABLE"], "arn:aws:dynamodb:us-east-1:123456789012:table/gf-jobs", "{}", stamp.region);
+        assert_eq!(env["GAMEFORGE_MODEL"], stamp.model_location.as_str().trim_end_matches('/'));
+        let ec2 = aws_sdk_ec2::Client::new(&regional);
+        let templates = ec2.describe_launch_templates().launch_template_names(&stamp.launch_template).send().await;
+        assert_eq!(templates.unwrap().launch_templates().len(), 1, "{}", stamp.region);
+        let s3 =
+            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&regional).force_path_style(true).build());
+        s3.head_bucket().bucket(stamp.model_location.bucket()).send().await.unwrap();
+        assert_eq!(stamp.subnets.len(), 3);
+    }
+    // The standby has no queues of its own, and its rules hand its region's events to the home region's bus.
+    let west = config.to_builder().region(Region::new("us-west-2")).build();
+    let queues = aws_sdk_sqs::Client::new(&west).list_queues().queue_name_prefix("gf-").send().await.unwrap();
+    assert!(queues.queue_urls().is_empty(), "{:?}", queues.queue_urls());
+    let events = aws_sdk_eventbridge::Client::new(&west);
+    let rules = events.list_rules().name_prefix("gf-").send().await.unwrap();
+    assert_eq!(rules.rules().len(), 9);
+    for rule in rules.rules() {
+        let targets = events.list_targets_by_rule().rule(rule.name().unwrap()).send().await.unwrap();
+        let arns: Vec<&str> = targets.targets().iter().map(|t| t.arn()).collect();
+        assert_eq!(arns, ["arn:aws:events:us-east-1:123456789012:event-bus/default"], "{:?}", rule.name());
+    }
 }

@@ -14,7 +14,6 @@ mod lambda_host;
 mod moto;
 mod queues;
 mod stack;
-mod stamp;
 pub mod tools;
 
 pub use emulator::Emulator;
@@ -23,8 +22,7 @@ pub use http_server::LoopbackServer;
 pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
 pub use queues::{drain_queue, queue_depth};
-pub use stack::{Deployment, deploy_stack, queue_url, with_env};
-pub use stamp::create_stamp;
+pub use stack::{Deployment, deploy_stack, deploy_standby, queue_url, with_env};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_config::SdkConfig;
+use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use gameforge_contract::S3Uri;
+use gameforge_planner::config::RegionStamp;
 
 use crate::Error;
 
@@ -85,8 +87,91 @@ pub struct Deployment {
     pub jobs_table: String,
     pub submit_rate_table: String,
     pub output_bucket: String,
+    /// The home region's worker stamp.
+    pub stamp: RegionStamp,
     /// Every output of the stack.
     pub outputs: BTreeMap<String, String>,
+}
+
+/// A region's network as an account brings it to the stack: a VPC with a subnet in each of `zones` (none: the
+/// region's first three). Returns the VPC and the subnets by zone.
+async fn network(config: &SdkConfig, zones: &[&str]) -> Result<(String, BTreeMap<String, String>), Error> {
+    let fail = |what: &str, e: String| Error::Emulator(format!("network: {what}: {e}"));
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.40.0.0/16")
+        .send()
+        .await
+        .map_err(|e| fail("CreateVpc", aws_sdk_ec2::error::DisplayErrorContext(e).to_string()))?;
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_owned();
+    let zones: Vec<String> = if zones.is_empty() {
+        let known =
+            ec2.describe_availability_zones().send().await.map_err(|e| {
+                fail("DescribeAvailabilityZones", aws_sdk_ec2::error::DisplayErrorContext(e).to_string())
+            })?;
+        known.availability_zones().iter().filter_map(|z| z.zone_name()).take(3).map(str::to_owned).collect()
+    } else {
+        zones.iter().map(|z| z.to_string()).collect()
+    };
+    let mut subnets = BTreeMap::new();
+    for (i, zone) in zones.iter().enumerate() {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.40.{i}.0/24"))
+            .availability_zone(zone.as_str())
+            .send()
+            .await
+            .map_err(|e| fail("CreateSubnet", aws_sdk_ec2::error::DisplayErrorContext(e).to_string()))?;
+        subnets.insert(zone.to_owned(), subnet.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_owned());
+    }
+    Ok((vpc, subnets))
+}
+
+/// Deploys `infra/gameforge.yaml` in `config`'s region with `parameters` and the region's network; returns the
+/// outputs and the worker stamp they describe.
+async fn deploy_region(
+    config: &SdkConfig,
+    prefix: &str,
+    zones: &[&str],
+    parameters: &[(&str, &str)],
+) -> Result<(BTreeMap<String, String>, RegionStamp), Error> {
+    let fail = |reason: String| Error::Stack { stack: prefix.to_owned(), reason };
+    let path = crate::tools::repo_root().join("infra/gameforge.yaml");
+    let template = std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let (vpc, subnets) = network(config, zones).await?;
+    let subnet_list = subnets.values().cloned().collect::<Vec<_>>().join(",");
+    let mut all: Vec<(&str, &str)> = vec![("Prefix", prefix), ("VpcId", &vpc), ("SubnetIds", &subnet_list)];
+    all.extend_from_slice(parameters);
+    let outputs = deploy_stack(config, prefix, &template, &all).await?;
+    let output = |key: &str| outputs.get(key).cloned().ok_or_else(|| fail(format!("no output {key}")));
+    let stamp = RegionStamp {
+        region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+        ecs_cluster: output("EcsClusterName")?,
+        ecs_service: output("EcsServiceName")?,
+        task_definition: output("TaskDefinitionFamily")?,
+        launch_template: output("LaunchTemplateName")?,
+        subnets,
+        model_location: S3Uri::parse(&output("ModelLocation")?).map_err(|e| fail(e.to_string()))?,
+    };
+    Ok((outputs, stamp))
+}
+
+/// A standby region's stack, with subnets in `zones` (none: the region's first three): a worker stamp whose
+/// workers use the home region's queue and tables, and rules that forward the region's events to the home
+/// region's bus.
+pub async fn deploy_standby(
+    base: &SdkConfig,
+    region: &str,
+    prefix: &str,
+    home_region: &str,
+    zones: &[&str],
+) -> Result<RegionStamp, Error> {
+    let config = base.to_builder().region(Region::new(region.to_owned())).build();
+    let parameters = [("Role", "standby"), ("HomeRegion", home_region)];
+    let (_, stamp) = deploy_region(&config, prefix, zones, &parameters).await?;
+    Ok(stamp)
 }
 
 impl Deployment {
@@ -94,10 +179,15 @@ impl Deployment {
     /// `infra/fleet.json`. The functions' code bucket is made first, as a real deployment makes it to upload
     /// cargo-lambda's zips; the emulator cannot run the functions, so no code goes in.
     pub async fn deploy(config: &SdkConfig, prefix: &str) -> Result<Self, Error> {
+        Self::deploy_with_zones(config, prefix, &[]).await
+    }
+
+    /// [`Deployment::deploy`] with the home stamp's subnets in `zones`.
+    pub async fn deploy_with_zones(config: &SdkConfig, prefix: &str, zones: &[&str]) -> Result<Self, Error> {
         let fail = |reason: String| Error::Stack { stack: prefix.to_owned(), reason };
-        let root = crate::tools::repo_root();
-        let read = |path: &str| std::fs::read_to_string(root.join(path)).map_err(|e| fail(format!("{path}: {e}")));
-        let (template, fleet) = (read("infra/gameforge.yaml")?, read("infra/fleet.json")?);
+        let path = crate::tools::repo_root().join("infra/fleet.json");
+        let fleet = std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let region = config.region().map(|r| r.to_string()).unwrap_or_default();
         let artifacts = format!("{prefix}-artifacts");
         let s3 =
             aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build());
@@ -106,13 +196,14 @@ impl Deployment {
             .send()
             .await
             .map_err(|e| fail(format!("artifact bucket: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
-        let outputs = deploy_stack(
+        let (outputs, stamp) = deploy_region(
             config,
             prefix,
-            &template,
+            zones,
             // The emulator cannot run Lambda: the tests and the local run host the functions and feed them.
             &[
-                ("Prefix", prefix),
+                ("Role", "home"),
+                ("HomeRegion", &region),
                 ("ArtifactBucket", &artifacts),
                 ("FleetConfig", &fleet),
                 ("EventSourcesEnabled", "false"),
@@ -134,6 +225,7 @@ impl Deployment {
             jobs_table: output("JobsTableName")?,
             submit_rate_table: output("SubmitRateLimitTableName")?,
             output_bucket: output("OutputBucketName")?,
+            stamp,
             outputs,
         })
     }

@@ -75,7 +75,8 @@ async fn a_whole_region_short_moves_the_fleet_to_the_best_ready_region() {
     assert!(rig.instances("us-east-2").await.is_empty());
     // The ECS service of the new region is sized to its workers.
     let ecs = aws_sdk_ecs::Client::new(&rig.config.to_builder().region(aws_config::Region::new("us-west-2")).build());
-    let services = ecs.describe_services().cluster("gameforge").services("sdxl-worker").send().await.unwrap();
+    let west = &rig.stamps[2];
+    let services = ecs.describe_services().cluster(&west.ecs_cluster).services(&west.ecs_service).send().await.unwrap();
     assert_eq!(services.services()[0].desired_count(), 2);
 }
 
@@ -288,15 +289,15 @@ async fn a_spot_warning_drains_the_instance_and_requests_its_replacement_in_one_
     let ecs = aws_sdk_ecs::Client::new(&rig.config);
     let registered = ecs
         .register_container_instance()
-        .cluster("gameforge")
+        .cluster(&rig.stamps[0].ecs_cluster)
         .instance_identity_document(serde_json::json!({"instanceId": victim, "region": "us-east-1"}).to_string())
         .send()
         .await
         .unwrap();
     // Its worker task runs there, in the middle of a job.
     ecs.start_task()
-        .cluster("gameforge")
-        .task_definition("gameforge-sdxl-worker")
+        .cluster(&rig.stamps[0].ecs_cluster)
+        .task_definition(&rig.stamps[0].task_definition)
         .container_instances(registered.container_instance().unwrap().container_instance_arn().unwrap())
         .send()
         .await
@@ -323,10 +324,10 @@ async fn a_spot_warning_drains_the_instance_and_requests_its_replacement_in_one_
     let drained = events.iter().position(|e| matches!(e, Event::Drain { instance_id, .. } if *instance_id == victim));
     let launched = events.iter().position(|e| matches!(e, Event::Launched { instances, .. } if !instances.is_empty()));
     assert!(drained.is_some() && launched.is_some() && drained < launched, "{events:?}");
-    let containers = ecs.list_container_instances().cluster("gameforge").send().await.unwrap();
+    let containers = ecs.list_container_instances().cluster(&rig.stamps[0].ecs_cluster).send().await.unwrap();
     let described = ecs
         .describe_container_instances()
-        .cluster("gameforge")
+        .cluster(&rig.stamps[0].ecs_cluster)
         .set_container_instances(Some(containers.container_instance_arns().to_vec()))
         .send()
         .await

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use executor::aws::{AwsClock, AwsWorld, Resources};
 use executor::{Executor, Handled};
 use gameforge_contract::{CONTRACT_VERSION, ControlCommand, ControlJob};
-use gameforge_localaws::{Deployment, Emulator, create_stamp};
+use gameforge_localaws::{Deployment, Emulator, deploy_standby};
 use gameforge_planner::FleetConfig;
 use gameforge_planner::config::RegionStamp;
 use serde_json::json;
@@ -22,14 +22,22 @@ pub struct Rig {
     jobs_sent: std::sync::atomic::AtomicU32,
 }
 
-/// `(region, zones, model uploaded)`, home first.
+/// `(region, zones, model uploaded)`, home (the emulator's region, us-east-1) first; every other region is a
+/// standby stack of the same template.
 pub async fn rig(regions: &[(&str, &[&str], bool)]) -> Rig {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
-    let deployment = Deployment::deploy(&config, "gameforge").await.unwrap();
-    let mut stamps = Vec::new();
-    for (region, zones, model) in regions {
-        stamps.push(create_stamp(&config, region, zones, *model).await.unwrap());
+    let (home, home_zones, _) = regions[0];
+    assert_eq!(config.region().map(|r| r.as_ref()), Some(home), "the home stack deploys in the emulator's region");
+    let deployment = Deployment::deploy_with_zones(&config, "gameforge", home_zones).await.unwrap();
+    let mut stamps = vec![deployment.stamp.clone()];
+    for (region, zones, _) in &regions[1..] {
+        stamps.push(deploy_standby(&config, region, "gameforge", home, zones).await.unwrap());
+    }
+    for (stamp, (_, _, model)) in stamps.iter().zip(regions) {
+        if *model {
+            upload_model(&config, stamp).await;
+        }
     }
     let fleet = FleetConfig::from_json(
         json!({
@@ -162,4 +170,19 @@ pub fn journal(handled: &Handled) -> &executor::journal::Journal {
         Handled::Done(journal) => journal,
         other => panic!("expected the job to be done, got {other:?}"),
     }
+}
+
+/// What an operator does before a region can serve: the weights in its model bucket (here only the file the
+/// executor looks for).
+async fn upload_model(base: &aws_config::SdkConfig, stamp: &gameforge_planner::config::RegionStamp) {
+    let config = base.to_builder().region(aws_config::Region::new(stamp.region.clone())).build();
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let location = stamp.model_location.join("model_index.json");
+    s3.put_object()
+        .bucket(location.bucket())
+        .key(location.prefix())
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(br#"{"_class_name": "StableDiffusionXLPipeline"}"#))
+        .send()
+        .await
+        .unwrap();
 }
