@@ -90,6 +90,8 @@ async fn queues_feed_functions_through_mappings_that_report_partial_failures() {
             .collect();
     assert_eq!(fed, expected);
     assert_eq!(deployment.outputs["SubmitFunctionName"], "gf-submit");
+    assert_eq!(deployment.outputs["DashboardName"], "gf-us-east-1");
+    assert!(deployment.outputs["AlarmTopicArn"].ends_with(":gf-alarms"));
 }
 
 /// A task definition's environment, by name.

@@ -1,12 +1,13 @@
 //! The game backend's command line through a real worker: `gameforge jobs submit --wait --out` against the
-//! emulator and an `sdxl-worker serve` process on the tiny model, the resources from `infra/gameforge.yaml`.
+//! emulator and an `sdxl-worker serve` process on the tiny model. Everything comes from `infra/gameforge.yaml` as
+//! deployed: the worker's environment from its task definition, the command line's from the stack outputs.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use gameforge_localaws::{Deployment, Emulator};
+use gameforge_localaws::{Deployment, Emulator, with_env};
 use serde_json::Value;
 use support::binary;
 
@@ -21,15 +22,16 @@ impl Drop for Worker {
     }
 }
 
+/// The command line configured from the stack's outputs, as the deployment guide says.
 fn jobs(emulator: &Emulator, deployment: &Deployment, args: &[&str]) -> Output {
     Command::new(binary("gameforge"))
         .arg("jobs")
         .args(args)
         .envs(emulator.env())
-        .env("GAMEFORGE_JOB_QUEUE_URL", &deployment.job_queue_url)
-        .env("GAMEFORGE_JOBS_TABLE", &deployment.jobs_table)
-        .env("GAMEFORGE_MODEL", "tiny")
-        .env("GAMEFORGE_OUTPUT", "s3://images/out")
+        .env("GAMEFORGE_JOB_QUEUE_URL", &deployment.outputs["JobQueueUrl"])
+        .env("GAMEFORGE_JOBS_TABLE", &deployment.outputs["JobsTableArn"])
+        .env("GAMEFORGE_MODEL", "sdxl-base")
+        .env("GAMEFORGE_OUTPUT", format!("s3://{}/images", deployment.output_bucket))
         .output()
         .unwrap()
 }
@@ -39,19 +41,15 @@ async fn submit_wait_downloads_the_image_and_a_resubmission_returns_the_same_res
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
     let deployment = Deployment::deploy(&config, "gf").await.unwrap();
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build())
-        .create_bucket()
-        .bucket("images")
-        .send()
-        .await
-        .unwrap();
+    // The worker runs with its task definition's environment; only the weights are the tiny test model's.
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker/tests/fixtures/tiny-sdxl-a");
+    let worker_env =
+        with_env(deployment.worker_env(&config).await.unwrap(), "GAMEFORGE_MODEL", model.to_str().unwrap());
     let mut child = Command::new(binary("sdxl-worker"))
-        .args(["serve", "--model"])
-        .arg(&model)
-        .args(["--model-id", "tiny", "--queue-url", &deployment.job_queue_url, "--jobs-table", &deployment.jobs_table])
+        .arg("serve")
         .args(["--health-addr", "127.0.0.1:0", "--imds", "off", "--cpu", "--receive-wait-seconds", "1"])
         .envs(emulator.env())
+        .envs(worker_env)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -95,7 +93,7 @@ async fn submit_wait_downloads_the_image_and_a_resubmission_returns_the_same_res
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let result: Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!((result["status"].as_str(), result["labels"]["asset"].as_str()), (Some("succeeded"), Some("castle")));
-    assert_eq!(result["image"], "s3://images/out/e2e-1.png");
+    assert_eq!(result["image"], format!("s3://{}/images/e2e-1.png", deployment.output_bucket));
     let png = std::fs::read(out.path().join("e2e-1.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG"));
 

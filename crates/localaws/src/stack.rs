@@ -248,6 +248,25 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// The worker container's environment in the home stamp's task definition, exactly as the template set it.
+    pub async fn worker_env(&self, config: &SdkConfig) -> Result<Vec<(String, String)>, Error> {
+        let family = &self.stamp.task_definition;
+        let described =
+            aws_sdk_ecs::Client::new(config).describe_task_definition().task_definition(family).send().await.map_err(
+                |e| {
+                    Error::Emulator(format!("task definition {family}: {}", aws_sdk_ecs::error::DisplayErrorContext(e)))
+                },
+            )?;
+        let containers = described.task_definition().map(|t| t.container_definitions()).unwrap_or_default();
+        Ok(containers
+            .iter()
+            .flat_map(|c| c.environment())
+            .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
+            .collect())
+    }
+}
+
 /// `env` with `name` set to `value`, replacing what the template set.
 pub fn with_env(mut env: Vec<(String, String)>, name: &str, value: &str) -> Vec<(String, String)> {
     env.retain(|(k, _)| k != name);

@@ -2,11 +2,13 @@
 //! delivered directly. Records of a FIFO batch are handled in order; at the first one that cannot be handled now,
 //! it and every record after it are reported failed, so that the fleet's jobs keep their order.
 
+use gameforge_aws::metrics::Metrics;
 use gameforge_aws::sqs_batch::{BatchResponse, SqsEvent, is_sqs_batch};
 use gameforge_contract::{CONTRACT_VERSION, ControlCommand, ControlJob, Message};
 use serde_json::{Value, json};
 
 use crate::engine::{Executor, Handled};
+use crate::journal::Tally;
 use crate::ports::{PortError, World};
 
 /// Where control jobs that can never be handled go.
@@ -106,6 +108,7 @@ impl<W: World, D: DeadLetters> ControlHandler<W, D> {
                     let event = serde_json::to_string(entry).unwrap_or_default();
                     tracing::info!(control_id = %job.control_id, %event, "decision");
                 }
+                emit(journal.tally());
                 Ok(json!({"control_id": job.control_id, "outcome": "done", "events": journal.entries.len()}))
             }
             Handled::Duplicate => Ok(json!({"control_id": job.control_id, "outcome": "duplicate"})),
@@ -147,4 +150,19 @@ impl DeadLetters for SqsDeadLetters {
             .map_err(|e| PortError::new("dead-letter control job", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
         Ok(())
     }
+}
+
+/// The invocation's counts as CloudWatch metrics (EMF on stdout), for the dashboard and the alarms.
+fn emit(tally: Tally) {
+    let mut metrics = Metrics::new("gameforge").dimension("function", "executor");
+    metrics.count("capacity_shortages", tally.capacity_shortages);
+    metrics.count("quota_blocks", tally.quota_blocks);
+    metrics.count("migrations", tally.migrations);
+    metrics.count("interruptions", tally.interruptions);
+    metrics.count("launched_spot", tally.launched_spot);
+    metrics.count("launched_on_demand", tally.launched_on_demand);
+    if let Some(desired) = tally.desired_workers {
+        metrics.count("desired_workers", u64::from(desired));
+    }
+    metrics.emit();
 }

@@ -124,4 +124,86 @@ impl Journal {
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.entries.iter().map(|e| &e.event)
     }
+
+    /// What the dashboard and the alarms count from one invocation.
+    pub fn tally(&self) -> Tally {
+        let mut tally = Tally::default();
+        let mut launching = None;
+        for event in self.events() {
+            match event {
+                Event::Blocked { .. } => tally.capacity_shortages += 1,
+                Event::QuotaBlocked { .. } => tally.quota_blocks += 1,
+                Event::Migrate { .. } => tally.migrations += 1,
+                Event::Interruption { ours: true, .. } => tally.interruptions += 1,
+                Event::Launch { capacity_type, .. } => launching = Some(*capacity_type),
+                Event::Launched { instances, .. } => match launching {
+                    Some(CapacityType::OnDemand) => tally.launched_on_demand += instances.len() as u64,
+                    Some(CapacityType::Spot) => tally.launched_spot += instances.len() as u64,
+                    None => {}
+                },
+                Event::Scale { desired, .. } => tally.desired_workers = Some(*desired),
+                _ => {}
+            }
+        }
+        tally
+    }
+}
+
+/// Counts of one invocation's journal, emitted as metrics (`gameforge`, dimension `function=executor`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Offerings found short of capacity and blocked in the ledger.
+    pub capacity_shortages: u64,
+    pub quota_blocks: u64,
+    pub migrations: u64,
+    /// Interruption notices for the fleet's own instances.
+    pub interruptions: u64,
+    pub launched_spot: u64,
+    pub launched_on_demand: u64,
+    pub desired_workers: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::LaunchFailure;
+
+    #[test]
+    fn the_tally_counts_shortages_migrations_and_launches_by_capacity_type() {
+        let at = Utc::now();
+        let offering = Offering {
+            region: "us-east-1".into(),
+            availability_zone: "us-east-1a".into(),
+            instance_type: "g5.xlarge".into(),
+            capacity_type: CapacityType::Spot,
+        };
+        let mut journal = Journal::default();
+        journal
+            .push(at, Event::Blocked { offering: offering.clone(), cause: "insufficient_capacity".into(), until: at });
+        journal.push(at, Event::Blocked { offering, cause: "insufficient_capacity".into(), until: at });
+        let launch = |capacity_type| Event::Launch {
+            region: "us-west-2".into(),
+            capacity_type,
+            count: 2,
+            overrides: 3,
+            client_token: "t".into(),
+        };
+        let launched = |n: usize| Event::Launched {
+            region: "us-west-2".into(),
+            instances: (0..n).map(|i| format!("i-{i}")).collect(),
+            failures: Vec::<LaunchFailure>::new(),
+        };
+        journal.push(at, launch(CapacityType::Spot));
+        journal.push(at, launched(1));
+        journal.push(at, launch(CapacityType::OnDemand));
+        journal.push(at, launched(2));
+        journal.push(
+            at,
+            Event::Migrate { from: "us-east-1".into(), to: "us-west-2".into(), reason: MigrationReason::Exhausted },
+        );
+        let tally = journal.tally();
+        assert_eq!((tally.capacity_shortages, tally.migrations), (2, 1));
+        assert_eq!((tally.launched_spot, tally.launched_on_demand), (1, 2));
+        assert_eq!(tally.desired_workers, None);
+    }
 }
