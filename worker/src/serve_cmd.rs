@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, env = "JOBS_TABLE")]
     jobs_table: String,
     /// Days a finished job's record (and its result) stays readable.
-    #[arg(long, env = "JOB_RETENTION_DAYS", default_value_t = 7)]
+    #[arg(long, env = "JOB_RETENTION_DAYS", default_value_t = gameforge_jobs::FINAL_RETENTION_DAYS)]
     job_retention_days: u64,
     /// The EventBridge bus for result and progress events.
     #[arg(long, env = "RESULT_EVENT_BUS", default_value = "default")]

@@ -335,12 +335,11 @@ fn code(result: &JobResult) -> u8 {
 fn describe(report: &JobStatusReport) -> String {
     let mut text = format!("{}: {}", report.job_id, report.state.as_str());
     if let Some(p) = &report.placement {
-        let capacity = serde_json::to_value(p.capacity_type).ok().and_then(|v| v.as_str().map(str::to_string));
         text.push_str(&format!(
             " on {} {} ({}) in {}",
             p.instance_type,
             p.instance_id,
-            capacity.unwrap_or_default(),
+            wire_name(p.capacity_type),
             p.availability_zone
         ));
     }
@@ -364,16 +363,13 @@ fn summarize(result: &JobResult, file: Option<&std::path::Path>) -> String {
             format!("{} succeeded{}: {image}{saved}", result.job_id, seconds.unwrap_or_default())
         }
         (None, Some(error)) => {
-            let class = serde_json::to_value(error.class).ok().and_then(|v| v.as_str().map(str::to_string));
-            let status = serde_json::to_value(result.status).ok().and_then(|v| v.as_str().map(str::to_string));
-            format!(
-                "{} {} ({}): {}",
-                result.job_id,
-                status.unwrap_or_default(),
-                class.unwrap_or_default(),
-                error.message
-            )
+            format!("{} {} ({}): {}", result.job_id, wire_name(result.status), wire_name(error.class), error.message)
         }
         (None, None) => format!("{} ended without an image", result.job_id),
     }
+}
+
+/// A contract enum's name as the JSON says it (`on_demand`, `cancelled`).
+fn wire_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }

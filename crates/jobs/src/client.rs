@@ -10,7 +10,7 @@ use gameforge_contract::{GenerationJob, JobResult, JobStatusReport, S3Uri};
 
 use crate::clients::{dynamodb_for_table, s3, sqs_for_queue};
 use crate::store::CancelOutcome;
-use crate::{DynamoJobStore, JobStore, SqsJobSender, SubmitError, Submitted, submit};
+use crate::{DynamoJobStore, FINAL_RETENTION_DAYS, JobStore, SqsJobSender, SubmitError, Submitted, submit};
 
 /// Where the deployment's job queue and status store are; the stack's outputs name both.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,14 +53,11 @@ pub struct Client {
     s3: aws_sdk_s3::Client,
 }
 
-/// How long `status` keeps final records readable.
-const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
 impl Client {
     pub fn new(config: &SdkConfig, settings: &ClientSettings) -> Self {
         let (dynamodb, table) = dynamodb_for_table(config, &settings.jobs_table);
         Self {
-            store: DynamoJobStore::new(dynamodb, table, RETENTION),
+            store: DynamoJobStore::new(dynamodb, table, Duration::from_secs(FINAL_RETENTION_DAYS * 86_400)),
             sender: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
             s3: s3(config),
         }

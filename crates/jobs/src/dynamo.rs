@@ -18,6 +18,9 @@ use crate::store::{CancelOutcome, Claim, Finish, JobStore, ProgressAnswer};
 
 type Item = HashMap<String, AttributeValue>;
 
+/// How long a final record (and its result) stays readable unless the deployment says otherwise.
+pub const FINAL_RETENTION_DAYS: u64 = 7;
+
 /// SQS keeps a message at most 14 days; a record still open after that belongs to a job that is gone.
 const OPEN_RETENTION: Duration = Duration::days(15);
 /// A racing writer can make a transition fail its condition; the next read sees the new state.

@@ -18,7 +18,7 @@ mod store;
 mod submit;
 
 pub use client::{Client, ClientSettings, WaitError};
-pub use dynamo::DynamoJobStore;
+pub use dynamo::{DynamoJobStore, FINAL_RETENTION_DAYS};
 pub use gameforge_aws::PortError;
 pub use gameforge_aws::env::SettingsError;
 pub use inbox::{Delivered, ResultInbox};

@@ -36,7 +36,7 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// Runs that ended without an answer or a clean hand-back, not counting one in progress by `owner`.
+    /// Runs started and neither answered nor handed back cleanly: the run in progress, if any, counts as one.
     pub fn crashes(&self) -> u32 {
         self.runs_started.saturating_sub(self.runs_released)
     }

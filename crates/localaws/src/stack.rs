@@ -246,9 +246,7 @@ impl Deployment {
         let variables = answer.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
         Ok(variables.into_iter().collect())
     }
-}
 
-impl Deployment {
     /// The worker container's environment in the home stamp's task definition, exactly as the template set it.
     pub async fn worker_env(&self, config: &SdkConfig) -> Result<Vec<(String, String)>, Error> {
         let family = &self.stamp.task_definition;

@@ -9,14 +9,11 @@ pub mod rate_limit;
 pub mod settings;
 
 use gameforge_jobs::clients::{dynamodb_for_table, sqs_for_queue};
-use gameforge_jobs::{DynamoJobStore, SqsJobSender};
+use gameforge_jobs::{DynamoJobStore, FINAL_RETENTION_DAYS, SqsJobSender};
 
 use crate::aws::DynamoRateLimiter;
 use crate::handler::Handler;
 use crate::settings::Settings;
-
-/// How long a finished job's record stays readable, as the worker keeps it.
-const RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 pub type DeployedHandler = Handler<DynamoJobStore, SqsJobSender, DynamoRateLimiter>;
 
@@ -25,7 +22,7 @@ pub fn deployed_handler(settings: &Settings, config: &aws_config::SdkConfig) -> 
     let (jobs, table) = dynamodb_for_table(config, &settings.jobs_table);
     let (rates, rate_table) = dynamodb_for_table(config, &settings.rate_limit_table);
     Handler {
-        store: DynamoJobStore::new(jobs, table, RETENTION),
+        store: DynamoJobStore::new(jobs, table, std::time::Duration::from_secs(FINAL_RETENTION_DAYS * 86_400)),
         queue: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
         limiter: DynamoRateLimiter::new(rates, rate_table, settings.bucket),
         config: settings.handler_config(),
