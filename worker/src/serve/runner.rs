@@ -158,7 +158,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
         let (tx, mut rx) = mpsc::channel::<Lease>(1);
         let receiver = {
             let (queue, wait, visibility) = (Arc::clone(&self.queue), self.config.wait, self.config.visibility);
-            let mut stop = stop.clone();
+            let stop = stop.clone();
             tokio::spawn(async move {
                 let mut failures = 0u32;
                 loop {
@@ -166,11 +166,15 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                     if stop.borrow().is_some() {
                         return;
                     }
-                    let received = tokio::select! {
-                        r = queue.receive(wait) => r,
-                        _ = stop.changed() => return,
-                    };
+                    // Never cancelled mid-call: SQS may already have handed a message over, and a dropped answer
+                    // would leave that job hidden for the queue's whole visibility timeout. A receive lasts at most
+                    // the long-poll wait.
+                    let received = queue.receive(wait).await;
                     match received {
+                        Ok(Some(delivery)) if stop.borrow().is_some() => {
+                            let _ = queue.set_visibility(&delivery.receipt, Duration::ZERO).await;
+                            return;
+                        }
                         Ok(Some(delivery)) => {
                             failures = 0;
                             permit.send(Lease::start(Arc::clone(&queue), delivery, visibility));
@@ -221,9 +225,10 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
             }
         }
         self.health.set(HealthState::Draining);
-        receiver.abort();
-        // Whatever was fetched but not started goes straight back to the queue.
+        // Whatever was fetched but not started goes straight back to the queue, including what a receive still
+        // in flight brings (the receiver hands that back itself).
         rx.close();
+        let _ = tokio::time::timeout(self.config.wait + Duration::from_secs(5), receiver).await;
         while let Some(lease) = rx.recv().await {
             lease.stop_heartbeat();
             if self.queue.set_visibility(&lease.delivery.receipt, Duration::ZERO).await.is_ok() {
