@@ -164,7 +164,7 @@ impl LambdaHost {
         &self.function_arn
     }
 
-    fn exit_status(&self) -> Option<String> {
+    pub fn exit_status(&self) -> Option<String> {
         let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
         child.try_wait().ok().flatten().map(|status| status.to_string())
     }

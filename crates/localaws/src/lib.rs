@@ -19,10 +19,10 @@ pub mod tools;
 pub use emulator::Emulator;
 pub use event_source::{EventSourceStats, SqsEventSource};
 pub use http_server::LoopbackServer;
-pub use injector::{AwsError, FaultInjector, RequestRecord, Rule, RuleHandle};
+pub use injector::{AwsError, FaultInjector, LaunchCall, LaunchLog, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
 pub use queues::{drain_queue, queue_depth};
-pub use stack::{Deployment, deploy_stack, deploy_standby, queue_url, with_env};
+pub use stack::{Deployment, deploy_stack, deploy_standby, queue_url, task_environment, with_env};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

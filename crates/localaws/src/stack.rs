@@ -249,20 +249,25 @@ impl Deployment {
 
     /// The worker container's environment in the home stamp's task definition, exactly as the template set it.
     pub async fn worker_env(&self, config: &SdkConfig) -> Result<Vec<(String, String)>, Error> {
-        let family = &self.stamp.task_definition;
-        let described =
-            aws_sdk_ecs::Client::new(config).describe_task_definition().task_definition(family).send().await.map_err(
-                |e| {
-                    Error::Emulator(format!("task definition {family}: {}", aws_sdk_ecs::error::DisplayErrorContext(e)))
-                },
-            )?;
-        let containers = described.task_definition().map(|t| t.container_definitions()).unwrap_or_default();
-        Ok(containers
-            .iter()
-            .flat_map(|c| c.environment())
-            .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
-            .collect())
+        task_environment(config, &self.stamp).await
     }
+}
+
+/// The worker container's environment in a stamp's task definition (in the stamp's region), exactly as the
+/// template set it.
+pub async fn task_environment(base: &SdkConfig, stamp: &RegionStamp) -> Result<Vec<(String, String)>, Error> {
+    let config = base.to_builder().region(Region::new(stamp.region.clone())).build();
+    let family = &stamp.task_definition;
+    let described =
+        aws_sdk_ecs::Client::new(&config).describe_task_definition().task_definition(family).send().await.map_err(
+            |e| Error::Emulator(format!("task definition {family}: {}", aws_sdk_ecs::error::DisplayErrorContext(e))),
+        )?;
+    let containers = described.task_definition().map(|t| t.container_definitions()).unwrap_or_default();
+    Ok(containers
+        .iter()
+        .flat_map(|c| c.environment())
+        .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
+        .collect())
 }
 
 /// `env` with `name` set to `value`, replacing what the template set.

@@ -43,11 +43,39 @@ pub struct RequestRecord {
     pub received_at: std::time::Instant,
 }
 
+/// A launch call the capacity emulation answered: what CloudTrail records of it (and, for calls with errors,
+/// what AWS publishes to EventBridge as an `AWS API Call via CloudTrail` event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchCall {
+    /// `CreateFleet` or `RunInstances`.
+    pub action: String,
+    pub region: String,
+    pub capacity_type: CapacityType,
+    pub at: std::time::SystemTime,
+    /// Offerings that launched, with their subnet and instance ids.
+    pub launched: Vec<(Offering, Option<String>, Vec<String>)>,
+    /// Offerings that failed, with their subnet and EC2's error.
+    pub failed: Vec<(Offering, Option<String>, AwsError)>,
+}
+
+/// A handle on the injector's launch calls.
+#[derive(Debug, Clone)]
+pub struct LaunchLog(Arc<Shared>);
+
+impl LaunchLog {
+    /// Every launch call answered so far, from the `from`th on (a reader keeps its place).
+    pub fn since(&self, from: usize) -> Vec<LaunchCall> {
+        let launches = self.0.launches.lock().unwrap_or_else(|p| p.into_inner());
+        launches.get(from..).map(<[LaunchCall]>::to_vec).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     rules: Mutex<RuleSet>,
     log: Mutex<Vec<RequestRecord>>,
     capacity: Mutex<Option<Ec2Capacity>>,
+    launches: Mutex<Vec<LaunchCall>>,
 }
 
 /// The running proxy. Dropping it stops it.
@@ -106,6 +134,12 @@ impl FaultInjector {
     /// Every request so far (the latest 100,000), in arrival order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The launch calls the capacity emulation answers, readable from anywhere (a CloudTrail feed runs on a task
+    /// of its own).
+    pub fn launch_log(&self) -> LaunchLog {
+        LaunchLog(self.shared.clone())
     }
 
     /// How many requests for `service` / `action` arrived, injected or not.
@@ -312,9 +346,21 @@ async fn run_instances(
     let min: u32 = param(params, "MinCount").and_then(|v| v.parse().ok()).unwrap_or(1);
     let max: u32 = param(params, "MaxCount").and_then(|v| v.parse().ok()).unwrap_or(min);
     let room = reserve(shared, &offering, max);
+    let subnet = param(params, "SubnetId").map(str::to_owned);
+    let mut call = LaunchCall {
+        action: "RunInstances".into(),
+        region: moto.region.clone(),
+        capacity_type,
+        at: std::time::SystemTime::now(),
+        launched: Vec::new(),
+        failed: Vec::new(),
+    };
     if room < min.max(1) {
         settle(shared, &offering, room, &[]);
-        return Some(moto.ec2_error(&ec2_capacity::shortage(&offering)));
+        let error = ec2_capacity::shortage(&offering);
+        call.failed.push((offering, subnet, error.clone()));
+        record_launch(shared, call);
+        return Some(moto.ec2_error(&error));
     }
     let mut rewritten: Vec<(String, String)> =
         params.iter().filter(|(k, _)| k != "MaxCount" && k != "MinCount").cloned().collect();
@@ -322,7 +368,10 @@ async fn run_instances(
     rewritten.push(("MaxCount".into(), room.to_string()));
     match moto.call(&rewritten).await {
         Ok(text) => {
-            settle(shared, &offering, room, &ec2_capacity::xml_values(&text, "instanceId"));
+            let ids = ec2_capacity::xml_values(&text, "instanceId");
+            settle(shared, &offering, room, &ids);
+            call.launched.push((offering, subnet, ids));
+            record_launch(shared, call);
             Some((ok_xml(text), false))
         }
         Err(text) => {
@@ -338,6 +387,14 @@ async fn create_fleet(
     params: &[(String, String)],
 ) -> Option<(Response<Full<Bytes>>, bool)> {
     let fleet = FleetRequest::parse(params)?;
+    let mut call = LaunchCall {
+        action: "CreateFleet".into(),
+        region: moto.region.clone(),
+        capacity_type: fleet.capacity_type,
+        at: std::time::SystemTime::now(),
+        launched: Vec::new(),
+        failed: Vec::new(),
+    };
     let mut remaining = fleet.total;
     let mut errors = String::new();
     let mut instances = String::new();
@@ -356,7 +413,9 @@ async fn create_fleet(
         let offering = Offering::new(&moto.region, &zone, &over.instance_type, fleet.capacity_type);
         let got = reserve(shared, &offering, remaining);
         if got == 0 {
-            errors.push_str(&ec2_capacity::error_item(template, &offering, over, &ec2_capacity::shortage(&offering)));
+            let error = ec2_capacity::shortage(&offering);
+            errors.push_str(&ec2_capacity::error_item(template, &offering, over, &error));
+            call.failed.push((offering, over.subnet_id.clone(), error));
             continue;
         }
         let mut run: Vec<(String, String)> = vec![
@@ -381,6 +440,7 @@ async fn create_fleet(
                 settle(shared, &offering, got, &ids);
                 remaining = remaining.saturating_sub(ids.len() as u32);
                 instances.push_str(&ec2_capacity::instance_item(template, &offering, over, &ids));
+                call.launched.push((offering, over.subnet_id.clone(), ids));
             }
             Err(text) => {
                 settle(shared, &offering, got, &[]);
@@ -389,15 +449,13 @@ async fn create_fleet(
                     .next()
                     .unwrap_or_else(|| "InternalError".into());
                 let message = ec2_capacity::xml_values(&text, "Message").into_iter().next().unwrap_or_default();
-                errors.push_str(&ec2_capacity::error_item(
-                    template,
-                    &offering,
-                    over,
-                    &AwsError::new(400, code, message),
-                ));
+                let error = AwsError::new(400, code, message);
+                errors.push_str(&ec2_capacity::error_item(template, &offering, over, &error));
+                call.failed.push((offering, over.subnet_id.clone(), error));
             }
         }
     }
+    record_launch(shared, call);
     let fleet_id =
         format!("fleet-{:08x}-{:04x}", std::process::id(), shared.log.lock().unwrap_or_else(|p| p.into_inner()).len());
     let xml = format!(
@@ -406,6 +464,13 @@ async fn create_fleet(
          <fleetInstanceSet>{instances}</fleetInstanceSet></CreateFleetResponse>"
     );
     Some((ok_xml(xml), !errors.is_empty()))
+}
+
+fn record_launch(shared: &Shared, call: LaunchCall) {
+    let mut launches = shared.launches.lock().unwrap_or_else(|p| p.into_inner());
+    if launches.len() < LOG_LIMIT {
+        launches.push(call);
+    }
 }
 
 fn ok_xml(text: String) -> Response<Full<Bytes>> {
