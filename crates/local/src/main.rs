@@ -1,54 +1,138 @@
 //! `gameforge-local`: the whole system on this machine. Starts the AWS emulator, deploys `infra/gameforge.yaml`
-//! to it, runs the function binaries under a local Lambda runtime API fed by their real event sources, and plays
-//! a story through it: every sample event in `events/` published to EventBridge, through the rules, the signals
-//! queue and `on-signal`, into control jobs.
+//! to it (a home and a standby region), runs the function binaries under local Lambda runtime APIs fed by their
+//! real event sources, plays the fleet's machines with `sdxl-worker` processes on a tiny model, and by default
+//! plays the scripted story through it.
 
-mod report;
+mod chaos;
+mod chart;
+mod cloudtrail;
+mod hosts;
+mod imds;
+mod story;
 mod system;
+mod timeline;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "gameforge-local", about = "Run gameforge locally against the embedded AWS emulator")]
 struct Args {
-    /// Start the system and keep it running until Ctrl-C, without playing the story.
-    #[arg(long, conflicts_with = "publish")]
-    no_story: bool,
-    /// Keep the system running after the story, until Ctrl-C.
-    #[arg(long)]
-    serve: bool,
-    /// Publish these EventBridge event files instead of every sample in events/.
-    #[arg(long, value_name = "FILE")]
-    publish: Vec<PathBuf>,
-    /// The worker fleet control jobs are written for.
-    #[arg(long, default_value = "sdxl")]
-    fleet: String,
-    /// Give up waiting for the system to settle after this many seconds.
-    #[arg(long, default_value_t = 120)]
-    timeout: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The scripted story (the default): a capacity shortage, a migration, a spot interruption, the way home.
+    Story {
+        /// Where the timeline, the chart and the images go.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        first_wave: u32,
+        #[arg(long, default_value_t = 6)]
+        second_wave: u32,
+        #[arg(long, default_value_t = 4)]
+        third_wave: u32,
+        /// Give up on a step of the story that does not happen within this many seconds.
+        #[arg(long, default_value_t = 180)]
+        step_timeout: u64,
+    },
+    /// The reliability run: many jobs while workers are killed, AWS throttles and fails, and events arrive
+    /// twice or malformed. Prints and writes the report; fails when a job is lost or results disagree.
+    Chaos {
+        #[arg(long, default_value_t = 1000)]
+        jobs: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Mean seconds between worker kills.
+        #[arg(long, default_value_t = 12.0)]
+        kill_every: f64,
+        /// Mean seconds between bursts of AWS errors.
+        #[arg(long, default_value_t = 4.0)]
+        burst_every: f64,
+        /// Mean seconds between duplicated or malformed events and jobs.
+        #[arg(long, default_value_t = 2.0)]
+        event_every: f64,
+        #[arg(long, default_value = "out/reliability")]
+        out: PathBuf,
+        /// Give up when the jobs are not all final within this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// The whole system without the story, until Ctrl-C: submit your own jobs and publish your own events.
+    Serve,
+    /// Only the signal path: publish event samples (every one under events/ by default) and show how each is
+    /// classified and which control jobs it asks for.
+    Samples {
+        files: Vec<PathBuf>,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     gameforge_aws::telemetry::init_terminal();
     let args = Args::parse();
-    let report = report::Report::new();
-    let system = system::System::start(&args.fleet, &report).await.context("starting the local system")?;
-
-    if !args.no_story {
-        let files = if args.publish.is_empty() { system::sample_events()? } else { args.publish.clone() };
-        system.play(&files, Duration::from_secs(args.timeout), &report).await?;
+    match args.command.unwrap_or(Command::Story {
+        out: PathBuf::from("out"),
+        first_wave: 10,
+        second_wave: 6,
+        third_wave: 4,
+        step_timeout: 180,
+    }) {
+        Command::Story { out, first_wave, second_wave, third_wave, step_timeout } => {
+            story::run(&story::StoryOptions {
+                out,
+                first_wave: first_wave.max(1),
+                second_wave,
+                third_wave: third_wave.max(1),
+                step_timeout: Duration::from_secs(step_timeout),
+            })
+            .await
+        }
+        Command::Chaos { jobs, seed, kill_every, burst_every, event_every, out, timeout } => {
+            let report = chaos::run(&chaos::ChaosOptions {
+                jobs,
+                seed,
+                kill_every,
+                burst_every,
+                event_every,
+                out: out.clone(),
+                timeout: Duration::from_secs(timeout),
+            })
+            .await?;
+            println!("{report}");
+            println!("report and timeline in {}", out.display());
+            chaos::verdict(&report)
+        }
+        Command::Serve => {
+            let timeline = timeline::Timeline::new();
+            let system = system::System::start(&story::system_options(), timeline.clone()).await?;
+            system.describe();
+            timeline.line("local", "serving; Ctrl-C stops everything");
+            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            system.shutdown().await;
+            Ok(())
+        }
+        Command::Samples { files, timeout } => {
+            let timeline = timeline::Timeline::new();
+            let options = system::Options {
+                signal_path_only: true,
+                reconcile_every: Duration::from_secs(60),
+                worker_env: Vec::new(),
+            };
+            let system = system::System::start(&options, timeline.clone()).await?;
+            let files = if files.is_empty() { system::sample_events()? } else { files };
+            system.publish_files(&files, Duration::from_secs(timeout)).await?;
+            timeline.line("local", "stopping the function and the emulator");
+            system.shutdown().await;
+            Ok(())
+        }
     }
-    if args.no_story || args.serve {
-        system.describe(&report);
-        report.line("serving; Ctrl-C stops everything");
-        system.serve_until_interrupted(&report).await?;
-    }
-    report.line("stopping the function and the emulator");
-    drop(system);
-    Ok(())
 }

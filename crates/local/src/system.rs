@@ -1,31 +1,63 @@
-//! The local system: emulator, deployed template, functions and their event sources.
+//! The local system: the emulator, the template deployed as a home stack (us-east-1) and a standby stack
+//! (us-west-2), the function binaries under local Lambda runtime APIs fed by their real event sources and the
+//! reconcile schedule, CloudTrail's events for launch calls, and the fleet's machines running workers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use aws_config::{Region, SdkConfig};
 use gameforge_contract::{ControlJob, Message, Signal};
-use gameforge_localaws::{Deployment, Emulator, LambdaHost, SqsEventSource, queue_depth, tools, with_env};
-use serde_json::Value;
+use gameforge_jobs::{Client, ClientSettings};
+use gameforge_localaws::{
+    Deployment, Emulator, LambdaHost, LaunchLog, SqsEventSource, deploy_standby, tools, with_env,
+};
+use gameforge_planner::FleetConfig;
+use gameforge_planner::config::RegionStamp;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::report::Report;
+use crate::cloudtrail;
+use crate::hosts::{Hosts, WorkerLaunch};
+use crate::timeline::Timeline;
+
+/// The stack prefix; `crates/local/fleet.json` names its resources.
+pub const PREFIX: &str = "gameforge";
+pub const HOME: (&str, &[&str]) = ("us-east-1", &["us-east-1a", "us-east-1b", "us-east-1c"]);
+pub const STANDBY: (&str, &[&str]) = ("us-west-2", &["us-west-2a", "us-west-2b"]);
+
+/// The environment file for `cargo lambda watch`, in the scratch directory.
+const LAMBDA_ENV: &str = "lambda.env";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Run only the signal path (no executor, no machines): control jobs stay on their queue.
+    pub signal_path_only: bool,
+    /// How often the reconcile schedule fires (`rate(1 minute)` on AWS).
+    pub reconcile_every: Duration,
+    /// Settings of the workers beside their task definition's (what a local machine needs).
+    pub worker_env: Vec<(String, String)>,
+}
 
 pub struct System {
-    // Drop order: event source, then the function, then the emulator.
-    poller: JoinHandle<()>,
-    printer: JoinHandle<()>,
+    // Dropped first: the loops, then the machines, the functions, the emulator.
+    tasks: Vec<JoinHandle<()>>,
+    pub hosts: Arc<Hosts>,
     on_signal: Arc<LambdaHost>,
-    config: aws_config::SdkConfig,
-    deployment: Deployment,
-    emulator: Emulator,
+    executor: Option<Arc<LambdaHost>>,
+    pub config: SdkConfig,
+    pub deployment: Deployment,
+    pub client: Client,
+    pub emulator: Emulator,
+    pub timeline: Timeline,
 }
 
 impl Drop for System {
     fn drop(&mut self) {
-        self.poller.abort();
-        self.printer.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -38,11 +70,8 @@ pub fn sample_events() -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The environment file for `cargo lambda watch`, in the scratch directory.
-const LAMBDA_ENV: &str = "lambda.env";
-
-/// The function binaries are built next to this one (`./dev local` builds them).
-fn function_binary(name: &str) -> anyhow::Result<PathBuf> {
+/// The binaries are built next to this one (`./dev local` builds them).
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let here = std::env::current_exe().context("locating gameforge-local")?;
     let path = here.parent().map(|dir| dir.join(name)).context("no directory")?;
     if !path.exists() {
@@ -51,53 +80,179 @@ fn function_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The tiny model of the worker's tests: the same architecture and folder layout as SDXL's, small enough for
+/// a CPU.
+pub fn tiny_model() -> PathBuf {
+    tools::repo_root().join("worker/tests/fixtures/tiny-sdxl-a")
+}
+
+/// The local fleet: `crates/local/fleet.json` with the deployed stamps as its regions.
+fn local_fleet(stamps: &[RegionStamp]) -> anyhow::Result<FleetConfig> {
+    let path = tools::repo_root().join("crates/local/fleet.json");
+    let mut fleet: Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("{}", path.display()))?)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+    fleet["regions"] = serde_json::to_value(stamps)?;
+    FleetConfig::from_json(fleet.to_string().as_bytes()).with_context(|| format!("{}", path.display()))
+}
+
+fn regional(config: &SdkConfig, region: &str) -> SdkConfig {
+    config.to_builder().region(Region::new(region.to_owned())).build()
+}
+
+/// What an operator does before a region serves: the weights in its model bucket.
+async fn upload_model(config: &SdkConfig, stamp: &RegionStamp, folder: &Path) -> anyhow::Result<usize> {
+    let s3 = gameforge_jobs::clients::s3(&regional(config, &stamp.region));
+    let mut files = Vec::new();
+    let mut stack = vec![folder.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() { stack.push(path) } else { files.push(path) }
+        }
+    }
+    for file in &files {
+        let relative = file.strip_prefix(folder)?.to_string_lossy().replace('\\', "/");
+        let key = stamp.model_location.join(&relative);
+        s3.put_object()
+            .bucket(key.bucket())
+            .key(key.prefix())
+            .body(aws_sdk_s3::primitives::ByteStream::from_path(file).await?)
+            .send()
+            .await
+            .with_context(|| format!("uploading {}", key))?;
+    }
+    Ok(files.len())
+}
+
 impl System {
-    pub async fn start(fleet: &str, report: &Report) -> anyhow::Result<Self> {
+    pub async fn start(options: &Options, timeline: Timeline) -> anyhow::Result<Self> {
         let emulator = Emulator::start().context("starting the AWS emulator")?;
-        report.line(format!(
-            "emulator (moto, pid {}, behind the fault injector) at {}",
-            emulator.moto_pid(),
-            emulator.endpoint()
-        ));
+        timeline.line(
+            "local",
+            format!(
+                "emulator (moto, pid {}, behind the fault injector) at {}",
+                emulator.moto_pid(),
+                emulator.endpoint()
+            ),
+        );
         let config = emulator.sdk_config().await;
-        let deployment = Deployment::deploy(&config, "gameforge").await.context("deploying infra/gameforge.yaml")?;
-        report.line(
-            "deployed infra/gameforge.yaml: EventBridge rules, signals queue + DLQ, dedup table, control FIFO + DLQ",
+        let deployment =
+            Deployment::deploy_with_zones(&config, PREFIX, HOME.1).await.context("deploying infra/gameforge.yaml")?;
+        let standby = deploy_standby(&config, STANDBY.0, PREFIX, HOME.0, STANDBY.1)
+            .await
+            .context("deploying the standby stack")?;
+        let stamps = vec![deployment.stamp.clone(), standby];
+        timeline.line(
+            "local",
+            format!(
+                "deployed infra/gameforge.yaml: home stack in {} (rules, queues, tables, functions, worker stamp), standby stack in {} (worker stamp, rules forwarding to home)",
+                HOME.0, STANDBY.0
+            ),
+        );
+        let fleet = local_fleet(&stamps)?;
+        let client = Client::new(
+            &config,
+            &ClientSettings {
+                job_queue_url: deployment.job_queue_url.clone(),
+                jobs_table: deployment.jobs_table.clone(),
+            },
         );
 
-        let mut env = emulator.env();
-        env.extend(with_env(deployment.function_env(&config, "on-signal").await?, "GAMEFORGE_FLEET", fleet));
+        let mut on_signal_env = emulator.env();
+        on_signal_env.extend(with_env(
+            deployment.function_env(&config, "on-signal").await?,
+            "GAMEFORGE_FLEET",
+            &fleet.fleet,
+        ));
+        // The executor's environment is the deployed one with the local fleet file: the emulator's subnet ids, and
+        // minutes compressed to seconds so that the story fits in minutes.
+        let mut executor_env = emulator.env();
+        executor_env.extend(with_env(
+            deployment.function_env(&config, "executor").await?,
+            "GAMEFORGE_FLEET_CONFIG",
+            &serde_json::to_string(&fleet)?,
+        ));
         // `cargo lambda watch` takes one environment for every function it serves.
-        let mut lambda_env = env.clone();
+        let mut lambda_env = on_signal_env.clone();
         lambda_env.extend(deployment.function_env(&config, "submit").await?);
         let env_file = tools::scratch_dir().join(LAMBDA_ENV);
         std::fs::write(&env_file, lambda_env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())
             .with_context(|| format!("writing {}", env_file.display()))?;
 
-        let on_signal = Arc::new(LambdaHost::start(&function_binary("on-signal")?, "on-signal", &env)?);
+        let mut tasks = Vec::new();
+        let on_signal =
+            Arc::new(LambdaHost::start(&sibling_binary("on-signal")?, "gameforge-on-signal", &on_signal_env)?);
         let cold = on_signal.wait_ready(Duration::from_secs(30)).await.context("on-signal did not start")?;
-        report.line(format!("on-signal running under a local Lambda runtime API (cold start {cold:.1?})"));
+        timeline.line("local", format!("on-signal running under a local Lambda runtime API (cold start {cold:.1?})"));
+        let signals = SqsEventSource::new(&config, &deployment.signals_queue_url).await?.wait(Duration::from_secs(1));
+        tasks.push(tokio::spawn(feed(signals, on_signal.clone())));
+        tasks.push(tokio::spawn(follow_on_signal(on_signal.clone(), timeline.clone())));
 
-        let source = SqsEventSource::new(&config, &deployment.signals_queue_url).await?.wait(Duration::from_secs(1));
-        let host = on_signal.clone();
-        let poller = tokio::spawn(async move {
-            loop {
-                if let Err(error) = source.poll_once(&host).await {
-                    tracing::warn!(%error, "event source");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+        let models = tools::scratch_dir().join("hosts");
+        let launch = WorkerLaunch { binary: PathBuf::new(), env: Vec::new(), scratch: models };
+        let mut hosts = Arc::new(Hosts::new(config.clone(), &fleet.fleet, stamps.clone(), launch, timeline.clone()));
+        let mut executor = None;
+        if !options.signal_path_only {
+            let host = Arc::new(LambdaHost::start(&sibling_binary("executor")?, "gameforge-executor", &executor_env)?);
+            let cold = host.wait_ready(Duration::from_secs(30)).await.context("executor did not start")?;
+            timeline
+                .line("local", format!("executor running under a local Lambda runtime API (cold start {cold:.1?})"));
+            for queue in [&deployment.control_queue_url, &deployment.control_retry_url] {
+                let source = SqsEventSource::new(&config, queue).await?.wait(Duration::from_secs(1));
+                tasks.push(tokio::spawn(feed(source, host.clone())));
             }
-        });
-        report.line("SQS event source: signals queue → on-signal, 10 records per batch, partial batch failures");
-        let printer = tokio::spawn(print_function_logs(on_signal.clone(), report.clone()));
-        Ok(Self { poller, printer, on_signal, config, deployment, emulator })
+            tasks.push(tokio::spawn(schedule(host.clone(), options.reconcile_every)));
+            tasks.push(tokio::spawn(follow_executor(host.clone(), timeline.clone())));
+            timeline.line(
+                "local",
+                format!(
+                    "event sources: signals → on-signal; control FIFO and retry queue → executor; reconcile every {:?}",
+                    options.reconcile_every
+                ),
+            );
+            for stamp in &stamps {
+                let files = upload_model(&config, stamp, &tiny_model()).await?;
+                timeline
+                    .line("local", format!("uploaded the tiny SDXL model ({files} files) to {}", stamp.model_location));
+            }
+            let mut env = emulator.env();
+            env.extend(options.worker_env.iter().cloned());
+            let launch = WorkerLaunch {
+                binary: sibling_binary("sdxl-worker")?,
+                env,
+                scratch: tools::scratch_dir().join("hosts"),
+            };
+            let _ = std::fs::remove_dir_all(&launch.scratch);
+            hosts = Arc::new(Hosts::new(config.clone(), &fleet.fleet, stamps.clone(), launch, timeline.clone()));
+            tasks.push(tokio::spawn(hosts.clone().run(Duration::from_millis(500))));
+            tasks.push(tokio::spawn(play_cloudtrail(emulator.faults().launch_log(), config.clone(), timeline.clone())));
+            tasks.push(tokio::spawn(sample_backlog(
+                config.clone(),
+                deployment.job_queue_url.clone(),
+                timeline.clone(),
+            )));
+            executor = Some(host);
+        }
+        Ok(Self { tasks, hosts, on_signal, executor, config, deployment, client, emulator, timeline })
     }
 
-    /// Publishes each file to the emulator's default event bus, as AWS services would, and waits until every
-    /// routed event has been handled.
-    pub async fn play(&self, files: &[PathBuf], timeout: Duration, report: &Report) -> anyhow::Result<()> {
-        let events = aws_sdk_eventbridge::Client::new(&self.config);
-        report.line(format!("publishing {} events to EventBridge", files.len()));
+    /// Publishes an event to a region's default bus the way an AWS service does.
+    pub async fn publish(
+        &self,
+        region: &str,
+        source: &str,
+        detail_type: &str,
+        detail: &Value,
+        resources: &[String],
+    ) -> anyhow::Result<()> {
+        publish(&self.config, region, source, detail_type, detail, resources).await
+    }
+
+    /// Publishes each file to the emulator's default event bus and waits until the signal path has handled
+    /// every routed event.
+    pub async fn publish_files(&self, files: &[PathBuf], timeout: Duration) -> anyhow::Result<()> {
+        self.timeline.line("local", format!("publishing {} events to EventBridge", files.len()));
         for file in files {
             let event: Value =
                 serde_json::from_slice(&std::fs::read(file).with_context(|| format!("reading {}", file.display()))?)
@@ -105,84 +260,211 @@ impl System {
             let text = |key: &str| {
                 event[key].as_str().map(str::to_owned).with_context(|| format!("{}: no {key}", file.display()))
             };
-            let resources =
-                event["resources"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned));
-            let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source(text("source")?)
-                .detail_type(text("detail-type")?)
-                .detail(event["detail"].to_string())
-                .set_resources(Some(resources.collect()))
-                .build();
-            let put = events.put_events().entries(entry).send().await.context("PutEvents")?;
-            if put.failed_entry_count() > 0 {
-                bail!("EventBridge refused {}", file.display());
-            }
+            let resources: Vec<String> = event["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+            self.publish(HOME.0, &text("source")?, &text("detail-type")?, &event["detail"], &resources).await?;
         }
-        self.wait_settled(timeout).await?;
+        self.wait_signals_settled(timeout).await?;
         let control = self.depth(&self.deployment.control_queue_url).await?;
         let dead = self.depth(&self.deployment.signals_dead_letter_url).await?;
-        report.line(format!(
-            "settled: {control} control job(s) waiting on {} for the executor, {dead} signal(s) dead-lettered",
-            queue_name(&self.deployment.control_queue_url)
-        ));
+        self.timeline.line(
+            "local",
+            format!(
+                "settled: {control} control job(s) waiting on {} for the executor, {dead} signal(s) dead-lettered",
+                self.deployment.control_queue_url.rsplit('/').next().unwrap_or_default()
+            ),
+        );
         Ok(())
     }
 
-    /// Waits until the signals queue is empty and the function has been quiet for a moment.
-    async fn wait_settled(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut quiet_since = Instant::now();
+    /// Waits until the signals queue is empty and on-signal has been quiet for a moment.
+    pub async fn wait_signals_settled(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut quiet_since = tokio::time::Instant::now();
         let mut seen = self.on_signal.logs_since(0).len();
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let logs = self.on_signal.logs_since(0).len();
             if logs != seen {
                 seen = logs;
-                quiet_since = Instant::now();
+                quiet_since = tokio::time::Instant::now();
             }
             if self.depth(&self.deployment.signals_queue_url).await? == 0
                 && quiet_since.elapsed() > Duration::from_secs(2)
             {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if tokio::time::Instant::now() > deadline {
                 bail!("the signals queue did not drain within {timeout:?}");
             }
         }
     }
 
-    async fn depth(&self, url: &str) -> anyhow::Result<usize> {
-        Ok(queue_depth(&self.config, url).await?)
+    pub async fn depth(&self, url: &str) -> anyhow::Result<usize> {
+        Ok(gameforge_localaws::queue_depth(&self.config, url).await?)
+    }
+
+    /// Function processes that exited (crashed) while the system ran.
+    pub fn function_exits(&self) -> u32 {
+        let exited = |host: &LambdaHost| u32::from(host.exit_status().is_some());
+        exited(&self.on_signal) + self.executor.as_deref().map_or(0, exited)
+    }
+
+    pub fn on_signal_logs(&self) -> Vec<String> {
+        self.on_signal.logs_since(0)
     }
 
     /// How to reach the running system from another terminal.
-    pub fn describe(&self, report: &Report) {
+    pub fn describe(&self) {
+        let t = &self.timeline;
         let env_file = tools::scratch_dir().join(LAMBDA_ENV);
-        report.line(format!("AWS_ENDPOINT_URL={} (any credentials, region us-east-1)", self.emulator.endpoint()));
-        report.line(format!("signals queue {}", self.deployment.signals_queue_url));
-        report.line(format!("control queue {}", self.deployment.control_queue_url));
-        report.line(format!(
-            "publish your own events: AWS_ENDPOINT_URL={} aws events put-events --entries file://entries.json",
-            self.emulator.endpoint()
-        ));
-        report.line(format!(
-            "or run the function under cargo lambda: cargo lambda watch --env-file {} then cargo lambda invoke on-signal --data-file events/ec2/spot-interruption-warning-terminate.json",
-            env_file.display()
-        ));
+        let endpoint = self.emulator.endpoint();
+        t.line("local", format!("AWS_ENDPOINT_URL={endpoint} (any credentials, region {})", HOME.0));
+        t.line("local", format!("job queue {}", self.deployment.job_queue_url));
+        t.line(
+            "local",
+            format!("jobs table {}  output bucket {}", self.deployment.jobs_table, self.deployment.output_bucket),
+        );
+        t.line(
+            "local",
+            format!(
+                "submit a job: AWS_ENDPOINT_URL={endpoint} AWS_REGION={} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+                 target/debug/gameforge jobs submit --queue-url {} --jobs-table {} --model-id {} --output s3://{}/mine/ \
+                 --width 64 --height 64 --steps 10 --prompt 'a lighthouse at dusk' --wait --out ./out/mine",
+                HOME.0, self.deployment.job_queue_url, self.deployment.jobs_table, crate::story::MODEL_ID, self.deployment.output_bucket
+            ),
+        );
+        t.line(
+            "local",
+            format!("publish your own events: AWS_ENDPOINT_URL={endpoint} aws events put-events --entries file://entries.json"),
+        );
+        t.line(
+            "local",
+            format!(
+                "or run a function under cargo lambda: cargo lambda watch --env-file {} then cargo lambda invoke on-signal --data-file events/ec2/spot-interruption-warning-terminate.json",
+                env_file.display()
+            ),
+        );
     }
 
-    pub async fn serve_until_interrupted(&self, _report: &Report) -> anyhow::Result<()> {
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-        Ok(())
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.hosts.shutdown().await;
     }
 }
 
-fn queue_name(url: &str) -> &str {
-    url.rsplit('/').next().unwrap_or(url)
+pub async fn publish(
+    config: &SdkConfig,
+    region: &str,
+    source: &str,
+    detail_type: &str,
+    detail: &Value,
+    resources: &[String],
+) -> anyhow::Result<()> {
+    let events = aws_sdk_eventbridge::Client::new(&regional(config, region));
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .source(source)
+        .detail_type(detail_type)
+        .detail(detail.to_string())
+        .set_resources(Some(resources.to_vec()))
+        .build();
+    let put = events.put_events().entries(entry).send().await.context("PutEvents")?;
+    if put.failed_entry_count() > 0 {
+        bail!("EventBridge refused a {detail_type} event");
+    }
+    Ok(())
 }
 
-/// Turns the function's JSON log lines into readable report lines as they arrive.
-async fn print_function_logs(host: Arc<LambdaHost>, report: Report) {
+/// An event source mapping: polls its queue and invokes the function, forever.
+async fn feed(source: SqsEventSource, host: Arc<LambdaHost>) {
+    loop {
+        if let Err(error) = source.poll_once(&host).await {
+            tracing::warn!(%error, "event source");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The reconcile schedule: EventBridge's `Scheduled Event`, invoked directly as the schedule rule does.
+async fn schedule(host: Arc<LambdaHost>, every: Duration) {
+    let mut tick = 0u64;
+    loop {
+        tokio::time::sleep(every).await;
+        tick += 1;
+        let now = chrono::Utc::now();
+        let event = json!({
+            "version": "0",
+            "id": format!("local-{}-{tick}", now.timestamp()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "region": HOME.0,
+            "resources": [format!("arn:aws:events:{}:123456789012:rule/{PREFIX}-reconcile", HOME.0)],
+            "detail": {},
+        });
+        if let Err(error) = host.invoke(&event, Duration::from_secs(60)).await {
+            tracing::warn!(%error, "scheduled reconcile");
+        }
+    }
+}
+
+/// CloudTrail: every launch call with capacity errors becomes an `AWS API Call via CloudTrail` event on the
+/// call's region's bus, a moment after the call, as AWS delivers them.
+async fn play_cloudtrail(calls: LaunchLog, config: SdkConfig, timeline: Timeline) {
+    let mut next = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let new = calls.since(next);
+        next += new.len();
+        for (i, call) in new.iter().enumerate() {
+            let id = format!("local-ct-{}-{}", next, i);
+            let Some(detail) = cloudtrail::detail(call, &id) else { continue };
+            match publish(&config, &call.region, cloudtrail::SOURCE, cloudtrail::DETAIL_TYPE, &detail, &[]).await {
+                Ok(()) => timeline.line(
+                    "aws",
+                    format!(
+                        "CloudTrail: {} in {} had {} capacity error(s) → EventBridge",
+                        call.action,
+                        call.region,
+                        call.failed.len()
+                    ),
+                ),
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "publishing a CloudTrail event"),
+            }
+        }
+    }
+}
+
+async fn sample_backlog(config: SdkConfig, queue_url: String, timeline: Timeline) {
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    loop {
+        let answer = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await;
+        if let Ok(answer) = answer {
+            let get = |name| answer.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0);
+            timeline.backlog(
+                get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+                get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Turns on-signal's JSON log lines into timeline entries.
+async fn follow_on_signal(host: Arc<LambdaHost>, timeline: Timeline) {
     let mut next = 0;
     loop {
         let lines = host.logs_since(next);
@@ -192,7 +474,7 @@ async fn print_function_logs(host: Arc<LambdaHost>, report: Report) {
             match log["message"].as_str() {
                 Some("classified") => {
                     if let Some(signal) = log["signal"].as_str().and_then(|s| Signal::from_json(s.as_bytes()).ok()) {
-                        report.signal(
+                        timeline.signal(
                             log["source"].as_str().unwrap_or("?"),
                             log["detail_type"].as_str().unwrap_or("?"),
                             &signal,
@@ -203,12 +485,39 @@ async fn print_function_logs(host: Arc<LambdaHost>, report: Report) {
                     if let Some(job) =
                         log["control_job"].as_str().and_then(|s| ControlJob::from_json(s.as_bytes()).ok())
                     {
-                        report.control_job(&job);
+                        timeline.control_job(&job);
                     }
                 }
-                Some("duplicate event, already processed") => report.line(format!("duplicate {}", log["event_id"])),
+                Some("duplicate event, already processed") => {
+                    timeline.line("signals", format!("duplicate event {}, already handled", log["event_id"]))
+                }
                 Some(other) if log["level"] == "WARN" || log["level"] == "ERROR" => {
-                    report.line(format!("on-signal: {other}"))
+                    timeline.line("signals", format!("on-signal: {other}"))
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Turns the executor's decisions into timeline entries.
+async fn follow_executor(host: Arc<LambdaHost>, timeline: Timeline) {
+    let mut next = 0;
+    loop {
+        let lines = host.logs_since(next);
+        next += lines.len();
+        for line in lines {
+            let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
+            match log["message"].as_str() {
+                Some("decision") => {
+                    if let Some(entry) = log["event"].as_str().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+                        timeline.decision(&entry);
+                    }
+                }
+                Some(other) if log["level"] == "WARN" || log["level"] == "ERROR" => {
+                    let error = log["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+                    timeline.line("executor", format!("{other}{error}"))
                 }
                 _ => {}
             }
