@@ -1,5 +1,5 @@
-//! The README's run command, end to end: `gameforge-local` plays every sample through EventBridge, the rules,
-//! the signals queue and the `on-signal` binary, prints what happened, and leaves nothing running.
+//! `gameforge-local samples`, end to end: every sample through EventBridge, the rules, the signals queue and
+//! the `on-signal` binary, printed as it is classified, and nothing left running.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,13 +21,13 @@ fn running(pid: u32) -> bool {
 }
 
 #[test]
-fn the_run_command_classifies_every_sample_and_exits_cleanly() {
-    let output = Command::new(binary("gameforge-local")).output().expect("run gameforge-local");
+fn the_samples_run_classifies_every_sample_and_exits_cleanly() {
+    let output = Command::new(binary("gameforge-local")).arg("samples").output().expect("run gameforge-local");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
 
-    let signals = stdout.lines().filter(|l| l.contains("] signal ")).count();
-    let controls = stdout.lines().filter(|l| l.contains("] control ")).count();
+    let signals = stdout.lines().filter(|l| l.contains("→ signal ")).count();
+    let controls = stdout.lines().filter(|l| l.contains("→ control ")).count();
     // 25 of the 30 samples pass the rules (a running task, an instance starting, a steady service, a health
     // issue of another service and an S3 event are filtered out by the rules themselves); three of those are
     // ignored by the classifier, and the others ask for 24 control jobs (a fleet call with two failed
@@ -48,10 +48,10 @@ fn the_run_command_classifies_every_sample_and_exits_cleanly() {
 }
 
 #[test]
-fn the_run_command_publishes_only_the_files_it_is_given() {
+fn the_samples_run_publishes_only_the_files_it_is_given() {
     let event = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events/ec2/rebalance-recommendation.json");
     let output =
-        Command::new(binary("gameforge-local")).arg("--publish").arg(&event).output().expect("run gameforge-local");
+        Command::new(binary("gameforge-local")).arg("samples").arg(&event).output().expect("run gameforge-local");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("publishing 1 events"), "{stdout}");
