@@ -187,7 +187,7 @@ impl System {
         timeline.line("local", format!("on-signal running under a local Lambda runtime API (cold start {cold:.1?})"));
         let signals = SqsEventSource::new(&config, &deployment.signals_queue_url).await?.wait(Duration::from_secs(1));
         tasks.push(tokio::spawn(feed(signals, on_signal.clone())));
-        tasks.push(tokio::spawn(follow_on_signal(on_signal.clone(), timeline.clone())));
+        tasks.push(tokio::spawn(follow(on_signal.clone(), timeline.clone(), on_signal_entry)));
 
         let models = tools::scratch_dir().join("hosts");
         let launch = WorkerLaunch { binary: PathBuf::new(), env: Vec::new(), scratch: models };
@@ -203,7 +203,7 @@ impl System {
                 tasks.push(tokio::spawn(feed(source, host.clone())));
             }
             tasks.push(tokio::spawn(schedule(host.clone(), options.reconcile_every)));
-            tasks.push(tokio::spawn(follow_executor(host.clone(), timeline.clone())));
+            tasks.push(tokio::spawn(follow(host.clone(), timeline.clone(), executor_entry)));
             timeline.line(
                 "local",
                 format!(
@@ -463,65 +463,60 @@ async fn sample_backlog(config: SdkConfig, queue_url: String, timeline: Timeline
     }
 }
 
-/// Turns on-signal's JSON log lines into timeline entries.
-async fn follow_on_signal(host: Arc<LambdaHost>, timeline: Timeline) {
+/// Hands each of a function's JSON log lines to `each` as it arrives.
+async fn follow(host: Arc<LambdaHost>, timeline: Timeline, each: fn(&Value, &Timeline)) {
     let mut next = 0;
     loop {
         let lines = host.logs_since(next);
         next += lines.len();
         for line in lines {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
-            match log["message"].as_str() {
-                Some("classified") => {
-                    if let Some(signal) = log["signal"].as_str().and_then(|s| Signal::from_json(s.as_bytes()).ok()) {
-                        timeline.signal(
-                            log["source"].as_str().unwrap_or("?"),
-                            log["detail_type"].as_str().unwrap_or("?"),
-                            &signal,
-                        );
-                    }
-                }
-                Some("control job sent") => {
-                    if let Some(job) =
-                        log["control_job"].as_str().and_then(|s| ControlJob::from_json(s.as_bytes()).ok())
-                    {
-                        timeline.control_job(&job);
-                    }
-                }
-                Some("duplicate event, already processed") => {
-                    timeline.line("signals", format!("duplicate event {}, already handled", log["event_id"]))
-                }
-                Some(other) if log["level"] == "WARN" || log["level"] == "ERROR" => {
-                    timeline.line("signals", format!("on-signal: {other}"))
-                }
-                _ => {}
+            if let Ok(log) = serde_json::from_str::<Value>(&line) {
+                each(&log, &timeline);
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Turns the executor's decisions into timeline entries.
-async fn follow_executor(host: Arc<LambdaHost>, timeline: Timeline) {
-    let mut next = 0;
-    loop {
-        let lines = host.logs_since(next);
-        next += lines.len();
-        for line in lines {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
-            match log["message"].as_str() {
-                Some("decision") => {
-                    if let Some(entry) = log["event"].as_str().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
-                        timeline.decision(&entry);
-                    }
-                }
-                Some(other) if log["level"] == "WARN" || log["level"] == "ERROR" => {
-                    let error = log["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
-                    timeline.line("executor", format!("{other}{error}"))
-                }
-                _ => {}
+/// An on-signal log line as a timeline entry.
+fn on_signal_entry(log: &Value, timeline: &Timeline) {
+    match log["message"].as_str() {
+        Some("classified") => {
+            if let Some(signal) = log["signal"].as_str().and_then(|s| Signal::from_json(s.as_bytes()).ok()) {
+                timeline.signal(
+                    log["source"].as_str().unwrap_or("?"),
+                    log["detail_type"].as_str().unwrap_or("?"),
+                    &signal,
+                );
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        Some("control job sent") => {
+            if let Some(job) = log["control_job"].as_str().and_then(|s| ControlJob::from_json(s.as_bytes()).ok()) {
+                timeline.control_job(&job);
+            }
+        }
+        Some("duplicate event, already processed") => {
+            timeline.line("signals", format!("duplicate event {}, already handled", log["event_id"]))
+        }
+        Some(other) if log["level"] == "WARN" || log["level"] == "ERROR" => {
+            timeline.line("signals", format!("on-signal: {other}"))
+        }
+        _ => {}
+    }
+}
+
+/// An executor log line (its decisions) as a timeline entry.
+fn executor_entry(log: &Value, timeline: &Timeline) {
+    match log["message"].as_str() {
+        Some("decision") => {
+            if let Some(entry) = log["event"].as_str().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+                timeline.decision(&entry);
+            }
+        }
+        Some(other) if log["level"] == "WARN" || log["level"] == "ERROR" => {
+            let error = log["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+            timeline.line("executor", format!("{other}{error}"))
+        }
+        _ => {}
     }
 }
