@@ -60,6 +60,8 @@ pub struct Report {
     pub failed_as_poison: Vec<String>,
     /// Jobs whose result messages disagree with each other or with the status store.
     pub conflicting_results: Vec<String>,
+    /// Jobs final in the status store whose result never reached the reply queue.
+    pub unannounced: Vec<String>,
     /// Result messages delivered more than once for a job, all identical (at-least-once announcing).
     pub repeated_announcements: u32,
     pub worker_kills: u32,
@@ -163,6 +165,7 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
         succeeded: 0,
         lost: Vec::new(),
         failed_as_poison: Vec::new(),
+        unannounced: Vec::new(),
         conflicting_results: Vec::new(),
         repeated_announcements: 0,
         worker_kills: 0,
@@ -187,6 +190,9 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
     );
     let deadline = now + options.timeout;
     let mut submitted = false;
+    // A job can end without a reply reaching the backend; the run then ends once the job queue has been empty
+    // and no reply has come for a while, and the checks below name such jobs.
+    let (mut last_done, mut quiet_since) = (0, Instant::now());
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let done = replies.lock().unwrap_or_else(|p| p.into_inner()).by_job.len();
@@ -194,6 +200,14 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             submitted = true;
         }
         if submitted && done >= ids.len() {
+            break;
+        }
+        if done != last_done {
+            (last_done, quiet_since) = (done, Instant::now());
+        } else if submitted
+            && quiet_since.elapsed() > Duration::from_secs(45)
+            && gameforge_localaws::queue_depth(&system.config, &system.deployment.job_queue_url).await.unwrap_or(1) == 0
+        {
             break;
         }
         for (_, _, handle, _, last) in bursts.iter_mut() {
@@ -312,7 +326,7 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(120), all_done).await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), all_done).await;
     submitter.await.context("the submitter")??;
     // Let the signal path settle and the job queue empty, so that every bad input has been dealt with (a
     // malformed job a killed worker held comes back after its visibility timeout).
@@ -379,6 +393,9 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             Some(JobState::Succeeded) if image_ok => report.succeeded += 1,
             Some(JobState::Failed) if !received.is_empty() => report.failed_as_poison.push(id.clone()),
             _ => report.lost.push(id.clone()),
+        }
+        if received.is_empty() && status.as_ref().is_some_and(|s| s.state.is_final()) {
+            report.unannounced.push(id.clone());
         }
         if received.len() > 1 {
             report.repeated_announcements += (received.len() - 1) as u32;
@@ -479,6 +496,12 @@ impl std::fmt::Display for Report {
         writeln!(f, "  conflicting results      {}", self.conflicting_results.len())?;
         writeln!(
             f,
+            "  final but never replied  {} {:?}",
+            self.unannounced.len(),
+            self.unannounced.iter().take(5).collect::<Vec<_>>()
+        )?;
+        writeln!(
+            f,
             "  repeated announcements   {} (identical result messages; at-least-once)",
             self.repeated_announcements
         )?;
@@ -538,6 +561,9 @@ pub fn verdict(report: &Report) -> anyhow::Result<()> {
             report.lost.len(),
             report.lost.iter().take(10).collect::<Vec<_>>()
         ));
+    }
+    if !report.unannounced.is_empty() {
+        problems.push(format!("results never announced: {:?}", report.unannounced));
     }
     if !report.conflicting_results.is_empty() {
         problems.push(format!("conflicting results: {:?}", report.conflicting_results));
