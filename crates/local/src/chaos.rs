@@ -481,11 +481,9 @@ const MALFORMED_EVENTS: &[&str] = &[
     "{\"version\":\"0\",\"id\":\"trunc",
 ];
 
-const MALFORMED_JOBS: &[&str] = &[
-    "definitely not a job",
-    "{\"version\": 1, \"job_id\": \"bad/id with spaces\", \"prompt\": \"\"}",
-    "{\"version\": 99, \"job_id\": \"from-the-future\"}",
-];
+/// Messages no worker can answer (no job id to answer under): they must end in the job DLQ with a reason. (A
+/// malformed job that does carry an id is answered `rejected` instead, which the worker's own tests cover.)
+const MALFORMED_JOBS: &[&str] = &["definitely not a job", "{\"prompt\": \"a job without an id\"}", "[\"a\", \"list\"]"];
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
