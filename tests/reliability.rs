@@ -1,5 +1,6 @@
-//! The reliability run, shortened for CI (80 jobs, a worker killed every 5 s on average): jobs through the whole local system while workers are killed, every
-//! AWS service throttles and fails in bursts, and events arrive twice or malformed. Nothing may be lost.
+//! The reliability run, shortened for CI (60 jobs, a worker killed every 10 s on average): jobs through the
+//! whole local system while workers are killed, every AWS service throttles and fails in bursts, and events
+//! arrive twice or malformed. Nothing may be lost.
 
 use std::process::Command;
 
@@ -11,7 +12,7 @@ mod support;
 fn a_short_reliability_run_loses_no_job_and_no_result_disagrees() {
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(binary("gameforge-local"))
-        .args(["chaos", "--jobs", "80", "--seed", "3", "--kill-every", "5", "--timeout", "900"])
+        .args(["chaos", "--jobs", "60", "--seed", "3", "--kill-every", "10", "--timeout", "900"])
         .arg("--out")
         .arg(out.path())
         .output()
@@ -21,7 +22,7 @@ fn a_short_reliability_run_loses_no_job_and_no_result_disagrees() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     let poison = report["failed_as_poison"].as_array().unwrap().len() as u64;
-    assert_eq!(report["succeeded"].as_u64().unwrap() + poison, 80, "{stdout}");
+    assert_eq!(report["succeeded"].as_u64().unwrap() + poison, 60, "{stdout}");
     assert_eq!(report["lost"].as_array().unwrap().len(), 0, "{stdout}");
     assert_eq!(report["conflicting_results"].as_array().unwrap().len(), 0, "{stdout}");
     assert!(report["worker_kills"].as_u64().unwrap() >= 1, "the run killed workers: {stdout}");

@@ -25,6 +25,8 @@ const SHORT_TYPES: &[&str] = &["g5.xlarge", "g4dn.xlarge"];
 /// The long job (it cannot finish within a spot notice on the tiny model here) and the others.
 const POSTER_STEPS: u32 = 100;
 const ITEM_STEPS: u32 = 8;
+/// How often the game submits a job while the fleet is away from home.
+const TRICKLE: Duration = Duration::from_secs(3);
 
 /// How the story compresses AWS's clock: a spot notice of two minutes is this long here.
 pub const SPOT_NOTICE: Duration = Duration::from_secs(20);
@@ -32,8 +34,8 @@ pub const SPOT_NOTICE: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub struct StoryOptions {
     pub out: PathBuf,
-    /// Jobs in the first wave (the longest first), the second (when capacity is back) and the third (when the
-    /// fleet is home).
+    /// Jobs in the first wave (the longest first), the second (when capacity is back; then one every few
+    /// seconds until the fleet is home) and the third (when the fleet is home).
     pub first_wave: u32,
     pub second_wave: u32,
     pub third_wave: u32,
@@ -245,18 +247,37 @@ async fn play(system: &System, options: &StoryOptions) -> anyhow::Result<Summary
     system.emulator.faults().set_capacity(CapacityModel::default());
     t.marker(MarkerKind::ShortageEnds, format!("capacity back in {}", HOME.0));
     t.line("story", format!("AWS has g5.xlarge and g4dn.xlarge capacity in {} again", HOME.0));
-    let second = wave(system, options.first_wave, options.second_wave)?;
+    let mut second = wave(system, options.first_wave, options.second_wave)?;
     submit(system, &second).await?;
     t.marker(MarkerKind::Submitted, format!("{} jobs", second.len()));
-    t.line("story", format!("the game backend submits {} more jobs", second.len()));
-    until(step * 2, "the fleet back in us-east-1", || async {
+    t.line(
+        "story",
+        format!("the game backend submits {} more jobs, then one every {} s", second.len(), TRICKLE.as_secs()),
+    );
+    // The game keeps asking while the fleet is away: the way home is taken under demand, whatever this machine's
+    // speed (an idle fleet would scale to zero where it is instead).
+    let deadline = Instant::now() + step * 2;
+    let mut next = Instant::now() + TRICKLE;
+    loop {
         let running = system.hosts.running().await;
-        Ok((running.iter().any(|(_, r)| r == HOME.0) && !running.iter().any(|(_, r)| r == STANDBY.0)).then_some(()))
-    })
-    .await?;
+        if running.iter().any(|(_, r)| r == HOME.0) && !running.iter().any(|(_, r)| r == STANDBY.0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the story stopped: the fleet back in {} did not happen within {:?}", HOME.0, step * 2);
+        }
+        if Instant::now() >= next {
+            let more = wave(system, options.first_wave + second.len() as u32, 1)?;
+            submit(system, &more).await?;
+            second.extend(more);
+            next = Instant::now() + TRICKLE;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    t.line("story", format!("the fleet is home; {} jobs arrived while it came back", second.len()));
 
     // 7. Jobs that arrive now run at home.
-    let third = wave(system, options.first_wave + options.second_wave, options.third_wave)?;
+    let third = wave(system, options.first_wave + second.len() as u32, options.third_wave)?;
     submit(system, &third).await?;
     t.marker(MarkerKind::Submitted, format!("{} jobs", third.len()));
     t.line("story", format!("the game backend submits {} more jobs, with the fleet back home", third.len()));
