@@ -33,6 +33,9 @@ pub struct ChaosOptions {
     pub timeout: Duration,
 }
 
+/// No reply for this long, with jobs still waiting, ends the run as stalled.
+const STALL: Duration = Duration::from_secs(240);
+
 /// Every service the system calls, by its signing name.
 const SERVICES: &[&str] = &["sqs", "dynamodb", "s3", "events", "ec2", "ecs"];
 
@@ -193,8 +196,15 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
     // A job can end without a reply reaching the backend; the run then ends once the job queue has been empty
     // and no reply has come for a while, and the checks below name such jobs.
     let (mut last_done, mut quiet_since) = (0, Instant::now());
+    let mut flushed = Instant::now();
+    std::fs::create_dir_all(&options.out).with_context(|| format!("creating {}", options.out.display()))?;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        // The timeline so far, for watching a long run.
+        if flushed.elapsed() > Duration::from_secs(30) {
+            flushed = Instant::now();
+            let _ = std::fs::write(options.out.join("timeline.txt"), system.timeline.lines().join("\n") + "\n");
+        }
         let done = replies.lock().unwrap_or_else(|p| p.into_inner()).by_job.len();
         if submitter.is_finished() && !submitted {
             submitted = true;
@@ -208,6 +218,10 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             && quiet_since.elapsed() > Duration::from_secs(45)
             && gameforge_localaws::queue_depth(&system.config, &system.deployment.job_queue_url).await.unwrap_or(1) == 0
         {
+            break;
+        } else if submitted && quiet_since.elapsed() > STALL {
+            // Nothing has completed for minutes with jobs still waiting: the system is stuck, and the checks below
+            // say on what.
             break;
         }
         for (_, _, handle, _, last) in bursts.iter_mut() {

@@ -249,7 +249,10 @@ impl Hosts {
             died_at: None,
             starts: 0,
         };
-        self.start_task(&mut host).await?;
+        if let Err(error) = self.start_task(&mut host).await {
+            self.timeline.line(&host.info.instance_id, format!("could not start the worker task yet: {error:#}"));
+            host.died_at = Some(Instant::now());
+        }
         Ok(host)
     }
 
@@ -314,12 +317,14 @@ impl Hosts {
         Ok(())
     }
 
+    /// Stops the instance's task; a failed call is tried again on the next look, as the ECS agent does (a task
+    /// left running would keep a drained instance from ever being terminated).
     async fn stop_task(&self, host: &mut Host, reason: &str) {
-        if let Some(task) = host.task_arn.take() {
-            let ecs = aws_sdk_ecs::Client::new(&self.regional(&host.stamp.region));
-            if let Err(e) = ecs.stop_task().cluster(&host.stamp.ecs_cluster).task(&task).reason(reason).send().await {
-                tracing::warn!(error = %aws_sdk_ecs::error::DisplayErrorContext(e), "StopTask");
-            }
+        let Some(task) = host.task_arn.clone() else { return };
+        let ecs = aws_sdk_ecs::Client::new(&self.regional(&host.stamp.region));
+        match ecs.stop_task().cluster(&host.stamp.ecs_cluster).task(&task).reason(reason).send().await {
+            Ok(_) => host.task_arn = None,
+            Err(e) => tracing::warn!(error = %aws_sdk_ecs::error::DisplayErrorContext(e), "StopTask"),
         }
     }
 
@@ -347,6 +352,9 @@ impl Hosts {
                 host.died_at = Some(Instant::now());
                 self.timeline.line(&id, format!("worker died ({status}); ECS will start it again"));
             }
+        }
+        if host.worker.is_none() && host.task_arn.is_some() {
+            self.stop_task(host, "Essential container in task exited").await;
         }
         if host.worker.is_none()
             && !host.stopping
