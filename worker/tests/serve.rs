@@ -14,7 +14,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use gameforge_contract::{ErrorClass, GenerationJob, JobResult, JobState, JobStatus, Message, S3Uri};
 use gameforge_jobs::{CancelOutcome, Client, ClientSettings, Submitted};
-use gameforge_localaws::{Deployment, Emulator, LoopbackServer};
+use gameforge_localaws::{AwsError, Deployment, Emulator, LoopbackServer, Rule};
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
@@ -402,6 +402,29 @@ async fn a_poison_job_ends_in_the_dlq_with_a_failed_result_and_an_invalid_job_is
     setup.drain_results(&mut results).await;
     assert_eq!(results.len(), 2, "the invalid job is answered once, never retried");
     assert_eq!(setup.depth(&setup.jobs).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_runs_fail_on_aws_is_handed_back_and_not_taken_for_poison() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(30).await;
+    // The first two runs cannot store their image (S3 answers 503 to every attempt the SDK makes): two runs that
+    // end without an answer, as two crashes would, but their worker was alive and handed the job back.
+    let attempts = Emulator::settings().max_attempts;
+    let unavailable =
+        setup.emulator.faults().add(Rule::for_service("s3").times(2 * attempts).fail(AwsError::service_unavailable()));
+    setup.send(setup.job("flaky", 1, 1.0).to_json()).await;
+    let _worker = setup.worker("w", &[]);
+    let mut results = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while results.is_empty() {
+        assert!(Instant::now() < deadline, "no result for the flaky job");
+        setup.drain_results(&mut results).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(unavailable.hits(), 2 * attempts, "two runs failed on S3");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].status, JobStatus::Succeeded, "not poison: {results:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

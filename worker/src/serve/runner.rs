@@ -280,6 +280,27 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                 return Ok(Outcome::Duplicate);
             }
         };
+        let outcome = self.run_claimed(lease, job, &record, stop).await;
+        if outcome.is_err() {
+            // AWS failed this run and the message goes back: a hand-back, not a crash, so that a job is not taken
+            // for poison because the services around it failed (the record ignores this once it is final).
+            if let Err(e) = self.jobs.release(&job.job_id, owner).await {
+                tracing::warn!(error = %e, "could not record the release after a failure");
+            }
+        }
+        outcome
+    }
+
+    /// Runs a job this delivery has claimed, to its answer or its hand-back.
+    async fn run_claimed(
+        &self,
+        lease: &Lease,
+        job: &GenerationJob,
+        record: &JobRecord,
+        stop: &StopSignal,
+    ) -> Result<Outcome, PortError> {
+        let delivery = &lease.delivery;
+        let owner = delivery.message_id.as_str();
         // The record counts this run; the others that were neither answered nor handed back died with their
         // worker. Receive counts cannot tell: clean hand-backs (a drain, a spot notice) raise them too.
         let crashes = record.crashes().saturating_sub(1);
