@@ -15,7 +15,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-target/debug/gameforge-local --no-story >"$scratch/smoke-local.log" 2>&1 &
+target/debug/gameforge-local serve >"$scratch/smoke-local.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [[ -s "$env_file" ]] && grep -q serving "$scratch/smoke-local.log" && break; sleep 0.2; done
 grep -q serving "$scratch/smoke-local.log" || { cat "$scratch/smoke-local.log" >&2; exit 1; }
