@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::chart::{MarkerKind, RunOutcome};
-use crate::system::{HOME, Options, STANDBY, System};
+use crate::system::{HOME, Options, STANDBY, System, publish};
 use crate::timeline::Timeline;
 
 /// The model id the deployed workers serve (the template's `ModelId` default).
@@ -198,15 +198,15 @@ async fn play(system: &System, options: &StoryOptions) -> anyhow::Result<Summary
     let info = system.hosts.info(&victim).await.context("the victim's host")?;
     let deadline = chrono::Utc::now() + chrono::Duration::from_std(SPOT_NOTICE)?;
     system.hosts.interrupt(&victim, deadline).await;
-    system
-        .publish(
-            &info.region,
-            "aws.ec2",
-            "EC2 Spot Instance Interruption Warning",
-            &json!({"instance-id": victim, "instance-action": "terminate"}),
-            &[format!("arn:aws:ec2:{}:123456789012:instance/{victim}", info.region)],
-        )
-        .await?;
+    publish(
+        &system.config,
+        &info.region,
+        "aws.ec2",
+        "EC2 Spot Instance Interruption Warning",
+        &json!({"instance-id": victim, "instance-action": "terminate"}),
+        &[format!("arn:aws:ec2:{}:123456789012:instance/{victim}", info.region)],
+    )
+    .await?;
     t.marker(MarkerKind::Interruption, format!("spot notice {victim}"));
     t.line(
         "story",
@@ -223,7 +223,7 @@ async fn play(system: &System, options: &StoryOptions) -> anyhow::Result<Summary
         let ec2 =
             aws_sdk_ec2::Client::new(&config.to_builder().region(aws_config::Region::new(region.clone())).build());
         ec2.terminate_instances().instance_ids(&instance).send().await.context("TerminateInstances")?;
-        crate::system::publish(
+        publish(
             &config,
             &region,
             "aws.ec2",

@@ -237,18 +237,6 @@ impl System {
         Ok(Self { tasks, hosts, on_signal, executor, config, deployment, client, emulator, timeline })
     }
 
-    /// Publishes an event to a region's default bus the way an AWS service does.
-    pub async fn publish(
-        &self,
-        region: &str,
-        source: &str,
-        detail_type: &str,
-        detail: &Value,
-        resources: &[String],
-    ) -> anyhow::Result<()> {
-        publish(&self.config, region, source, detail_type, detail, resources).await
-    }
-
     /// Publishes each file to the emulator's default event bus and waits until the signal path has handled
     /// every routed event.
     pub async fn publish_files(&self, files: &[PathBuf], timeout: Duration) -> anyhow::Result<()> {
@@ -266,7 +254,8 @@ impl System {
                 .flatten()
                 .filter_map(|r| r.as_str().map(str::to_owned))
                 .collect();
-            self.publish(HOME.0, &text("source")?, &text("detail-type")?, &event["detail"], &resources).await?;
+            publish(&self.config, HOME.0, &text("source")?, &text("detail-type")?, &event["detail"], &resources)
+                .await?;
         }
         self.wait_signals_settled(timeout).await?;
         let control = self.depth(&self.deployment.control_queue_url).await?;
@@ -359,6 +348,7 @@ impl System {
     }
 }
 
+/// Publishes an event to a region's default bus the way an AWS service does.
 pub async fn publish(
     config: &SdkConfig,
     region: &str,
