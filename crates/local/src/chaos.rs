@@ -186,11 +186,10 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
     };
     let samples = duplicate_candidates()?;
     let now = Instant::now();
-    let (mut next_kill, mut next_burst, mut next_event) = (
-        now + next_gap(&mut rng, options.kill_every),
-        now + next_gap(&mut rng, options.burst_every),
-        now + next_gap(&mut rng, options.event_every),
-    );
+    // The first kill comes as soon as a worker is mid-job, so that even a short run loses a worker under a job;
+    // the others at random.
+    let (mut next_kill, mut next_burst, mut next_event) =
+        (now, now + next_gap(&mut rng, options.burst_every), now + next_gap(&mut rng, options.event_every));
     let deadline = now + options.timeout;
     let mut submitted = false;
     // A job can end without a reply reaching the backend; the run then ends once the job queue has been empty
@@ -234,14 +233,16 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             break;
         }
         if Instant::now() >= next_kill {
-            next_kill = Instant::now() + next_gap(&mut rng, options.kill_every);
+            let first = report.worker_kills == 0;
+            next_kill = Instant::now();
             let running = system.hosts.running().await;
             if !running.is_empty() {
                 let (instance, _) = running[rng.random_range(0..running.len())].clone();
                 let job = running_job(system, &instance).await;
-                if system.hosts.kill_worker(&instance).await {
+                if (!first || job.is_some()) && system.hosts.kill_worker(&instance).await {
                     report.worker_kills += 1;
                     kills.push((at(), instance, job));
+                    next_kill = Instant::now() + next_gap(&mut rng, options.kill_every);
                 }
             }
         }
