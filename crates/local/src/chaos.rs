@@ -434,8 +434,7 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
     Ok(report)
 }
 
-/// The job a worker is running, from the status store's placements (a scan of the running jobs' records is
-/// not needed: the timeline knows the open run).
+/// The job a worker is running: its open run in the timeline, from the worker's own log.
 async fn running_job(system: &System, instance: &str) -> Option<String> {
     system.timeline.chart("").lanes.into_iter().find(|l| l.instance_id == instance).and_then(|lane| {
         lane.jobs.into_iter().rev().find(|j| j.outcome == crate::chart::RunOutcome::Running).map(|j| j.job_id)

@@ -53,14 +53,12 @@ struct Host {
 /// What the hosts did, for the reliability run's report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostStats {
-    pub workers_started: u32,
     /// Workers that exited without being asked to (killed, crashed, or gave up with an error).
     pub workers_died: u32,
     /// Of those, the ones that exited with an error of their own (a status, not a signal) and the ones that
     /// panicked (Rust's exit status 101) or were killed by a signal nobody sent on purpose.
     pub exited_with_error: u32,
     pub panicked: u32,
-    pub instances_ended: u32,
 }
 
 pub struct Hosts {
@@ -305,7 +303,6 @@ impl Hosts {
         }
         host.starts += 1;
         host.worker = Some(child);
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).workers_started += 1;
         self.timeline.line(
             &id,
             format!(
@@ -390,7 +387,6 @@ impl Hosts {
                 .await;
         }
         self.timeline.ended(&id);
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).instances_ended += 1;
     }
 
     /// EC2 schedules the spot instance's interruption at `at`: its metadata says so from now on.

@@ -298,7 +298,7 @@ impl Timeline {
             "service_size" => format!("ECS service in {} → {} task(s)", s("region"), entry["count"]),
             "retry" => format!("retry round {} in {:.1} s", entry["round"], entry["delay_s"].as_f64().unwrap_or(0.0)),
             "alert" => format!("ALERT {}: {}", s("kind"), s("message")),
-            "skipped" => format!("skip {} in {} ({})", s("capacity_type"), s("region"), skip(&entry["why"])),
+            "skipped" => format!("skip {} in {} ({})", s("capacity_type"), s("region"), reason(&entry["why"])),
             _ => return Some(kind),
         };
         self.line("executor", text);
@@ -331,7 +331,7 @@ fn clock(rfc3339: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(rfc3339).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default()
 }
 
-/// A tagged enum as the journal writes it: a string, or an object whose tag names the variant.
+/// A tagged enum as the journal writes it (a migration's reason, a skip's why): a string, or an object whose tag names the variant.
 fn reason(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
@@ -343,8 +343,4 @@ fn reason(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
-}
-
-fn skip(value: &Value) -> String {
-    reason(value)
 }
