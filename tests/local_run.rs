@@ -28,15 +28,15 @@ fn the_samples_run_classifies_every_sample_and_exits_cleanly() {
 
     let signals = stdout.lines().filter(|l| l.contains("→ signal ")).count();
     let controls = stdout.lines().filter(|l| l.contains("→ control ")).count();
-    // 25 of the 30 samples pass the rules (a running task, an instance starting, a steady service, a health
+    // 31 of the 36 samples pass the rules (a running task, an instance starting, a steady service, a health
     // issue of another service and an S3 event are filtered out by the rules themselves); three of those are
-    // ignored by the classifier, and the others ask for 24 control jobs (a fleet call with two failed
+    // ignored by the classifier, and the others ask for 30 control jobs (a fleet call with two failed
     // overrides and a retirement of two instances count twice).
-    assert_eq!(signals, 25, "{stdout}");
-    assert_eq!(controls, 24, "{stdout}");
+    assert_eq!(signals, 31, "{stdout}");
+    assert_eq!(controls, 30, "{stdout}");
     assert!(
         stdout.contains(
-            "settled: 24 control job(s) waiting on gameforge-control.fifo for the executor, 0 signal(s) dead-lettered"
+            "settled: 30 control job(s) waiting on gameforge-control.fifo for the executor, 0 signal(s) dead-lettered"
         ),
         "{stdout}"
     );
@@ -64,4 +64,58 @@ fn the_samples_run_publishes_only_the_files_it_is_given() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("the emulator (pid {pid}) outlived the run");
+}
+
+/// `gameforge-local serve` prints a submit command; run as printed (from the repository root), it gets an image.
+#[test]
+fn the_submit_command_serve_prints_works_as_printed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut serve = Command::new(binary("gameforge-local"))
+        .arg("serve")
+        .current_dir(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run gameforge-local serve");
+    let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    let mut command = None;
+    for line in lines.by_ref() {
+        let line = line.expect("serve's output");
+        if let Some((_, rest)) = line.split_once("submit a job: ") {
+            command = Some(rest.to_owned());
+        }
+        printed.push(line.clone());
+        if line.contains("serving; Ctrl-C stops everything") {
+            break;
+        }
+    }
+    // Keep reading, so that serve never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let command = command.unwrap_or_else(|| panic!("no submit command in {printed:#?}"));
+    let out = root.join("out/mine");
+    let _ = std::fs::remove_dir_all(&out);
+    let submitted = Command::new("bash").arg("-c").arg(&command).current_dir(&root).output().expect("run the command");
+
+    // Ctrl-C, as the banner says, and everything stops.
+    Command::new("kill").args(["-INT", &serve.id().to_string()]).status().expect("kill -INT");
+    let stopped = serve.wait().expect("serve exits");
+    drain.join().expect("reader");
+    assert!(
+        submitted.status.success(),
+        "{command}\n{}\n{}",
+        String::from_utf8_lossy(&submitted.stdout),
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let images: Vec<_> = std::fs::read_dir(&out)
+        .map(|entries| {
+            entries.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "png")).collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(images.len(), 1, "{command}: {}", String::from_utf8_lossy(&submitted.stdout));
+    assert!(stopped.success(), "serve did not stop cleanly: {stopped}");
+    let _ = std::fs::remove_dir_all(&out);
 }

@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     let load_start = Instant::now();
     let pipeline = SdxlPipeline::load(
         &o.model,
-        LoadOptions { device: device.clone(), dtype, vae_tiling: sdxl_worker::VaeTiling::Off },
+        LoadOptions { device: device.clone(), dtype, vae_tiling: sdxl_worker::VaeTiling::Off, memory_budget: None },
     )?;
     let load = load_start.elapsed();
     let size = pipeline.default_size();

@@ -11,6 +11,8 @@ use candle_nn::var_builder::SimpleBackend;
 
 use crate::config::{ClipTextConfig, UNetConfig, VaeConfig, read_json};
 use crate::error::PipelineError;
+use crate::memory::Budget;
+use crate::memory::plan::bytes;
 use crate::text_encoder::ClipTextEncoder;
 use crate::unet::UNet;
 use crate::vae::Vae;
@@ -32,6 +34,12 @@ struct Recorder {
 
 impl SimpleBackend for Recorder {
     fn get(&self, s: Shape, name: &str, h: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        // A config can ask for any shape; one whose size does not even fit a machine word is refused here, before
+        // anything multiplies its dimensions unchecked.
+        let fits = s.dims().iter().try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d)).is_some();
+        if !fits {
+            candle_core::bail!("{name}: a parameter of shape {s:?} is too large for any machine");
+        }
         let tensor = if self.random {
             h.var(s.clone(), DType::F32, dev)?.as_tensor().to_dtype(dtype)?
         } else {
@@ -79,6 +87,15 @@ fn record(root: &Path, component: &str, random: bool, dtype: DType) -> Result<BT
     Ok(map)
 }
 
+/// The bytes of one component's parameters in `dtype`, saturating for absurd configs.
+pub fn component_bytes(root: &Path, component: &str, dtype: DType) -> Result<u64, PipelineError> {
+    let shapes = parameter_shapes(root, component)?;
+    Ok(shapes
+        .values()
+        .map(|s| s.iter().fold(dtype.size_in_bytes() as u64, |acc, &d| acc.saturating_mul(d as u64)))
+        .fold(0u64, u64::saturating_add))
+}
+
 /// Every parameter of one component: name and shape.
 pub fn parameter_shapes(root: &Path, component: &str) -> Result<BTreeMap<String, Vec<usize>>, PipelineError> {
     Ok(record(root, component, false, DType::F32)?.into_iter().map(|(name, t)| (name, t.dims().to_vec())).collect())
@@ -87,6 +104,20 @@ pub fn parameter_shapes(root: &Path, component: &str) -> Result<BTreeMap<String,
 /// Writes a pipeline folder of `from`'s architecture with random weights: every config, scheduler and tokenizer
 /// file is copied (`.gz` files decompressed), and each component gets a `<stem>[.fp16].safetensors`.
 pub fn write_random_pipeline(from: &Path, out: &Path, dtype: DType) -> Result<(), PipelineError> {
+    // Each component's weights are drawn in memory and then serialised, so about twice its size is needed at once;
+    // a config that asks for more than the machine has is refused before anything is drawn.
+    let budget = Budget::measure(&Device::Cpu, None)?;
+    for (component, _) in COMPONENTS {
+        let needed = component_bytes(from, component, dtype)?.saturating_mul(2);
+        if needed > budget.bytes {
+            return Err(PipelineError::Unsupported(format!(
+                "{component}: random weights of this architecture need about {} in memory, and the memory budget \
+                 is {} ({budget})",
+                bytes(needed),
+                bytes(budget.bytes)
+            )));
+        }
+    }
     copy_tree(from, out)?;
     for (component, stem) in COMPONENTS {
         let tensors = record(from, component, true, dtype)?;

@@ -40,6 +40,10 @@ pub enum LayerDepth {
     Layers(Vec<usize>),
 }
 
+/// The most UNet or VAE levels the code builds (SDXL has 3 and 4): each level halves the image, so more would
+/// only be a config error, and the size arithmetic stays far from overflowing.
+pub const MAX_LEVELS: usize = 8;
+
 fn default_true() -> bool {
     true
 }
@@ -195,6 +199,9 @@ impl UNetConfig {
     pub fn plan(&self) -> Result<UNetPlan, PipelineError> {
         let unsupported = |what: String| Err(PipelineError::Unsupported(format!("unet: {what}")));
         let n = self.block_out_channels.len();
+        if n > MAX_LEVELS {
+            return unsupported(format!("{n} levels (at most {MAX_LEVELS})"));
+        }
         if n == 0 || self.down_block_types.len() != n || self.up_block_types.len() != n {
             return unsupported(format!(
                 "{} down blocks, {} up blocks for {} channel widths",
@@ -402,13 +409,16 @@ fn default_scaling() -> f64 {
 impl VaeConfig {
     /// How many pixels one latent covers along each side.
     pub fn downscale(&self) -> usize {
-        1 << (self.block_out_channels.len().saturating_sub(1))
+        1 << (self.block_out_channels.len().clamp(1, MAX_LEVELS) - 1)
     }
 
     pub fn check(&self) -> Result<(), PipelineError> {
         let unsupported = |what: String| Err(PipelineError::Unsupported(format!("vae: {what}")));
         if self.block_out_channels.is_empty() {
             return unsupported("no blocks".into());
+        }
+        if self.block_out_channels.len() > MAX_LEVELS {
+            return unsupported(format!("{} levels (at most {MAX_LEVELS})", self.block_out_channels.len()));
         }
         if let Some(kind) = self.up_block_types.iter().find(|k| k.as_str() != "UpDecoderBlock2D") {
             return unsupported(format!("up block {kind:?}"));
@@ -539,6 +549,25 @@ mod tests {
         let mut config = sdxl_base();
         config.attention_head_dim = PerBlock::Each(vec![5, 10]);
         assert!(config.plan().is_err());
+    }
+
+    #[test]
+    fn more_levels_than_the_code_builds_are_refused_by_name() {
+        let mut config = sdxl_base();
+        let n = MAX_LEVELS + 1;
+        config.block_out_channels = vec![320; n];
+        config.down_block_types = vec!["DownBlock2D".into(); n];
+        config.up_block_types = vec!["UpBlock2D".into(); n];
+        let err = config.plan().unwrap_err().to_string();
+        assert!(err.contains("9 levels"), "{err}");
+
+        let vae: VaeConfig = serde_json::from_value(serde_json::json!({
+            "in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": vec![32; 70]
+        }))
+        .unwrap();
+        let err = vae.check().unwrap_err().to_string();
+        assert!(err.contains("70 levels"), "{err}");
+        assert_eq!(vae.downscale(), 1 << (MAX_LEVELS - 1));
     }
 
     #[test]

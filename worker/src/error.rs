@@ -23,6 +23,15 @@ pub enum PipelineError {
     Tokenizer(String),
     #[error("model source {source_uri}: {reason}")]
     Source { source_uri: String, reason: String },
+    #[error(transparent)]
+    DoesNotFit(#[from] crate::memory::DoesNotFit),
+    #[error(
+        "the model's weights need about {} in memory, and {} is free ({})",
+        crate::memory::plan::bytes(*needed),
+        crate::memory::plan::bytes(room.bytes),
+        room.limit
+    )]
+    WeightsDoNotFit { needed: u64, room: crate::memory::Budget },
     #[error("cancelled after {completed_steps} of {total_steps} steps")]
     Cancelled { completed_steps: usize, total_steps: usize },
     #[error("tensor computation failed: {0}")]

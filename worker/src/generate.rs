@@ -97,11 +97,20 @@ pub struct Args {
     /// memory on large images.
     #[arg(long, value_name = "PIXELS", num_args = 0..=1, default_missing_value = "0")]
     vae_tiling: Option<usize>,
+    /// At most this much memory for a job's activations (`16GiB`, `512MiB`); the device's free memory (GPU) or
+    /// available memory and `ulimit -v` (CPU) always bound it too. Attention is sliced and the VAE tiled to fit.
+    #[arg(long, env = "GAMEFORGE_MEMORY_BUDGET", value_parser = memory_size)]
+    memory_budget: Option<u64>,
     /// Run on the CPU even when a GPU is present.
     #[arg(long)]
     cpu: bool,
     #[arg(long)]
     out: PathBuf,
+}
+
+/// Parses a `--memory-budget` value.
+pub fn memory_size(text: &str) -> Result<u64, String> {
+    sdxl_worker::memory::budget::parse_size(text)
 }
 
 #[derive(clap::Args, Debug)]
@@ -154,8 +163,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(0) => VaeTiling::ModelDefault,
         Some(p) => VaeTiling::Pixels(p),
     };
-    let pipeline = SdxlPipeline::load(&root, LoadOptions { device: device.clone(), dtype, vae_tiling })
-        .with_context(|| format!("loading {}", args.model))?;
+    let options = LoadOptions { device: device.clone(), dtype, vae_tiling, memory_budget: args.memory_budget };
+    let pipeline = SdxlPipeline::load(&root, options).with_context(|| format!("loading {}", args.model))?;
     let latents = match &args.latents {
         None => None,
         Some(path) => {

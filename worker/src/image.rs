@@ -38,8 +38,11 @@ impl RgbImage {
     pub fn to_png(&self, text: &[(String, String)]) -> Result<Vec<u8>, PipelineError> {
         let mut out = Vec::new();
         let encode_error = |e: png::EncodingError| PipelineError::InvalidRequest(format!("png encoding: {e}"));
+        let side =
+            |v: usize| u32::try_from(v).map_err(|_| PipelineError::InvalidRequest(format!("a PNG side of {v} pixels")));
+        let (width, height) = (side(self.width)?, side(self.height)?);
         {
-            let mut encoder = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
+            let mut encoder = png::Encoder::new(&mut out, width, height);
             encoder.set_color(png::ColorType::Rgb);
             encoder.set_depth(png::BitDepth::Eight);
             for (keyword, value) in text {

@@ -4,9 +4,11 @@
 //! Where the weights come from ([`source`]) and how jobs arrive live at the edges.
 
 pub mod architecture;
+pub mod attention;
 pub mod config;
 pub mod error;
 pub mod image;
+pub mod memory;
 pub mod noise;
 pub mod pipeline;
 pub mod scheduler;

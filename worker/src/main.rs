@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The service logs JSON lines for the container's log driver; the tools log for a person.
     match cli.command {
-        Command::Serve(_) => gameforge_aws::telemetry::init_json(),
+        Command::Serve(_) => gameforge_aws::telemetry::init_json("sdxl-worker"),
         _ => gameforge_aws::telemetry::init_terminal(),
     }
     let result = match cli.command {

@@ -6,14 +6,16 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::attention::Slicing;
 use crate::config::{ClipTextConfig, ModelIndex, UNetConfig, VaeConfig, read_json};
 use crate::error::PipelineError;
+use crate::memory::{self, Budget, ConvKernels, MemoryPlan, ModelShape, Precision};
 use crate::noise::Noise;
 use crate::scheduler::{self, SchedulerConfig, SchedulerKind};
 use crate::text_encoder::ClipTextEncoder;
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{AddedConditioning, UNet};
-use crate::vae::Vae;
+use crate::vae::{DecodePlan, Vae};
 use crate::weights;
 
 /// Where and in what precision the model runs.
@@ -22,11 +24,13 @@ pub struct LoadOptions {
     pub device: Device,
     pub dtype: DType,
     pub vae_tiling: VaeTiling,
+    /// At most this many bytes of activations per job; the device's own limits always apply as well.
+    pub memory_budget: Option<u64>,
 }
 
 impl LoadOptions {
     pub fn cpu() -> Self {
-        Self { device: Device::Cpu, dtype: DType::F32, vae_tiling: VaeTiling::Off }
+        Self { device: Device::Cpu, dtype: DType::F32, vae_tiling: VaeTiling::Off, memory_budget: None }
     }
 }
 
@@ -101,6 +105,8 @@ pub struct Generated {
     pub scheduler: SchedulerKind,
     pub dropped_tokens: usize,
     pub timings: Timings,
+    /// How the generation spent memory (attention slicing, VAE tiles).
+    pub memory: MemoryPlan,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -124,6 +130,10 @@ pub struct SdxlPipeline {
     /// The UNet halves the latent this many times minus one; sizes must survive it.
     unet_levels: usize,
     default_size: usize,
+    /// What the memory planner needs of the model, fixed at load.
+    shape: ModelShape,
+    precision: Precision,
+    kernels: ConvKernels,
     options: LoadOptions,
 }
 
@@ -163,6 +173,7 @@ impl SdxlPipeline {
         let scheduler_config: SchedulerConfig = read_json(&root.join("scheduler/scheduler_config.json"))?;
 
         let plan = unet_config.plan()?;
+        let shape = ModelShape::new(&unet_config, &vae_config)?;
         let pooled_dim = te2_config.projection_dim.unwrap_or(te2_config.hidden_size);
         if plan.cross_attention_dim != te_config.hidden_size + te2_config.hidden_size {
             return Err(PipelineError::Unsupported(format!(
@@ -185,6 +196,22 @@ impl SdxlPipeline {
         }
         let default_scheduler =
             scheduler_config.class_name.as_deref().and_then(SchedulerKind::from_class).unwrap_or(SchedulerKind::Euler);
+        // The stock SDXL VAE overflows in f16 (black images); like the reference, decode in f32 unless the
+        // config says the VAE is safe in half precision.
+        let vae_dtype = if dtype == DType::F16 && vae_config.force_upcast.unwrap_or(true) { DType::F32 } else { dtype };
+        if options.device.is_cpu() {
+            // On the CPU a failed allocation aborts the process: refuse weights that cannot fit before reading them.
+            let mut needed = 0u64;
+            for (name, stem) in crate::architecture::COMPONENTS {
+                let files = weights::find(&root.join(name), &[stem], variant)?;
+                let part_dtype = if name == "vae" { vae_dtype } else { dtype };
+                needed = needed.saturating_add(weights::bytes(&files, part_dtype)?);
+            }
+            let room = memory::budget::cpu_headroom(&memory::budget::CpuFacts::read());
+            if needed > room.bytes {
+                return Err(PipelineError::WeightsDoNotFit { needed, room });
+            }
+        }
 
         let tokenizer = ClipTokenizer::from_dir(&root.join("tokenizer"))?;
         let tokenizer_2 = ClipTokenizer::from_dir(&root.join("tokenizer_2"))?;
@@ -194,9 +221,6 @@ impl SdxlPipeline {
             .map_err(wrap("text_encoder_2"))?;
         let unet =
             UNet::new(component("unet", &["diffusion_pytorch_model"], dtype)?, &unet_config).map_err(wrap("unet"))?;
-        // The stock SDXL VAE overflows in f16 (black images); like the reference, decode in f32 unless the
-        // config says the VAE is safe in half precision.
-        let vae_dtype = if dtype == DType::F16 && vae_config.force_upcast.unwrap_or(true) { DType::F32 } else { dtype };
         let mut vae =
             Vae::new(component("vae", &["diffusion_pytorch_model"], vae_dtype)?, &vae_config).map_err(wrap("vae"))?;
         match options.vae_tiling {
@@ -205,6 +229,12 @@ impl SdxlPipeline {
             VaeTiling::Pixels(p) => vae.set_tiling(Some(p))?,
         }
         let default_size = unet_config.sample_size.unwrap_or(128) * vae.downscale();
+        let precision = Precision { unet: dtype.size_in_bytes() as u64, vae: vae_dtype.size_in_bytes() as u64 };
+        let kernels = match &options.device {
+            Device::Cuda(_) if cfg!(feature = "cudnn") => ConvKernels::Cudnn,
+            Device::Cuda(_) => ConvKernels::CudaIm2col,
+            _ => ConvKernels::Cpu,
+        };
         Ok(Self {
             tokenizer,
             tokenizer_2,
@@ -217,6 +247,9 @@ impl SdxlPipeline {
             force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(true),
             unet_levels: plan.down.len(),
             default_size,
+            shape,
+            precision,
+            kernels,
             options,
         })
     }
@@ -265,6 +298,7 @@ impl SdxlPipeline {
 
     fn check(&self, request: &GenerateRequest) -> Result<(), PipelineError> {
         let multiple = self.vae.downscale();
+        // Config checks bound the levels, so the shift cannot overflow.
         let smallest = multiple << self.unet_levels.saturating_sub(1);
         for (name, side) in [("width", request.width), ("height", request.height)] {
             if side == 0 || side % multiple != 0 {
@@ -321,6 +355,13 @@ impl SdxlPipeline {
     ) -> Result<Generated, PipelineError> {
         self.check(request)?;
         let guided = request.guidance > 1.0;
+        // Before anything large is allocated: a job that cannot fit is refused here, never aborted later.
+        let plan = self.memory_plan(request.width, request.height, guided)?;
+        if plan.is_full() {
+            tracing::debug!(%plan, width = request.width, height = request.height, "memory plan");
+        } else {
+            tracing::info!(%plan, width = request.width, height = request.height, "memory plan");
+        }
         let kind = request.scheduler.unwrap_or(self.default_scheduler);
         let mut scheduler = scheduler::build(kind, &self.scheduler_config, request.steps)?;
         let mut timings = Timings::default();
@@ -347,7 +388,7 @@ impl SdxlPipeline {
             let step_start = Instant::now();
             let input = if guided { Tensor::cat(&[&latents, &latents], 0)? } else { latents.clone() };
             let input = scheduler.scale_model_input(&input, i)?;
-            let output = self.unet.forward(&input, t, &context, Some(&added))?;
+            let output = self.unet.forward(&input, t, &context, Some(&added), plan.unet)?;
             let prediction = if guided {
                 let uncond = output.narrow(0, 0, 1)?;
                 let cond = output.narrow(0, 1, 1)?;
@@ -365,10 +406,23 @@ impl SdxlPipeline {
             }
         }
         let decode_start = Instant::now();
-        let image = self.vae.decode(&latents)?;
+        let image = self.vae.decode_with(&latents, plan.vae)?;
         self.options.device.synchronize()?;
         timings.decode = decode_start.elapsed();
-        Ok(Generated { image, scheduler: kind, dropped_tokens: embeds.dropped_tokens, timings })
+        Ok(Generated { image, scheduler: kind, dropped_tokens: embeds.dropped_tokens, timings, memory: plan })
+    }
+
+    /// How a `width` × `height` generation would spend memory on this device now, or why it cannot run.
+    pub fn memory_plan(&self, width: usize, height: usize, guided: bool) -> Result<MemoryPlan, PipelineError> {
+        let budget = Budget::measure(&self.options.device, self.options.memory_budget)?;
+        let job = memory::Job { width: width as u64, height: height as u64, batch: if guided { 2 } else { 1 } };
+        let settings = memory::Settings {
+            precision: self.precision,
+            kernels: self.kernels,
+            default_tile: self.vae.default_tile() as u64,
+            max_tile: self.vae.tiling().map(|t| t as u64),
+        };
+        Ok(memory::plan(&self.shape, job, settings, &budget)?)
     }
 
     /// SDXL's micro-conditioning: original size, crop top-left, target size (no crop, both the request's size).
@@ -387,11 +441,28 @@ impl SdxlPipeline {
         context: &Tensor,
         added: &AddedConditioning,
     ) -> Result<Tensor, PipelineError> {
-        self.unet.forward(sample, timestep, context, Some(added))
+        self.unet_forward_with(sample, timestep, context, added, Slicing::Full)
+    }
+
+    /// [`SdxlPipeline::unet_forward`] with the attention sliced.
+    pub fn unet_forward_with(
+        &self,
+        sample: &Tensor,
+        timestep: f64,
+        context: &Tensor,
+        added: &AddedConditioning,
+        slicing: Slicing,
+    ) -> Result<Tensor, PipelineError> {
+        self.unet.forward(sample, timestep, context, Some(added), slicing)
     }
 
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor, PipelineError> {
         self.vae.decode(latents)
+    }
+
+    /// [`SdxlPipeline::decode`] in tiles or with sliced attention, as a memory plan says.
+    pub fn decode_with(&self, latents: &Tensor, plan: DecodePlan) -> Result<Tensor, PipelineError> {
+        self.vae.decode_with(latents, plan)
     }
 
     /// The VAE decoder alone, as the reference's `vae.decode(latents)`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gameforge_jobs::DynamoJobStore;
-use gameforge_jobs::clients::{dynamodb_for_table, s3, sqs_for_queue};
+use gameforge_jobs::clients::{dynamodb_for_table, sqs_for_queue};
 use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue};
 use sdxl_worker::serve::decide::Judge;
 use sdxl_worker::serve::health;
@@ -19,7 +19,7 @@ use sdxl_worker::serve::stop;
 use sdxl_worker::{GenerateRequest, LoadOptions, SdxlPipeline, VaeTiling};
 use tokio::sync::watch;
 
-use crate::generate::{DTypeArg, device_and_dtype, resolve};
+use crate::generate::{DTypeArg, device_and_dtype, memory_size, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,7 +38,8 @@ pub struct Args {
     #[arg(long, env = "JOBS_TABLE")]
     jobs_table: String,
     /// Days a finished job's record (and its result) stays readable.
-    #[arg(long, env = "JOB_RETENTION_DAYS", default_value_t = gameforge_jobs::FINAL_RETENTION_DAYS)]
+    #[arg(long, env = "JOB_RETENTION_DAYS", default_value_t = gameforge_jobs::FINAL_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u64).range(1..=3650))]
     job_retention_days: u64,
     /// The EventBridge bus for result and progress events.
     #[arg(long, env = "RESULT_EVENT_BUS", default_value = "default")]
@@ -48,24 +49,28 @@ pub struct Args {
     /// Instance metadata endpoint for spot notices and placement; `off` outside EC2.
     #[arg(long, env = "IMDS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     imds: String,
-    #[arg(long, env = "IMDS_POLL_MS", default_value_t = 5000)]
+    #[arg(long, env = "IMDS_POLL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     imds_poll_ms: u64,
     /// Seconds a received job stays hidden; renewed every third of it while it runs.
-    #[arg(long, env = "VISIBILITY_SECONDS", default_value_t = 60)]
+    #[arg(long, env = "VISIBILITY_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=43_200))]
     visibility_seconds: u64,
-    #[arg(long, env = "RECEIVE_WAIT_SECONDS", default_value_t = 20)]
+    /// Long-poll wait of one receive (SQS allows at most 20).
+    #[arg(long, env = "RECEIVE_WAIT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=20))]
     receive_wait_seconds: u64,
     /// Seconds between SIGTERM and the kill (the ECS task's stopTimeout).
-    #[arg(long, env = "STOP_TIMEOUT_SECONDS", default_value_t = 120)]
+    #[arg(long, env = "STOP_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     stop_timeout_seconds: u64,
     /// Seconds kept free before the kill to store the image and the result.
-    #[arg(long, env = "STOP_MARGIN_SECONDS", default_value_t = 10)]
+    #[arg(long, env = "STOP_MARGIN_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     stop_margin_seconds: u64,
     /// A progress event every N steps.
     #[arg(long, env = "PROGRESS_EVERY")]
     progress_every: Option<usize>,
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
+    /// At most this much memory for a job's activations (`12GiB`); the GPU's free memory always bounds it.
+    #[arg(long, env = "GAMEFORGE_MEMORY_BUDGET", value_parser = memory_size)]
+    memory_budget: Option<u64>,
     #[arg(long)]
     cpu: bool,
 }
@@ -101,7 +106,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let (device, dtype) = device_and_dtype(args.cpu, args.dtype)?;
     let (model_arg, cache) = (args.model.clone(), args.cache_dir.clone());
     let root = tokio::task::spawn_blocking(move || resolve(&model_arg, cache, dtype)).await??;
-    let options = LoadOptions { device, dtype, vae_tiling: VaeTiling::Off };
+    let options = LoadOptions { device, dtype, vae_tiling: VaeTiling::Off, memory_budget: args.memory_budget };
     let model = tokio::task::spawn_blocking(move || {
         ModelThread::start(move || {
             let pipeline = SdxlPipeline::load(&root, options)?;
@@ -122,7 +127,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .context("the job queue")?;
     let (dynamodb, table) = dynamodb_for_table(&config, &args.jobs_table);
-    let jobs = DynamoJobStore::new(dynamodb, table, Duration::from_secs(args.job_retention_days.max(1) * 86_400));
+    let jobs = DynamoJobStore::new(dynamodb, table, Duration::from_secs(args.job_retention_days * 86_400));
     let placement = if args.imds == "off" {
         None
     } else {
@@ -138,7 +143,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     let service = Service {
         queue: Arc::new(queue),
-        store: Arc::new(S3Objects::new(s3(&config))),
+        store: Arc::new(S3Objects::new(&config)),
         jobs: Arc::new(jobs),
         announce: Arc::new(AwsAnnouncer::new(&config, args.event_bus.clone())),
         model,

@@ -36,7 +36,7 @@ impl ModelLocation {
         }
         if let Some(rest) = uri.strip_prefix("hf://") {
             let (repo, revision) = rest.split_once('@').unwrap_or((rest, "main"));
-            if !is_repo_id(repo) || revision.is_empty() {
+            if !hub::valid_repo_id(repo) || !hub::valid_revision(revision) {
                 return Err(fail("a Hub model is hf://owner/name or hf://owner/name@revision"));
             }
             return Ok(ModelLocation::Hub { repo: repo.into(), revision: revision.into() });
@@ -44,20 +44,11 @@ impl ModelLocation {
         if uri.contains("://") {
             return Err(fail("models come from a local folder, s3://bucket/prefix or hf://owner/name"));
         }
-        if !Path::new(uri).exists() && is_repo_id(uri) {
+        if !Path::new(uri).exists() && hub::valid_repo_id(uri) {
             return Ok(ModelLocation::Hub { repo: uri.into(), revision: "main".into() });
         }
         Ok(ModelLocation::Local(PathBuf::from(uri)))
     }
-}
-
-fn is_repo_id(s: &str) -> bool {
-    let ok = |part: &str| {
-        !part.is_empty()
-            && !part.starts_with('.')
-            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    matches!(s.split_once('/'), Some((owner, name)) if ok(owner) && ok(name))
 }
 
 /// One file of a remote model folder.
@@ -270,6 +261,8 @@ mod tests {
         assert_eq!(ModelLocation::parse("/srv/sdxl").unwrap(), ModelLocation::Local("/srv/sdxl".into()));
         assert!(ModelLocation::parse("s3://models").is_err());
         assert!(ModelLocation::parse("hf://just-a-name").is_err());
+        assert!(ModelLocation::parse("hf://owner/name@../../x").is_err());
+        assert!(ModelLocation::parse("hf://owner/na..me").is_err());
         assert!(ModelLocation::parse("gs://bucket/x").is_err());
     }
 

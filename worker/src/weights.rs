@@ -102,6 +102,17 @@ pub fn var_builder(weights: &WeightFiles, dtype: DType, device: &Device) -> Resu
     Ok(VarBuilder::from_backend(Box::new(mapped), dtype, device.clone()))
 }
 
+/// The bytes the files' tensors take once loaded as `dtype` (read from the headers; nothing is loaded).
+pub fn bytes(weights: &WeightFiles, dtype: DType) -> Result<u64, PipelineError> {
+    let mapped = map(&weights.files)?;
+    let size = dtype.size_in_bytes() as u64;
+    Ok(mapped
+        .tensors()
+        .iter()
+        .map(|(_, view)| view.shape().iter().fold(size, |acc, &d| acc.saturating_mul(d as u64)))
+        .fold(0u64, u64::saturating_add))
+}
+
 #[allow(unsafe_code)]
 fn map(files: &[PathBuf]) -> Result<MmapedSafetensors, PipelineError> {
     // SAFETY: the mapping is only sound while nobody truncates or rewrites the files; weight folders are written

@@ -141,3 +141,71 @@ async fn a_hub_repo_is_listed_selected_downloaded_and_cached() {
     let err = fetch(&private, cache.path(), None).await.unwrap_err().to_string();
     assert!(err.contains("hf://test/private@main") && err.contains("401") && err.contains("HF_TOKEN"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_goes_only_to_the_endpoints_origin_and_nothing_is_written_outside_the_cache() {
+    let cdn_log: Log = Arc::default();
+    let cdn = {
+        let log = Arc::clone(&cdn_log);
+        LoopbackServer::start("fake-cdn", move |request| {
+            let log = Arc::clone(&log);
+            async move {
+                log.lock()
+                    .unwrap()
+                    .push((request.uri().path().to_string(), request.headers().contains_key("authorization")));
+                respond(StatusCode::OK, br#"{"_class_name": "StableDiffusionXLPipeline"}"#.to_vec())
+            }
+        })
+        .unwrap()
+    };
+    let cdn_addr = cdn.addr();
+    let hub_log: Log = Arc::default();
+    let hub_addr: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+    let hub = {
+        let (log, hub_addr) = (Arc::clone(&hub_log), Arc::clone(&hub_addr));
+        LoopbackServer::start("fake-hub", move |request| {
+            let (log, hub_addr) = (Arc::clone(&log), Arc::clone(&hub_addr));
+            async move {
+                let path = request.uri().path().to_string();
+                log.lock().unwrap().push((path.clone(), request.headers().contains_key("authorization")));
+                let sha = if path.starts_with("/api/models/test/escaping/") { "../../escape" } else { "c0ffee" };
+                if path.starts_with("/api/models/") {
+                    let body = serde_json::json!({"sha": sha, "siblings": [{"rfilename": "model_index.json"}]});
+                    return respond(StatusCode::OK, body.to_string().into_bytes());
+                }
+                // A location whose text starts with the endpoint's (`http://<hub>`) but whose server is the CDN.
+                let hub = hub_addr.lock().unwrap().expect("set before any request");
+                Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header("location", format!("http://{hub}@{cdn_addr}/blobs/model_index.json"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            }
+        })
+        .unwrap()
+    };
+    *hub_addr.lock().unwrap() = Some(hub.addr());
+    let endpoint = format!("http://{}", hub.addr());
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+
+    let remote = Hub::new(&endpoint, "test/tiny-b", "main", Some("secret".into())).unwrap();
+    let folder = fetch(&remote, &cache, None).await.unwrap();
+    assert!(folder.join("model_index.json").exists());
+    assert!(!hub_log.lock().unwrap().is_empty() && hub_log.lock().unwrap().iter().all(|(_, token)| *token));
+    let cdn_requests = cdn_log.lock().unwrap().clone();
+    assert_eq!(cdn_requests.len(), 1, "{cdn_requests:?}");
+    assert!(!cdn_requests[0].1, "a URL that only starts like the endpoint got the token");
+
+    // A revision or commit that climbs out of the cache is refused before anything is written or removed.
+    let outside = root.path().join("x");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep.txt"), b"mine").unwrap();
+    let err = Hub::new(&endpoint, "test/tiny-b", "../../../x", None).unwrap_err().to_string();
+    assert!(err.contains("revision"), "{err}");
+    let escaping = Hub::new(&endpoint, "test/escaping", "main", None).unwrap();
+    let err = fetch(&escaping, &cache, None).await.unwrap_err().to_string();
+    assert!(err.contains("not a commit"), "{err}");
+    assert_eq!(std::fs::read(outside.join("keep.txt")).unwrap(), b"mine");
+    assert!(!root.path().join("escape").exists());
+}

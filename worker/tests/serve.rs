@@ -1,6 +1,7 @@
 //! `sdxl-worker serve` as processes against the emulator with the tiny model: no job lost or answered twice
-//! through SIGKILL and SIGTERM, poison and invalid jobs, a spot notice from a local metadata endpoint, and
-//! heartbeats that keep a long job from being delivered twice.
+//! through SIGKILL and SIGTERM, poison and invalid jobs, a spot notice from a local metadata endpoint,
+//! heartbeats that keep a long job from being delivered twice, a duplicate delivery that cannot answer for the
+//! run of another, images never overwritten by another job, and results kept when the reply queue is gone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -10,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use bytes::Bytes;
 use gameforge_contract::{ErrorClass, GenerationJob, JobResult, JobState, JobStatus, Message, S3Uri};
-use gameforge_jobs::{CancelOutcome, Client, ClientSettings, Submitted};
-use gameforge_localaws::{AwsError, Deployment, Emulator, LoopbackServer, Rule};
+use gameforge_jobs::{CancelOutcome, Client, ClientSettings, OWNER_ATTRIBUTE, Submitted};
+use gameforge_localaws::{AwsError, Deployment, Emulator, LoopbackServer, RoleCredentials, Rule};
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
@@ -34,11 +35,17 @@ const MAX_RECEIVES: u32 = 6;
 /// The queues, bucket and job status store one test uses.
 struct Setup {
     emulator: Emulator,
-    /// The project's template, for the job status table; the job queues are made here to vary their settings.
+    /// The project's template deployed (prefix `w`): its job queue (with the visibility and receive limit the
+    /// test sets as an operator would), dead-letter queue, status table and output bucket.
     deployment: Deployment,
+    /// The game backend: a role with the template's GameBackendPolicy, enforced.
     client: Client,
+    /// The worker task role's credentials, enforced on every worker process.
+    worker_role: RoleCredentials,
+    /// The account's own access, for what the test inspects.
     sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
+    bucket: String,
     jobs: String,
     dlq: String,
     replies: String,
@@ -54,14 +61,12 @@ async fn setup(visibility: u32) -> Setup {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let deployment = Deployment::deploy(&config, "gf").await.unwrap();
+    let deployment = Deployment::deploy(&config, "w").await.unwrap();
     let s3 = gameforge_jobs::clients::s3(&config);
-    s3.create_bucket().bucket("images").send().await.unwrap();
-    let dlq = sqs.create_queue().queue_name("jobs-dlq").send().await.unwrap().queue_url().unwrap().to_string();
+    let (jobs, dlq) = (deployment.job_queue_url.clone(), deployment.job_dead_letter_url.clone());
     let dlq_arn = queue_arn(&sqs, &dlq).await;
-    let jobs = sqs
-        .create_queue()
-        .queue_name("jobs")
+    sqs.set_queue_attributes()
+        .queue_url(&jobs)
         .attributes(QueueAttributeName::VisibilityTimeout, visibility.to_string())
         .attributes(
             QueueAttributeName::RedrivePolicy,
@@ -69,22 +74,32 @@ async fn setup(visibility: u32) -> Setup {
         )
         .send()
         .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    let replies = sqs.create_queue().queue_name("replies").send().await.unwrap().queue_url().unwrap().to_string();
+        .unwrap();
+    let replies = reply_queue(&sqs, "replies").await;
+    let worker_role = emulator.assume_role(&deployment.role_name("worker-task"), "worker task").await.unwrap();
+    let backend_policy = deployment.outputs["GameBackendPolicyArn"].clone();
+    let backend = emulator.role_with_policies("game-backend", &[&backend_policy]).await.unwrap();
     let client = Client::new(
-        &config,
+        &emulator.sdk_config_as(&backend, "us-east-1").await,
         &ClientSettings { job_queue_url: jobs.clone(), jobs_table: deployment.jobs_table.clone() },
     );
-    Setup { emulator, deployment, client, sqs, s3, jobs, dlq, replies }
+    let bucket = deployment.output_bucket.clone();
+    Setup { emulator, deployment, client, worker_role, sqs, s3, bucket, jobs, dlq, replies }
+}
+
+/// A reply queue of the test's deployment (prefix `w`).
+async fn reply_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    let created = sqs.create_queue().queue_name(name).tags("gameforge:reply-to", "w").send().await.unwrap();
+    created.queue_url().unwrap().to_string()
 }
 
 impl Setup {
+    fn output(&self) -> S3Uri {
+        S3Uri::parse(&format!("s3://{}/out", self.bucket)).unwrap()
+    }
+
     fn job(&self, id: &str, steps: u32, guidance: f64) -> GenerationJob {
-        let mut job =
-            GenerationJob::new(id, format!("a castle, number {id}"), "tiny", S3Uri::parse("s3://images/out").unwrap());
+        let mut job = GenerationJob::new(id, format!("a castle, number {id}"), "tiny", self.output());
         job.width = 64;
         job.height = 64;
         job.steps = steps;
@@ -137,7 +152,7 @@ impl Setup {
 
     async fn images(&self) -> BTreeSet<String> {
         let mut keys = BTreeSet::new();
-        let mut pages = self.s3.list_objects_v2().bucket("images").prefix("out/").into_paginator().send();
+        let mut pages = self.s3.list_objects_v2().bucket(&self.bucket).prefix("out/").into_paginator().send();
         while let Some(page) = pages.next().await {
             for o in page.unwrap().contents() {
                 keys.insert(o.key().unwrap().to_string());
@@ -146,19 +161,38 @@ impl Setup {
         keys.into_iter().filter(|k| k.ends_with(".png")).collect()
     }
 
-    fn worker(&self, name: &str, extra: &[&str]) -> Worker {
+    /// A worker with its deployed defaults (the template's task environment sets none of these): 20 s long polls,
+    /// the SDK's own timeouts and retries, the default stop timeout.
+    fn worker_with_defaults(&self, name: &str) -> Worker {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sdxl-worker"));
         command
             .args(["serve", "--model"])
             .arg(tiny())
             .args(["--model-id", "tiny", "--queue-url", &self.jobs, "--health-addr", "127.0.0.1:0", "--cpu"])
+            .args(["--jobs-table", &self.deployment.jobs_table, "--imds", "off"])
+            .envs(self.emulator.env_as(&self.worker_role))
+            .env("RUST_LOG", "info");
+        Worker::spawn(name, command)
+    }
+
+    fn worker(&self, name: &str, extra: &[&str]) -> Worker {
+        self.worker_with_env(name, extra, self.emulator.env_as(&self.worker_role))
+    }
+
+    fn worker_with_env(&self, name: &str, extra: &[&str], env: Vec<(String, String)>) -> Worker {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sdxl-worker"));
+        command
+            .args(["serve", "--model"])
+            .arg(tiny())
+            .args(["--model-id", "tiny", "--health-addr", "127.0.0.1:0", "--cpu"])
             .args(["--jobs-table", &self.deployment.jobs_table])
             .args(["--receive-wait-seconds", "1", "--stop-margin-seconds", "1"])
             .args(extra)
-            .envs(self.emulator.env())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .envs(env)
+            .env("RUST_LOG", "info");
+        if !extra.contains(&"--queue-url") {
+            command.args(["--queue-url", &self.jobs]);
+        }
         if !extra.contains(&"--imds") {
             command.args(["--imds", "off"]);
         }
@@ -168,6 +202,19 @@ impl Setup {
         if !extra.contains(&"--visibility-seconds") {
             command.args(["--visibility-seconds", "6"]);
         }
+        Worker::spawn(name, command)
+    }
+}
+
+struct Worker {
+    name: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, Value)>>>,
+}
+
+impl Worker {
+    fn spawn(name: &str, mut command: Command) -> Self {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().unwrap();
         let lines = Arc::new(Mutex::new(Vec::<(Instant, Value)>::new()));
         let stdout = child.stdout.take().unwrap();
@@ -181,15 +228,7 @@ impl Setup {
         });
         Worker { name: name.into(), child, lines }
     }
-}
 
-struct Worker {
-    name: String,
-    child: Child,
-    lines: Arc<Mutex<Vec<(Instant, Value)>>>,
-}
-
-impl Worker {
     /// Log lines with this message, with when they were seen.
     fn logged(&self, message: &str) -> Vec<(Instant, Value)> {
         self.lines.lock().unwrap().iter().filter(|(_, v)| v["message"] == message).cloned().collect()
@@ -428,6 +467,33 @@ async fn a_job_whose_runs_fail_on_aws_is_handed_back_and_not_taken_for_poison() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_whose_event_cannot_be_published_is_retried_without_a_second_reply() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(30).await;
+    // EventBridge refuses the final event on two deliveries (every attempt the SDK makes); the reply queue works.
+    let attempts = Emulator::settings().max_attempts;
+    let unavailable = setup.emulator.faults().add(
+        Rule::for_service("events")
+            .action("PutEvents")
+            .body_contains("Generation Job Completed")
+            .times(2 * attempts)
+            .fail(AwsError::service_unavailable()),
+    );
+    setup.send(setup.job("eventful", 1, 1.0).to_json()).await;
+    let _worker = setup.worker("w", &[]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    // Announced at last: the event went out and the message is gone.
+    while unavailable.hits() < 2 * attempts || setup.depth(&setup.jobs).await != (0, 0) {
+        assert!(Instant::now() < deadline, "the job was never announced ({} refusals)", unavailable.hits());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut results = Vec::new();
+    setup.drain_results(&mut results).await;
+    assert_eq!(results.len(), 1, "one reply, whatever the bus did: {results:?}");
+    assert_eq!(results[0].status, JobStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spot_notice_releases_the_running_job_within_two_seconds() {
     let _serial = SERIAL.lock().await;
     let setup = setup(30).await;
@@ -506,7 +572,8 @@ async fn progress_events_cancellation_and_metrics() {
         .await
         .unwrap();
     setup.send(setup.job("quick", 20, 1.0).to_json()).await;
-    setup.send(setup.job("cancel-me", 150, 5.0).to_json()).await;
+    // Submitted through the library: a caller cancels only its own jobs.
+    setup.client.submit(&setup.job("cancel-me", 150, 5.0)).await.unwrap();
     let worker = setup.worker("w", &["--progress-every", "5"]);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -636,4 +703,205 @@ async fn the_client_round_trip_one_job_per_id_cancel_before_start_and_status_wit
     assert!(setup.images().await.iter().all(|k| k != "out/never-1.png"));
     assert_eq!(setup.client.status("never-1").await.unwrap().unwrap().state, JobState::Cancelled);
     assert_eq!(setup.depth(&setup.jobs).await, (0, 0));
+}
+
+/// Every result on the reply queue until `count` have come (or the deadline passes, which fails the test).
+async fn results(setup: &Setup, count: usize, within: Duration) -> Vec<JobResult> {
+    let deadline = Instant::now() + within;
+    let mut results = Vec::new();
+    while results.len() < count {
+        assert!(Instant::now() < deadline, "results so far: {results:?}");
+        setup.drain_results(&mut results).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_delivery_past_its_deadline_does_not_change_the_outcome_of_the_run_in_progress() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(30).await;
+    let job = setup.job("held", 150, 5.0);
+    setup.client.submit(&job).await.unwrap();
+    let first = setup.worker("first", &[]);
+    first.wait_for("job started", Duration::from_secs(60)).await;
+    // A second message of the same job (what a retried plain send or a redrive makes), judged on arrival: its
+    // deadline has passed. Only the request's fingerprint has to match the recorded job's, and it does. It goes
+    // to a queue of its own, which only the second worker reads: the first would take it as its next message.
+    let other_queue =
+        setup.sqs.create_queue().queue_name("w2-jobs").send().await.unwrap().queue_url().unwrap().to_string();
+    let mut late = job.clone();
+    late.submitted_at -= chrono::Duration::hours(1);
+    late.deadline = Some(chrono::Utc::now() - chrono::Duration::minutes(1));
+    let owner = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(setup.client.owner().await.unwrap().as_str())
+        .build()
+        .unwrap();
+    setup
+        .sqs
+        .send_message()
+        .queue_url(&other_queue)
+        .message_body(late.to_json())
+        .message_attributes(OWNER_ATTRIBUTE, owner)
+        .send()
+        .await
+        .unwrap();
+    // The second queue is the test's device for a duplicate delivery, not a deployed queue: its worker acts with
+    // the account's own key (the first, whose outcome is at stake, acts with the task role).
+    let second = setup.worker_with_env("second", &["--queue-url", &other_queue], setup.emulator.env());
+    second.wait_for("another delivery runs this job; its answer stands, not this one", Duration::from_secs(60)).await;
+    assert!(first.logged("job finished").is_empty(), "the duplicate must meet the job running to test anything");
+    // A liveness bound: 150 steps of the tiny model on two busy cores.
+    let results = results(&setup, 1, Duration::from_secs(300)).await;
+    assert_eq!(results[0].status, JobStatus::Succeeded, "{results:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut late_results = Vec::new();
+    setup.drain_results(&mut late_results).await;
+    assert!(late_results.is_empty(), "one answer only: {late_results:?}");
+    assert_eq!(setup.client.status("held").await.unwrap().unwrap().state, JobState::Succeeded);
+    assert!(second.logged("job started").is_empty());
+    assert_eq!(setup.depth(&setup.jobs).await, (0, 0));
+    assert_eq!(setup.depth(&other_queue).await, (0, 0), "the duplicate is gone");
+    assert_eq!(setup.depth(&setup.dlq).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_is_never_overwritten_by_another_job_but_a_jobs_own_earlier_run_is_replaced() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(30).await;
+    // An id reused after its record expired: the earlier job's image is still there.
+    let earlier = b"the image of an earlier job".to_vec();
+    setup
+        .s3
+        .put_object()
+        .bucket(&setup.bucket)
+        .key("out/reused.png")
+        .body(earlier.clone().into())
+        .send()
+        .await
+        .unwrap();
+    setup.client.submit(&setup.job("reused", 2, 1.0)).await.unwrap();
+    // A job whose first run stores its image and then cannot record its result (DynamoDB answers 503 to every
+    // attempt): the run is handed back, and the next one replaces the image the first one stored.
+    let attempts = Emulator::settings().max_attempts;
+    let unrecorded = setup.emulator.faults().add(
+        Rule::for_service("dynamodb")
+            .action("UpdateItem")
+            .body_contains("retried")
+            .body_contains("result_json")
+            .times(attempts)
+            .fail(AwsError::service_unavailable()),
+    );
+    setup.client.submit(&setup.job("retried", 2, 1.0)).await.unwrap();
+    let _worker = setup.worker("w", &[]);
+    let results = results(&setup, 2, Duration::from_secs(90)).await;
+    let by_id: BTreeMap<&str, &JobResult> = results.iter().map(|r| (r.job_id.as_str(), r)).collect();
+    let reused = by_id["reused"];
+    assert_eq!(reused.status, JobStatus::Failed);
+    let error = reused.error.as_ref().unwrap();
+    assert_eq!(error.class, ErrorClass::Storage);
+    assert!(error.message.contains("never overwritten"), "{}", error.message);
+    let kept = setup.s3.get_object().bucket(&setup.bucket).key("out/reused.png").send().await.unwrap();
+    assert_eq!(kept.body.collect().await.unwrap().into_bytes().to_vec(), earlier);
+
+    assert_eq!(unrecorded.hits(), attempts, "the first run stored its image and failed to record its result");
+    assert_eq!(by_id["retried"].status, JobStatus::Succeeded, "{results:?}");
+    let image = setup.s3.get_object().bucket(&setup.bucket).key("out/retried.png").send().await.unwrap();
+    assert!(image.body.collect().await.unwrap().into_bytes().starts_with(b"\x89PNG"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_whose_reply_queue_is_gone_stays_recorded_unannounced_and_is_announced_once_it_is_back() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(30).await;
+    let gone = reply_queue(&setup.sqs, "gone-replies").await;
+    let mut job = setup.job("orphan", 2, 1.0);
+    job.reply_to = Some(gone.clone());
+    setup.client.submit(&job).await.unwrap();
+    // The backend deletes its queue after submitting: the worker cannot deliver the result.
+    setup.sqs.delete_queue().queue_url(&gone).send().await.unwrap();
+    let worker = setup.worker("w", &[]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let dead = loop {
+        assert!(Instant::now() < deadline, "the message never reached the dead-letter queue");
+        let got = setup
+            .sqs
+            .receive_message()
+            .queue_url(&setup.dlq)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = got.messages().first() {
+            break m.clone();
+        }
+    };
+    let attributes = dead.message_attributes().unwrap();
+    let reason = attributes["error_reason"].string_value().unwrap();
+    assert!(reason.contains("gone-replies") && reason.contains("refuses"), "{reason}");
+    let report = setup.client.status("orphan").await.unwrap().unwrap();
+    assert_eq!(report.state, JobState::Succeeded, "the result is recorded all the same");
+
+    // The queue comes back and the message is moved back from the dead-letter queue (with its attributes): the
+    // stored result, never announced, is announced now, and the job does not run again.
+    let back = reply_queue(&setup.sqs, "gone-replies").await;
+    assert_eq!(back, gone);
+    setup
+        .sqs
+        .send_message()
+        .queue_url(&setup.jobs)
+        .message_body(dead.body().unwrap())
+        .set_message_attributes(Some(
+            [(OWNER_ATTRIBUTE.to_string(), attributes[OWNER_ATTRIBUTE].clone())].into_iter().collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let announced = loop {
+        assert!(Instant::now() < deadline, "the stored result was never announced");
+        let got = setup.sqs.receive_message().queue_url(&back).wait_time_seconds(1).send().await.unwrap();
+        if let Some(m) = got.messages().first() {
+            break JobResult::from_json(m.body().unwrap().as_bytes()).unwrap();
+        }
+    };
+    assert_eq!(announced.status, JobStatus::Succeeded);
+    assert_eq!(Some(announced), report.result);
+    assert_eq!(worker.logged("job started").len(), 1, "answered once, run once");
+    // AWS refuses a send to a queue that is not there as it refuses any send the role may not make: a queue that
+    // does not exist carries no reply-to tag. That refusal is what the worker met, and all it met.
+    let denials = setup.emulator.iam().take_denials();
+    assert!(!denials.is_empty());
+    assert!(
+        denials.iter().all(|d| d.call == "sqs:SendMessage" && d.resource.ends_with(":gone-replies")),
+        "{denials:#?}"
+    );
+}
+
+/// With its deployed defaults a worker long-polls for 20 s. An SDK attempt that gave up before the poll did would
+/// abandon it while SQS can still hand it a job, which then stays hidden for the visibility timeout (60 s here)
+/// with its receive count raised. Jobs arriving at different points of idle polls are each taken at once, on their
+/// first delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_its_deployed_defaults_takes_each_job_at_once_after_idle_long_polls() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(60).await;
+    let worker = setup.worker_with_defaults("defaults");
+    worker.wait_for("ready", Duration::from_secs(60)).await;
+    for (i, idle) in [12u64, 15, 11].into_iter().enumerate() {
+        // Idle past the SDK's 10 s default attempt timeout, into the poll.
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let id = format!("idle-{i}");
+        let mut job = setup.job(&id, 1, 1.0);
+        job.reply_to = Some(setup.replies.clone());
+        let submitted = Instant::now();
+        setup.client.submit(&job).await.unwrap();
+        let done = results(&setup, 1, Duration::from_secs(75)).await;
+        assert_eq!(done[0].job_id, id);
+        assert_eq!(done[0].status, JobStatus::Succeeded, "{done:?}");
+        let took = submitted.elapsed();
+        assert!(took < Duration::from_secs(40), "{id} waited {took:?}: its first delivery went to an abandoned poll");
+    }
+    assert_eq!(setup.depth(&setup.dlq).await, (0, 0));
 }

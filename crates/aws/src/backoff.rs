@@ -27,6 +27,22 @@ impl Backoff {
         let ceiling = self.ceiling(attempt);
         Duration::from_secs_f64(rng.random_range(0.0..=ceiling.as_secs_f64()))
     }
+
+    /// How long a message that failed for a reason outside it (AWS unavailable, the fleet busy) stays hidden
+    /// before its `attempt`-th redelivery: drawn from `[ceiling / 2, ceiling]`. Half the jitter of
+    /// [`Backoff::delay`], so that deliveries still spread out but the time a message survives grows with
+    /// every receive: a queue's `maxReceiveCount` then bounds an outage it rides out
+    /// ([`Backoff::least_time_to`]), not a number of unlucky draws near zero.
+    pub fn redelivery(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(attempt).as_secs_f64();
+        Duration::from_secs_f64(rng.random_range(ceiling / 2.0..=ceiling))
+    }
+
+    /// The least time over which a message can be received `receives` times when each redelivery waits
+    /// [`Backoff::redelivery`]: the outage it survives before its queue dead-letters it.
+    pub fn least_time_to(&self, receives: u32) -> Duration {
+        (0..receives.saturating_sub(1)).map(|attempt| self.ceiling(attempt) / 2).sum()
+    }
 }
 
 #[cfg(test)]
@@ -41,6 +57,23 @@ mod tests {
         let ceilings: Vec<u64> = (0..7).map(|a| backoff.ceiling(a).as_secs()).collect();
         assert_eq!(ceilings, vec![1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn redeliveries_wait_at_least_half_the_ceiling_so_the_receive_count_bounds_an_outage() {
+        let backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(120));
+        let mut rng = StdRng::seed_from_u64(3);
+        for attempt in 0..10 {
+            let ceiling = backoff.ceiling(attempt);
+            for _ in 0..200 {
+                let delay = backoff.redelivery(attempt, &mut rng);
+                assert!(delay >= ceiling / 2 && delay <= ceiling, "{attempt}: {delay:?} of {ceiling:?}");
+            }
+        }
+        // 1, 2, 4, 8, 16, 32, then 60 s each.
+        assert_eq!(backoff.least_time_to(1), Duration::ZERO);
+        assert_eq!(backoff.least_time_to(7), Duration::from_secs(63));
+        assert_eq!(backoff.least_time_to(20), Duration::from_secs(63 + 13 * 60));
     }
 
     #[test]

@@ -79,6 +79,23 @@ impl AwsSettings {
     }
 }
 
+/// SQS holds a long poll open for up to its wait before answering empty. An attempt timeout shorter than the
+/// wait abandons an idle poll, and SQS may still hand that abandoned request a message, which then stays hidden
+/// for the queue's visibility timeout with its receive count raised. So a long poll's attempt outlasts its wait by
+/// this much.
+pub const LONG_POLL_GRACE: Duration = Duration::from_secs(10);
+
+/// Timeouts for one long poll (`ReceiveMessage` with `wait`): apply them to that call with
+/// `.customize().config_override(…timeout_config(long_poll_timeouts(wait)))`.
+pub fn long_poll_timeouts(wait: Duration) -> TimeoutConfig {
+    let attempt = wait + LONG_POLL_GRACE;
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * 3)
+        .build()
+}
+
 /// The configuration every gameforge binary uses: the environment's region, credentials and endpoint, with
 /// the retry and timeout settings above.
 pub async fn load() -> SdkConfig {
@@ -101,6 +118,17 @@ mod tests {
         assert_eq!(settings.initial_backoff, Duration::from_millis(50));
         assert_eq!(settings.attempt_timeout, AwsSettings::default().attempt_timeout);
         assert_eq!(settings.retry_config().max_attempts(), 8);
+    }
+
+    #[test]
+    fn a_long_poll_attempt_outlasts_its_wait() {
+        for wait in [Duration::ZERO, Duration::from_secs(1), Duration::from_secs(20)] {
+            let timeouts = long_poll_timeouts(wait);
+            assert_eq!(timeouts.operation_attempt_timeout(), Some(wait + LONG_POLL_GRACE));
+            assert!(timeouts.operation_timeout().unwrap() > wait + LONG_POLL_GRACE);
+        }
+        // The default attempt timeout is shorter than SQS's longest wait: that is why long polls get their own.
+        assert!(AwsSettings::default().attempt_timeout < Duration::from_secs(20));
     }
 
     #[test]

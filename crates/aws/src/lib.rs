@@ -5,9 +5,12 @@
 
 pub mod backoff;
 pub mod config;
+pub mod dead_letter;
 pub mod env;
+pub mod invocation;
 pub mod metrics;
 pub mod port;
+pub mod sdk_error;
 pub mod sqs_batch;
 pub mod telemetry;
 

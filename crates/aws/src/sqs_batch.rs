@@ -41,9 +41,22 @@ impl SqsRecord {
         self.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
     }
 
-    /// The queue's URL, rebuilt from the record's ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`) the way SQS forms it.
+    /// The queue's name, from the record's ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`).
     pub fn queue_name(&self) -> Option<&str> {
         self.event_source_arn.as_deref().and_then(|arn| arn.rsplit(':').next())
+    }
+
+    /// The queue's URL, rebuilt from the record's ARN the way SQS forms it (the SDK sends it to whatever
+    /// endpoint it is configured with).
+    pub fn queue_url(&self) -> Option<String> {
+        let arn = self.event_source_arn.as_deref()?;
+        match arn.split(':').collect::<Vec<_>>().as_slice() {
+            ["arn", partition, "sqs", region, account, name] if !name.is_empty() => {
+                let domain = if partition.starts_with("aws-cn") { "amazonaws.com.cn" } else { "amazonaws.com" };
+                Some(format!("https://sqs.{region}.{domain}/{account}/{name}"))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -79,6 +92,18 @@ pub fn is_sqs_batch(payload: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_records_queue_url_is_rebuilt_from_its_arn() {
+        let record = |arn: &str| -> SqsRecord {
+            serde_json::from_value(serde_json::json!({"messageId": "m", "eventSourceARN": arn})).unwrap()
+        };
+        assert_eq!(
+            record("arn:aws:sqs:us-west-2:123456789012:gf-control.fifo").queue_url().as_deref(),
+            Some("https://sqs.us-west-2.amazonaws.com/123456789012/gf-control.fifo")
+        );
+        assert_eq!(record("arn:aws:sqs:us-west-2:123456789012:gf-control.fifo").queue_name(), Some("gf-control.fifo"));
+        assert_eq!(record("not an arn").queue_url(), None);
+    }
     use super::*;
     use serde_json::json;
 

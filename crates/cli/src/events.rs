@@ -6,6 +6,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use gameforge_contract::Message;
 
+mod hint;
+
+use hint::Envelope;
+
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     /// Classify one EventBridge event exactly as the on-signal function does, and print the result as one JSON
@@ -48,11 +52,7 @@ fn classify(input: &PathBuf, pretty: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            let hint = if looks_like_sqs_batch(&bytes) {
-                " (this is an SQS batch: classify the events in its records' bodies)"
-            } else {
-                ""
-            };
+            let hint = Envelope::detect(&bytes).map(|envelope| format!(" ({})", envelope.hint())).unwrap_or_default();
             eprintln!("gameforge: {}: {error}{hint}", input.display());
             Ok(ExitCode::from(NOT_AN_EVENT))
         }
@@ -67,8 +67,4 @@ fn read(input: &PathBuf) -> anyhow::Result<Vec<u8>> {
     } else {
         std::fs::read(input).with_context(|| format!("reading {}", input.display()))
     }
-}
-
-fn looks_like_sqs_batch(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("Records").is_some_and(|r| r.is_array()))
 }

@@ -13,6 +13,9 @@ use gameforge_jobs::{CancelOutcome, Client, ClientSettings, SubmitError, Submitt
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::Rng;
 
+/// SQS keeps a message at most 14 days: a later deadline could never be reached by a waiting job.
+const MAX_DEADLINE_IN: i64 = 14 * 86_400;
+
 /// Exit codes a script can branch on.
 mod exit {
     pub const ERROR: u8 = 1;
@@ -89,12 +92,14 @@ pub struct SubmitArgs {
     /// Where the image goes (`s3://bucket/prefix`; the image is `<prefix>/<job id>.png`).
     #[arg(long, env = "GAMEFORGE_OUTPUT")]
     output_prefix: String,
-    /// An SQS queue that also receives the result.
+    /// An SQS queue that also receives the result: one of the deployment's account, tagged
+    /// `gameforge:reply-to=<deployment prefix>`.
     #[arg(long)]
     reply_to: Option<String>,
-    /// Seconds after which the job is worthless and is not run.
-    #[arg(long)]
-    deadline_in: Option<u64>,
+    /// Seconds after which the job is worthless and is not run; at most 14 days (1209600), the longest a job
+    /// message can wait on a queue.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_DEADLINE_IN))]
+    deadline_in: Option<u32>,
     /// A label echoed back in the result, `key=value` (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -235,7 +240,7 @@ fn build_job(args: &SubmitArgs) -> Result<GenerationJob, Failure> {
         SchedulerArg::Ddim => Scheduler::Ddim,
     };
     job.reply_to = args.reply_to.clone();
-    job.deadline = args.deadline_in.map(|s| job.submitted_at + chrono::Duration::seconds(s as i64));
+    job.deadline = args.deadline_in.map(|s| job.submitted_at + chrono::Duration::seconds(i64::from(s)));
     job.labels = args.labels.iter().cloned().collect();
     Ok(job)
 }
@@ -249,7 +254,9 @@ async fn submit(args: SubmitArgs) -> Result<u8, Failure> {
             let list: Vec<String> = e.violations().iter().map(|v| format!("  {v}")).collect();
             return Err(Failure(exit::REJECTED, format!("invalid job:\n{}", list.join("\n"))));
         }
-        Err(e @ SubmitError::Conflict { .. }) => return Err(Failure(exit::REJECTED, e.to_string())),
+        Err(e @ (SubmitError::Conflict { .. } | SubmitError::ReplyTo(_))) => {
+            return Err(Failure(exit::REJECTED, e.to_string()));
+        }
         Err(SubmitError::Aws(e)) => return Err(e.into()),
     };
     let (name, state) = match &outcome {

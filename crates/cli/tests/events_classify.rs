@@ -72,6 +72,53 @@ fn an_sqs_batch_is_not_an_event_and_says_what_to_do() {
     }
 }
 
+/// What `classify` says about a payload that is not an event: exit 2, nothing on stdout, one line on stderr.
+fn refusal(payload: &[u8]) -> String {
+    let output = classify(&["-"], Some(payload));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn an_sns_notification_is_named_as_one_and_not_as_an_sqs_batch() {
+    let event = std::fs::read_to_string(events_dir().join("ec2/spot-interruption-warning-terminate.json")).unwrap();
+    let notification = serde_json::json!({"Records": [{
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:gameforge-signals:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
+        "Sns": {"Type": "Notification", "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+                "TopicArn": "arn:aws:sns:us-east-1:123456789012:gameforge-signals", "Message": event},
+    }]});
+    let stderr = refusal(notification.to_string().as_bytes());
+    assert!(stderr.contains("SNS notification") && stderr.contains("Sns.Message"), "{stderr}");
+    assert!(!stderr.contains("SQS"), "{stderr}");
+}
+
+#[test]
+fn put_events_entries_are_named_as_such() {
+    let entry = serde_json::json!({
+        "Source": "aws.ec2",
+        "DetailType": "EC2 Spot Instance Interruption Warning",
+        "Detail": "{\"instance-id\":\"i-0b662ef9931388ba0\",\"instance-action\":\"terminate\"}",
+        "Resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-0b662ef9931388ba0"],
+    });
+    for payload in [serde_json::json!({"Entries": [entry.clone()]}), entry] {
+        let stderr = refusal(payload.to_string().as_bytes());
+        assert!(stderr.contains("PutEvents"), "{stderr}");
+        assert!(!stderr.contains("SQS"), "{stderr}");
+    }
+}
+
+#[test]
+fn records_of_another_service_are_not_called_an_sqs_batch() {
+    let s3 = br#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {}}]}"#;
+    let stderr = refusal(s3);
+    assert!(!stderr.contains("SQS") && !stderr.contains("SNS"), "{stderr}");
+}
+
 #[test]
 fn garbage_exits_two_with_one_line_on_stderr() {
     for garbage in [

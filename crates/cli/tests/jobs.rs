@@ -4,20 +4,24 @@
 
 use std::process::{Command, Output};
 
-use gameforge_localaws::{Deployment, Emulator, queue_depth};
+use gameforge_localaws::{Deployment, Emulator, RoleCredentials, queue_depth};
 use serde_json::Value;
 
 struct Rig {
     emulator: Emulator,
     deployment: Deployment,
     config: aws_config::SdkConfig,
+    /// The game backend that runs the CLI: a role with the template's GameBackendPolicy, enforced.
+    backend: RoleCredentials,
 }
 
 async fn rig() -> Rig {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
     let deployment = Deployment::deploy(&config, "gf").await.unwrap();
-    Rig { emulator, deployment, config }
+    let policy = deployment.outputs["GameBackendPolicyArn"].clone();
+    let backend = emulator.role_with_policies("game-backend", &[&policy]).await.unwrap();
+    Rig { emulator, deployment, config, backend }
 }
 
 impl Rig {
@@ -25,7 +29,7 @@ impl Rig {
         Command::new(env!("CARGO_BIN_EXE_gameforge"))
             .arg("jobs")
             .args(args)
-            .envs(self.emulator.env())
+            .envs(self.emulator.env_as(&self.backend))
             .env("GAMEFORGE_JOB_QUEUE_URL", &self.deployment.job_queue_url)
             .env("GAMEFORGE_JOBS_TABLE", &self.deployment.jobs_table)
             .env("GAMEFORGE_MODEL", "tiny")
@@ -110,4 +114,37 @@ async fn waiting_gives_up_with_exit_5_and_unknown_jobs_and_missing_settings_are_
         String::from_utf8_lossy(&out.stderr)
             .contains("GAMEFORGE_JOB_QUEUE_URL is missing; GAMEFORGE_JOBS_TABLE is missing")
     );
+}
+
+#[tokio::test]
+async fn a_reply_queue_that_is_not_the_deployments_exits_3_naming_the_rule_and_enqueues_nothing() {
+    let rig = rig().await;
+    let sqs = aws_sdk_sqs::Client::new(&rig.config);
+    let untagged = sqs.create_queue().queue_name("cli-results").send().await.unwrap().queue_url.unwrap();
+    let out = rig.jobs(&["submit", "--job-id", "cli-reply", "--prompt", "a castle", "--reply-to", &untagged]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid reply_to") && stderr.contains("gameforge:reply-to=gf"), "{stderr}");
+    assert_eq!(rig.depth().await, 0);
+    assert_eq!(rig.jobs(&["status", "cli-reply"]).status.code(), Some(1), "nothing was recorded");
+    sqs.tag_queue().queue_url(&untagged).tags("gameforge:reply-to", "gf").send().await.unwrap();
+    let out = rig.jobs(&["submit", "--job-id", "cli-reply", "--prompt", "a castle", "--reply-to", &untagged]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_deadline_beyond_fourteen_days_is_a_usage_error_naming_the_bound_not_a_panic() {
+    for far in ["9000000000000000", "1209601", "0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gameforge"))
+            .args(["jobs", "submit", "--prompt", "a castle", "--model", "tiny", "--output-prefix", "s3://images/out"])
+            .args(["--deadline-in", far])
+            .env("GAMEFORGE_JOB_QUEUE_URL", "http://127.0.0.1:9/123456789012/gf-jobs")
+            .env("GAMEFORGE_JOBS_TABLE", "gf-jobs")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{far}: {stderr}");
+        assert!(stderr.contains("--deadline-in") && stderr.contains("1..=1209600"), "{far}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{far}: {stderr}");
+    }
 }

@@ -8,9 +8,12 @@ use gameforge_aws::PortError;
 use gameforge_aws::env::{EnvReader, SettingsError};
 use gameforge_contract::{GenerationJob, JobResult, JobStatusReport, S3Uri};
 
-use crate::clients::{dynamodb_for_table, s3, sqs_for_queue};
+use crate::clients::{BucketClients, dynamodb_for_table, sqs_for_queue};
 use crate::store::CancelOutcome;
-use crate::{DynamoJobStore, FINAL_RETENTION_DAYS, JobStore, SqsJobSender, SubmitError, Submitted, submit};
+use crate::{
+    CallerIdentity, DynamoJobStore, FINAL_RETENTION_DAYS, JobKey, JobStore, Owner, SqsJobSender, SqsReplyQueues,
+    SubmitError, Submitted, submit,
+};
 
 /// Where the deployment's job queue and status store are; the stack's outputs name both.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +48,15 @@ pub enum WaitError {
     Aws(#[from] PortError),
 }
 
-/// A connection to one deployment.
+/// A connection to one deployment, as the caller its AWS credentials name: the jobs it submits are that
+/// principal's, and it sees and cancels only that principal's jobs.
 #[derive(Debug, Clone)]
 pub struct Client {
     store: DynamoJobStore,
     sender: SqsJobSender,
-    s3: aws_sdk_s3::Client,
+    replies: SqsReplyQueues,
+    identity: CallerIdentity,
+    s3: BucketClients,
 }
 
 impl Client {
@@ -59,17 +65,30 @@ impl Client {
         Self {
             store: DynamoJobStore::new(dynamodb, table, Duration::from_secs(FINAL_RETENTION_DAYS * 86_400)),
             sender: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
-            s3: s3(config),
+            replies: SqsReplyQueues::new(config, &settings.job_queue_url),
+            identity: CallerIdentity::new(config),
+            s3: BucketClients::new(config),
         }
+    }
+
+    /// The principal this client acts as, which owns the jobs it submits.
+    pub async fn owner(&self) -> Result<Owner, PortError> {
+        self.identity.owner().await
+    }
+
+    async fn key(&self, job_id: &str) -> Result<JobKey, PortError> {
+        Ok(JobKey::owned(&self.owner().await?, job_id))
     }
 
     /// Validates and enqueues `job`; resubmitting its id returns the existing job and enqueues nothing.
     pub async fn submit(&self, job: &GenerationJob) -> Result<Submitted, SubmitError> {
-        submit(&self.store, &self.sender, job, None).await
+        let owner = self.owner().await?;
+        submit(&self.store, &self.sender, &self.replies, job, &owner).await
     }
 
+    /// The job's status; `None` for an id this caller never submitted (whoever else did).
     pub async fn status(&self, job_id: &str) -> Result<Option<JobStatusReport>, PortError> {
-        Ok(self.store.get(job_id).await?.map(|r| r.report()))
+        Ok(self.store.get(&self.key(job_id).await?).await?.map(|r| r.report()))
     }
 
     /// Waits for the job's final result, polling the status store (a read every quarter second at first,
@@ -105,22 +124,31 @@ impl Client {
         }
     }
 
+    /// Cancels one of this caller's jobs; another caller's is `NotFound`.
     pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, PortError> {
-        self.store.cancel(job_id, chrono::Utc::now()).await
+        self.store.cancel(&self.key(job_id).await?, chrono::Utc::now()).await
     }
 
-    /// A URL that fetches the image without AWS credentials until it expires.
+    /// A URL that fetches the image without AWS credentials until it expires. The image is looked up first, so
+    /// that the URL is signed for its bucket's region (and a missing image is an error now, not a 404 later).
     pub async fn image_url(&self, image: &S3Uri, expires_in: Duration) -> Result<String, PortError> {
         let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
             .map_err(|e| PortError::new("presign image", e))?;
+        self.s3
+            .call(image.bucket(), |s3| async move {
+                s3.head_object().bucket(image.bucket()).key(image.prefix()).send().await
+            })
+            .await
+            .map_err(|e| PortError::sdk("HeadObject image", &e))?;
         let request = self
             .s3
+            .client(image.bucket())
             .get_object()
             .bucket(image.bucket())
             .key(image.prefix())
             .presigned(presigning)
             .await
-            .map_err(|e| PortError::new("presign image", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| PortError::sdk("presign image", &e))?;
         Ok(request.uri().to_string())
     }
 
@@ -128,12 +156,11 @@ impl Client {
     pub async fn download(&self, image: &S3Uri, dir: &Path) -> Result<PathBuf, PortError> {
         let object = self
             .s3
-            .get_object()
-            .bucket(image.bucket())
-            .key(image.prefix())
-            .send()
+            .call(image.bucket(), |s3| async move {
+                s3.get_object().bucket(image.bucket()).key(image.prefix()).send().await
+            })
             .await
-            .map_err(|e| PortError::new("GetObject image", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| PortError::sdk("GetObject image", &e))?;
         let bytes = object.body.collect().await.map_err(|e| PortError::new("GetObject image", e))?.into_bytes();
         let name = image.prefix().rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("image.png");
         tokio::fs::create_dir_all(dir).await.map_err(|e| PortError::new("write image", e))?;

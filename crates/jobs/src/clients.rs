@@ -42,6 +42,65 @@ pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
 }
 
+/// S3 clients by bucket. A bucket lives in one region, and S3 refuses a path-style request signed for another
+/// (`301 PermanentRedirect`, the bucket's region in `x-amz-bucket-region`), which the SDK does not follow: a
+/// standby's worker writing to the home region's bucket, or a backend elsewhere downloading an image. The first
+/// such answer teaches the bucket's region, and the call is made again there.
+#[derive(Debug, Clone)]
+pub struct BucketClients {
+    base: SdkConfig,
+    default: aws_sdk_s3::Client,
+    learned: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, aws_sdk_s3::Client>>>,
+}
+
+/// An SDK error from S3, whatever the operation.
+pub type S3Error<E> = aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>;
+
+impl BucketClients {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self { base: config.clone(), default: s3(config), learned: Default::default() }
+    }
+
+    /// The client for `bucket`: of its region once known, else of the configured one.
+    pub fn client(&self, bucket: &str) -> aws_sdk_s3::Client {
+        let learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        learned.get(bucket).cloned().unwrap_or_else(|| self.default.clone())
+    }
+
+    /// Runs `call` with the bucket's client; when S3 answers that the bucket is in another region, runs it once
+    /// more with a client of that region (and keeps that client for the bucket).
+    pub async fn call<T, E, F, Fut>(&self, bucket: &str, call: F) -> Result<T, S3Error<E>>
+    where
+        F: Fn(aws_sdk_s3::Client) -> Fut,
+        Fut: Future<Output = Result<T, S3Error<E>>>,
+    {
+        let client = self.client(bucket);
+        match call(client.clone()).await {
+            Err(error) => match redirected_to(&error)
+                .filter(|r| Some(r.as_str()) != client.config().region().map(|r| r.as_ref()))
+            {
+                Some(region) => {
+                    let regional = s3(&self.base.to_builder().region(aws_config::Region::new(region)).build());
+                    self.learned.lock().unwrap_or_else(|p| p.into_inner()).insert(bucket.to_owned(), regional.clone());
+                    call(regional).await
+                }
+                None => Err(error),
+            },
+            ok => ok,
+        }
+    }
+}
+
+/// The region S3 names for a bucket asked for in the wrong one.
+fn redirected_to<E>(error: &S3Error<E>) -> Option<String> {
+    let response = error.raw_response()?;
+    let status = response.status().as_u16();
+    if !(status == 301 || status == 400 || status == 403) {
+        return None;
+    }
+    response.headers().get("x-amz-bucket-region").map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

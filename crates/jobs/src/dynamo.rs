@@ -1,20 +1,21 @@
-//! The job status store in one DynamoDB table keyed by `job_id`. Each transition is one conditional write, so
-//! a cancellation, a claim and a duplicate delivery racing each other settle on one outcome. Jobs and results
-//! are kept as their contract JSON. `expires_at` (TTL) removes open records after the job queue's longest
-//! retention and final ones after `retention`.
+//! The job status store in one DynamoDB table keyed by `job_id`, which holds the job's key (`<owner>#<id>`, see
+//! [`JobKey`]). Each transition is one conditional write, so a cancellation, a claim and a duplicate delivery
+//! racing each other settle on one outcome, and a final result lands only where no other delivery holds the
+//! claim. Jobs and results are kept as their contract JSON. `expires_at` (TTL) removes open records after the job
+//! queue's longest retention and final ones after `retention`.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Duration, Utc};
 use gameforge_aws::PortError;
+use gameforge_aws::sdk_error::lost_condition;
 use gameforge_contract::{GenerationJob, JobResult, JobState, Message, Placement, Progress};
 
-use crate::JobRecord;
-use crate::record::cancelled_result;
+use crate::record::{cancelled_result, fingerprint};
 use crate::store::{CancelOutcome, Claim, Finish, JobStore, ProgressAnswer};
+use crate::{JobKey, JobRecord, Owner};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -41,14 +42,6 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn describe<E: std::error::Error + 'static>(e: &SdkError<E>) -> String {
-    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
-}
-
-fn is_condition_failure<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
-    error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
-}
-
 fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
@@ -57,9 +50,15 @@ fn number(item: &Item, name: &str) -> Option<u32> {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
+fn time(item: &Item, name: &str) -> Option<DateTime<Utc>> {
+    text(item, name).and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+}
+
 fn parse(item: &Item) -> Result<JobRecord, PortError> {
     let bad = |what: &str| PortError::new("read job record", format!("{what} is missing or invalid"));
-    let job_id = text(item, "job_id").ok_or_else(|| bad("job_id"))?.to_string();
+    let stored = text(item, "job_id").ok_or_else(|| bad("job_id"))?;
+    let owner = text(item, "submitted_by").map(Owner::from_arn).transpose().map_err(|_| bad("submitted_by"))?;
+    let key = JobKey::from_stored(stored, owner);
     let state = text(item, "job_state").and_then(JobState::parse).ok_or_else(|| bad("job_state"))?;
     let job = text(item, "job_json")
         .map(|j| GenerationJob::from_json(j.as_bytes()))
@@ -77,30 +76,71 @@ fn parse(item: &Item) -> Result<JobRecord, PortError> {
         (Some(step), Some(total)) if total > 0 => Some(Progress { step, total }),
         _ => None,
     };
-    let updated_at = text(item, "updated_at")
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| bad("updated_at"))?;
+    let updated_at = time(item, "updated_at").ok_or_else(|| bad("updated_at"))?;
     let flag = |name: &str| item.get(name).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
     Ok(JobRecord {
-        job_id,
+        job_id: key.job_id().to_string(),
         state,
         job,
         fingerprint: text(item, "request_fingerprint").map(str::to_string),
-        submitted_by: text(item, "submitted_by").map(str::to_string),
+        owner: key.owner().cloned(),
+        // A record written before creation times were kept: its last update is the best that is known.
+        created_at: time(item, "created_at").unwrap_or(updated_at),
         updated_at,
-        owner: text(item, "owner_message").map(str::to_string),
+        delivery: text(item, "owner_message").map(str::to_string),
         placement,
         progress,
         cancel_requested: flag("cancel_requested"),
         runs_started: number(item, "runs_started").unwrap_or(0),
         runs_released: number(item, "runs_released").unwrap_or(0),
         result,
+        replied: flag("result_replied"),
         announced: flag("result_announced"),
     })
 }
 
-const FINAL_STATES: [JobState; 4] = [JobState::Succeeded, JobState::Failed, JobState::Rejected, JobState::Cancelled];
+/// The condition under which a delivery may claim or answer the job under a key: no other delivery holds the
+/// claim, the job is not final, and the message carries the request recorded there (a message that is not a
+/// valid job carries none, and may answer only a key where none is recorded). A job with an owner must have
+/// been submitted, so its record exists; one without may get its first record from the worker.
+fn answerable(key: &JobKey, carries_request: bool) -> String {
+    let free = "(job_state IN (:submitted, :queued) OR (job_state = :running AND owner_message = :me))";
+    let request = if carries_request {
+        "(attribute_not_exists(request_fingerprint) OR request_fingerprint = :fp)"
+    } else {
+        "attribute_not_exists(job_json)"
+    };
+    match key.owner() {
+        Some(_) => format!("{free} AND {request}"),
+        None => format!("attribute_not_exists(job_id) OR ({free} AND {request})"),
+    }
+}
+
+/// What stands between a delivery and the job under a key, once its claim or answer failed [`answerable`].
+enum Standing {
+    Final(JobRecord),
+    Busy(JobRecord),
+    Refused(String),
+}
+
+/// Why the condition failed, from the record as it is now; `None` when nothing stands in the way any more (the
+/// record changed between the write and this read: try again).
+fn standing(key: &JobKey, delivery: &str, record: Option<JobRecord>, request: Option<&str>) -> Option<Standing> {
+    let Some(record) = record else {
+        return key.owner().is_some().then(|| Standing::Refused(format!("{key} was never submitted")));
+    };
+    if record.state.is_final() {
+        return Some(Standing::Final(record));
+    }
+    if record.state == JobState::Running && record.delivery.as_deref() != Some(delivery) {
+        return Some(Standing::Busy(record));
+    }
+    let same_request = match request {
+        Some(digest) => record.fingerprint.as_deref().is_none_or(|f| f == digest),
+        None => record.job.is_none(),
+    };
+    (!same_request).then(|| Standing::Refused(format!("the message is not the request recorded for {key}")))
+}
 
 impl DynamoJobStore {
     /// `retention`: how long a final record is kept (its result stays readable by `status` that long).
@@ -109,73 +149,82 @@ impl DynamoJobStore {
         Self { client, table: table.into(), retention }
     }
 
-    fn update(&self, job_id: &str) -> UpdateItemFluentBuilder {
-        self.client.update_item().table_name(&self.table).key("job_id", s(job_id))
+    fn update(&self, key: &JobKey) -> UpdateItemFluentBuilder {
+        self.client.update_item().table_name(&self.table).key("job_id", s(key.stored()))
     }
 
-    fn with_final_states(update: UpdateItemFluentBuilder) -> UpdateItemFluentBuilder {
-        FINAL_STATES
-            .iter()
-            .enumerate()
-            .fold(update, |u, (i, state)| u.expression_attribute_values(format!(":final{i}"), s(state.as_str())))
+    /// Sets one of the record's boolean attributes, on a record that exists.
+    async fn set_flag(&self, key: &JobKey, attribute: &'static str) -> Result<(), PortError> {
+        self.update(key)
+            .update_expression("SET #flag = :yes")
+            .condition_expression("attribute_exists(job_id)")
+            .expression_attribute_names("#flag", attribute)
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| PortError::sdk("UpdateItem job flag", &e))?;
+        Ok(())
+    }
+
+    /// The values [`answerable`] names.
+    fn answerable_values(update: UpdateItemFluentBuilder, delivery: &str) -> UpdateItemFluentBuilder {
+        update
+            .expression_attribute_values(":submitted", s(JobState::Submitted.as_str()))
+            .expression_attribute_values(":queued", s(JobState::Queued.as_str()))
+            .expression_attribute_values(":running", s(JobState::Running.as_str()))
+            .expression_attribute_values(":me", s(delivery))
     }
 
     fn expires(&self, now: DateTime<Utc>, final_state: bool) -> AttributeValue {
-        n((now + if final_state { self.retention } else { OPEN_RETENTION }).timestamp())
+        let keep = if final_state { self.retention } else { OPEN_RETENTION };
+        n(now.checked_add_signed(keep).unwrap_or(DateTime::<Utc>::MAX_UTC).timestamp())
     }
 
-    async fn fetch(&self, job_id: &str) -> Result<Option<JobRecord>, PortError> {
+    async fn fetch(&self, key: &JobKey) -> Result<Option<JobRecord>, PortError> {
         let answer = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("job_id", s(job_id))
+            .key("job_id", s(key.stored()))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| PortError::new("GetItem job", describe(&e)))?;
+            .map_err(|e| PortError::sdk("GetItem job", &e))?;
         answer.item().map(parse).transpose()
     }
 
-    async fn fetch_existing(&self, job_id: &str, operation: &'static str) -> Result<JobRecord, PortError> {
-        self.fetch(job_id).await?.ok_or_else(|| PortError::new(operation, format!("job {job_id} vanished")))
+    async fn fetch_existing(&self, key: &JobKey, operation: &'static str) -> Result<JobRecord, PortError> {
+        self.fetch(key).await?.ok_or_else(|| PortError::new(operation, format!("{key} vanished")))
     }
 }
 
 impl JobStore for DynamoJobStore {
-    async fn create(
-        &self,
-        job: &GenerationJob,
-        fingerprint: &str,
-        submitted_by: Option<&str>,
-    ) -> Result<Result<(), Box<JobRecord>>, PortError> {
+    async fn create(&self, owner: &Owner, job: &GenerationJob) -> Result<Result<(), Box<JobRecord>>, PortError> {
         let now = Utc::now();
-        let mut put = self
+        let key = JobKey::owned(owner, &job.job_id);
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("job_id", s(&job.job_id))
+            .item("job_id", s(key.stored()))
+            .item("submitted_by", s(owner.as_str()))
             .item("job_state", s(JobState::Submitted.as_str()))
             .item("job_json", s(job.to_json()))
-            .item("request_fingerprint", s(fingerprint))
+            .item("request_fingerprint", s(fingerprint(job)))
+            .item("created_at", s(now.to_rfc3339()))
             .item("updated_at", s(now.to_rfc3339()))
             .item("expires_at", self.expires(now, false))
             .condition_expression("attribute_not_exists(job_id)");
-        if let Some(caller) = submitted_by {
-            put = put.item("submitted_by", s(caller));
-        }
         match put.send().await {
             Ok(_) => Ok(Ok(())),
-            Err(e) if is_condition_failure(&e) => {
-                Ok(Err(Box::new(self.fetch_existing(&job.job_id, "create job").await?)))
-            }
-            Err(e) => Err(PortError::new("PutItem job", describe(&e))),
+            Err(e) if lost_condition(&e) => Ok(Err(Box::new(self.fetch_existing(&key, "create job").await?))),
+            Err(e) => Err(PortError::sdk("PutItem job", &e)),
         }
     }
 
-    async fn mark_queued(&self, job_id: &str) -> Result<(), PortError> {
+    async fn mark_queued(&self, key: &JobKey) -> Result<(), PortError> {
         let answer = self
-            .update(job_id)
+            .update(key)
             .update_expression("SET job_state = :queued, updated_at = :now")
             .condition_expression("job_state = :submitted")
             .expression_attribute_values(":queued", s(JobState::Queued.as_str()))
@@ -185,37 +234,37 @@ impl JobStore for DynamoJobStore {
             .await;
         match answer {
             Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(PortError::new("UpdateItem job (queued)", describe(&e))),
+            Err(e) if lost_condition(&e) => Ok(()),
+            Err(e) => Err(PortError::sdk("UpdateItem job (queued)", &e)),
         }
     }
 
-    async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, PortError> {
-        self.fetch(job_id).await
+    async fn get(&self, key: &JobKey) -> Result<Option<JobRecord>, PortError> {
+        self.fetch(key).await
     }
 
-    async fn cancel(&self, job_id: &str, now: DateTime<Utc>) -> Result<CancelOutcome, PortError> {
+    async fn cancel(&self, key: &JobKey, now: DateTime<Utc>) -> Result<CancelOutcome, PortError> {
         for _ in 0..RACE_RETRIES {
-            let Some(record) = self.fetch(job_id).await? else { return Ok(CancelOutcome::NotFound) };
+            let Some(record) = self.fetch(key).await? else { return Ok(CancelOutcome::NotFound) };
             let (update, cancelled) = match record.state {
                 state if state.is_final() => return Ok(CancelOutcome::AlreadyFinal(record)),
                 JobState::Running => (
-                    self.update(job_id)
+                    self.update(key)
                         .update_expression("SET cancel_requested = :yes, updated_at = :now")
                         .condition_expression("job_state = :seen")
                         .expression_attribute_values(":yes", AttributeValue::Bool(true)),
                     false,
                 ),
                 JobState::Submitted | JobState::Queued => {
-                    let result = cancelled_result(job_id, record.job.as_ref(), now);
+                    let result = cancelled_result(key.job_id(), record.job.as_ref(), now);
                     (
-                        self.update(job_id)
+                        self.update(key)
                             .update_expression(
-                                "SET job_state = :cancelled, result_json = :result, result_announced = :no, updated_at = :now, \
-                                 expires_at = :expires",
+                                "SET job_state = :cancelled, result_json = :result, result_replied = :no, \
+                                 result_announced = :no, updated_at = :now, expires_at = :expires",
                             )
                             .condition_expression("job_state = :seen")
-                                                        .expression_attribute_values(":cancelled", s(JobState::Cancelled.as_str()))
+                            .expression_attribute_values(":cancelled", s(JobState::Cancelled.as_str()))
                             .expression_attribute_values(":result", s(result.to_json()))
                             .expression_attribute_values(":no", AttributeValue::Bool(false))
                             .expression_attribute_values(":expires", self.expires(now, true)),
@@ -239,40 +288,48 @@ impl JobStore for DynamoJobStore {
                         CancelOutcome::Requested(record)
                     });
                 }
-                Err(e) if is_condition_failure(&e) => continue,
-                Err(e) => return Err(PortError::new("UpdateItem job (cancel)", describe(&e))),
+                Err(e) if lost_condition(&e) => continue,
+                Err(e) => return Err(PortError::sdk("UpdateItem job (cancel)", &e)),
             }
         }
         Err(PortError::new("cancel job", "the job kept changing state"))
     }
 
-    async fn claim(&self, job: &GenerationJob, owner: &str, placement: Option<&Placement>) -> Result<Claim, PortError> {
+    async fn claim(
+        &self,
+        key: &JobKey,
+        job: &GenerationJob,
+        delivery: &str,
+        placement: Option<&Placement>,
+    ) -> Result<Claim, PortError> {
+        let digest = fingerprint(job);
+        let placement = placement
+            .map(|p| serde_json::to_string(p).map_err(|e| PortError::new("encode placement", e)))
+            .transpose()?;
         for _ in 0..RACE_RETRIES {
             let now = Utc::now();
-            let mut update = self
-                .update(&job.job_id)
-                .update_expression(format!(
-                    "SET job_state = :running, owner_message = :me, updated_at = :now, expires_at = :expires, \
-                     runs_started = if_not_exists(runs_started, :zero) + :one, job_json = if_not_exists(job_json, :job){} \
-                     REMOVE progress_step, progress_total",
-                    if placement.is_some() { ", placement_json = :placement" } else { "" }
-                ))
-                .condition_expression(
-                    "attribute_not_exists(job_id) OR job_state IN (:submitted, :queued) \
-                     OR (job_state = :running AND owner_message = :me)",
-                )
-                                .expression_attribute_values(":running", s(JobState::Running.as_str()))
-                .expression_attribute_values(":submitted", s(JobState::Submitted.as_str()))
-                .expression_attribute_values(":queued", s(JobState::Queued.as_str()))
-                .expression_attribute_values(":me", s(owner))
-                .expression_attribute_values(":now", s(now.to_rfc3339()))
-                .expression_attribute_values(":expires", self.expires(now, false))
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":job", s(job.to_json()))
-                .return_values(ReturnValue::AllNew);
-            if let Some(placement) = placement {
-                let placement = serde_json::to_string(placement).map_err(|e| PortError::new("encode placement", e))?;
+            let mut update = Self::answerable_values(
+                self.update(key)
+                    .update_expression(format!(
+                        "SET job_state = :running, owner_message = :me, updated_at = :now, expires_at = :expires, \
+                         created_at = if_not_exists(created_at, :now), \
+                         runs_started = if_not_exists(runs_started, :zero) + :one, \
+                         job_json = if_not_exists(job_json, :job), \
+                         request_fingerprint = if_not_exists(request_fingerprint, :fp){} \
+                         REMOVE progress_step, progress_total",
+                        if placement.is_some() { ", placement_json = :placement" } else { "" }
+                    ))
+                    .condition_expression(answerable(key, true)),
+                delivery,
+            )
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":expires", self.expires(now, false))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":job", s(job.to_json()))
+            .expression_attribute_values(":fp", s(&digest))
+            .return_values(ReturnValue::AllNew);
+            if let Some(placement) = &placement {
                 update = update.expression_attribute_values(":placement", s(placement));
             }
             match update.send().await {
@@ -281,28 +338,25 @@ impl JobStore for DynamoJobStore {
                         out.attributes().ok_or_else(|| PortError::new("claim job", "no item"))?,
                     )?));
                 }
-                Err(e) if is_condition_failure(&e) => {
-                    let Some(record) = self.fetch(&job.job_id).await? else { continue };
-                    if record.state.is_final() {
-                        return Ok(Claim::Final(record));
-                    }
-                    if record.state == JobState::Running {
-                        return Ok(Claim::Busy(record));
-                    }
-                }
-                Err(e) => return Err(PortError::new("UpdateItem job (claim)", describe(&e))),
+                Err(e) if lost_condition(&e) => match standing(key, delivery, self.fetch(key).await?, Some(&digest)) {
+                    Some(Standing::Final(record)) => return Ok(Claim::Final(record)),
+                    Some(Standing::Busy(record)) => return Ok(Claim::Busy(record)),
+                    Some(Standing::Refused(why)) => return Ok(Claim::Refused(why)),
+                    None => continue,
+                },
+                Err(e) => return Err(PortError::sdk("UpdateItem job (claim)", &e)),
             }
         }
         Err(PortError::new("claim job", "the job kept changing state"))
     }
 
-    async fn progress(&self, job_id: &str, owner: &str, step: u32, total: u32) -> Result<ProgressAnswer, PortError> {
+    async fn progress(&self, key: &JobKey, delivery: &str, step: u32, total: u32) -> Result<ProgressAnswer, PortError> {
         let answer = self
-            .update(job_id)
+            .update(key)
             .update_expression("SET progress_step = :step, progress_total = :total, updated_at = :now")
             .condition_expression("job_state = :running AND owner_message = :me")
             .expression_attribute_values(":running", s(JobState::Running.as_str()))
-            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":me", s(delivery))
             .expression_attribute_values(":step", n(i64::from(step)))
             .expression_attribute_values(":total", n(i64::from(total)))
             .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
@@ -319,22 +373,22 @@ impl JobStore for DynamoJobStore {
                     .unwrap_or(false);
                 Ok(if cancel { ProgressAnswer::Cancel } else { ProgressAnswer::Continue })
             }
-            Err(e) if is_condition_failure(&e) => Ok(ProgressAnswer::Lost),
-            Err(e) => Err(PortError::new("UpdateItem job (progress)", describe(&e))),
+            Err(e) if lost_condition(&e) => Ok(ProgressAnswer::Lost),
+            Err(e) => Err(PortError::sdk("UpdateItem job (progress)", &e)),
         }
     }
 
-    async fn release(&self, job_id: &str, owner: &str) -> Result<(), PortError> {
+    async fn release(&self, key: &JobKey, delivery: &str) -> Result<(), PortError> {
         let answer = self
-            .update(job_id)
+            .update(key)
             .update_expression(
                 "SET job_state = :queued, updated_at = :now, runs_released = if_not_exists(runs_released, :zero) + :one \
                  REMOVE owner_message, progress_step, progress_total",
             )
             .condition_expression("job_state = :running AND owner_message = :me")
-                        .expression_attribute_values(":queued", s(JobState::Queued.as_str()))
+            .expression_attribute_values(":queued", s(JobState::Queued.as_str()))
             .expression_attribute_values(":running", s(JobState::Running.as_str()))
-            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":me", s(delivery))
             .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
@@ -342,50 +396,70 @@ impl JobStore for DynamoJobStore {
             .await;
         match answer {
             Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(PortError::new("UpdateItem job (release)", describe(&e))),
+            Err(e) if lost_condition(&e) => Ok(()),
+            Err(e) => Err(PortError::sdk("UpdateItem job (release)", &e)),
         }
     }
 
-    async fn finish(&self, result: &JobResult, job: Option<&GenerationJob>) -> Result<Finish, PortError> {
-        let now = Utc::now();
+    async fn finish(
+        &self,
+        key: &JobKey,
+        result: &JobResult,
+        job: Option<&GenerationJob>,
+        delivery: &str,
+    ) -> Result<Finish, PortError> {
         let state = JobState::of_result(result);
-        let mut update = Self::with_final_states(
-            self.update(&result.job_id)
-                .update_expression(format!(
-                    "SET job_state = :state, result_json = :result, result_announced = :no, updated_at = :now, \
-                     expires_at = :expires{} REMOVE progress_step, progress_total",
-                    if job.is_some() { ", job_json = if_not_exists(job_json, :job)" } else { "" }
-                ))
-                .condition_expression(
-                    "attribute_not_exists(job_id) OR NOT (job_state IN (:final0, :final1, :final2, :final3))",
-                ),
-        )
-        .expression_attribute_values(":state", s(state.as_str()))
-        .expression_attribute_values(":result", s(result.to_json()))
-        .expression_attribute_values(":no", AttributeValue::Bool(false))
-        .expression_attribute_values(":now", s(now.to_rfc3339()))
-        .expression_attribute_values(":expires", self.expires(now, true));
-        if let Some(job) = job {
-            update = update.expression_attribute_values(":job", s(job.to_json()));
-        }
-        match update.send().await {
-            Ok(_) => Ok(Finish::Recorded),
-            Err(e) if is_condition_failure(&e) => {
-                Ok(Finish::AlreadyFinal(Box::new(self.fetch_existing(&result.job_id, "finish job").await?)))
+        let digest = job.map(fingerprint);
+        for _ in 0..RACE_RETRIES {
+            let now = Utc::now();
+            let mut update = Self::answerable_values(
+                self.update(key)
+                    .update_expression(format!(
+                        "SET job_state = :state, result_json = :result, result_replied = :no, \
+                         result_announced = :no, updated_at = :now, expires_at = :expires, \
+                         created_at = if_not_exists(created_at, :now){} \
+                         REMOVE progress_step, progress_total",
+                        if job.is_some() {
+                            ", job_json = if_not_exists(job_json, :job), \
+                             request_fingerprint = if_not_exists(request_fingerprint, :fp)"
+                        } else {
+                            ""
+                        }
+                    ))
+                    .condition_expression(answerable(key, job.is_some())),
+                delivery,
+            )
+            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":result", s(result.to_json()))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":expires", self.expires(now, true));
+            if let (Some(job), Some(digest)) = (job, &digest) {
+                update = update
+                    .expression_attribute_values(":job", s(job.to_json()))
+                    .expression_attribute_values(":fp", s(digest));
             }
-            Err(e) => Err(PortError::new("UpdateItem job (finish)", describe(&e))),
+            match update.send().await {
+                Ok(_) => return Ok(Finish::Recorded),
+                Err(e) if lost_condition(&e) => {
+                    match standing(key, delivery, self.fetch(key).await?, digest.as_deref()) {
+                        Some(Standing::Final(record)) => return Ok(Finish::AlreadyFinal(Box::new(record))),
+                        Some(Standing::Busy(record)) => return Ok(Finish::Busy(Box::new(record))),
+                        Some(Standing::Refused(why)) => return Ok(Finish::Refused(why)),
+                        None => continue,
+                    }
+                }
+                Err(e) => return Err(PortError::sdk("UpdateItem job (finish)", &e)),
+            }
         }
+        Err(PortError::new("finish job", "the job kept changing state"))
     }
 
-    async fn mark_announced(&self, job_id: &str) -> Result<(), PortError> {
-        self.update(job_id)
-            .update_expression("SET result_announced = :yes")
-            .condition_expression("attribute_exists(job_id)")
-            .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| PortError::new("UpdateItem job (announced)", describe(&e)))?;
-        Ok(())
+    async fn mark_replied(&self, key: &JobKey) -> Result<(), PortError> {
+        self.set_flag(key, "result_replied").await
+    }
+
+    async fn mark_announced(&self, key: &JobKey) -> Result<(), PortError> {
+        self.set_flag(key, "result_announced").await
     }
 }

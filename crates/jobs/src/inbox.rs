@@ -36,10 +36,15 @@ impl ResultInbox {
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.min(Duration::from_secs(20)).as_secs() as i32)
+            .customize()
+            .config_override(
+                aws_sdk_sqs::config::Builder::default()
+                    .timeout_config(gameforge_aws::config::long_poll_timeouts(wait.min(Duration::from_secs(20)))),
+            )
             .send()
             .await
-            .map_err(|e| PortError::new("ReceiveMessage results", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| PortError::sdk("ReceiveMessage results", &e))?;
         Ok(answer
             .messages()
             .iter()
@@ -57,7 +62,7 @@ impl ResultInbox {
             .receipt_handle(&delivered.receipt)
             .send()
             .await
-            .map_err(|e| PortError::new("DeleteMessage result", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| PortError::sdk("DeleteMessage result", &e))?;
         Ok(())
     }
 }

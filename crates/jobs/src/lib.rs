@@ -5,14 +5,21 @@
 //! progress into it, reads cancellations from it and writes the final result into it before announcing that
 //! result anywhere else. Everything here is usable without candle: the game backend links this crate.
 //!
-//! [`Client`] is the library's front door, [`ResultInbox`] reads a reply queue as a stream of results; [`JobStore`] and [`JobSender`] are the narrow edges, implemented
-//! by [`DynamoJobStore`] and [`SqsJobSender`].
+//! Every job has an owner (the IAM principal that submitted it), and job ids are the owner's own ([`JobKey`]):
+//! another owner's jobs are out of sight. A job's `reply_to` must be a queue of the deployment ([`reply_to`]).
+//!
+//! [`Client`] is the library's front door, [`ResultInbox`] reads a reply queue as a stream of results;
+//! [`JobStore`], [`JobSender`] and [`ReplyQueues`] are the narrow edges, implemented by [`DynamoJobStore`],
+//! [`SqsJobSender`] and [`SqsReplyQueues`].
 
 mod client;
 pub mod clients;
 mod dynamo;
+mod identity;
 mod inbox;
+mod owner;
 mod record;
+pub mod reply_to;
 mod sender;
 mod store;
 mod submit;
@@ -21,8 +28,11 @@ pub use client::{Client, ClientSettings, WaitError};
 pub use dynamo::{DynamoJobStore, FINAL_RETENTION_DAYS};
 pub use gameforge_aws::PortError;
 pub use gameforge_aws::env::SettingsError;
+pub use identity::CallerIdentity;
 pub use inbox::{Delivered, ResultInbox};
+pub use owner::{InvalidOwner, JobKey, OWNER_ATTRIBUTE, Owner};
 pub use record::{JobRecord, cancelled_result, fingerprint};
+pub use reply_to::{ReplyQueues, ReplyToError, SqsReplyQueues};
 pub use sender::{JobSender, SqsJobSender};
 pub use store::{CancelOutcome, Claim, Finish, JobStore, ProgressAnswer};
 pub use submit::{SubmitError, Submitted, submit};

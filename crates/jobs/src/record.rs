@@ -7,6 +7,8 @@ use gameforge_contract::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::{JobKey, Owner};
+
 /// A job's item in the status store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
@@ -18,11 +20,14 @@ pub struct JobRecord {
     /// What the job asks to be generated and where ([`fingerprint`]): a second submission of the id with a
     /// different request is a conflict, not a duplicate.
     pub fingerprint: Option<String>,
-    /// Who submitted it through the submit endpoint (the IAM principal).
-    pub submitted_by: Option<String>,
+    /// Who submitted it (the IAM principal); `None` for a job sent to the queue without the library.
+    pub owner: Option<Owner>,
+    /// When this record was made; with the key, it tells this job from an earlier one under the same id whose
+    /// record has expired.
+    pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// The SQS message id of the delivery that runs or last ran it.
-    pub owner: Option<String>,
+    /// The SQS message id of the delivery that runs or last ran it: the holder of the claim while `running`.
+    pub delivery: Option<String>,
     pub placement: Option<Placement>,
     pub progress: Option<Progress>,
     pub cancel_requested: bool,
@@ -31,11 +36,24 @@ pub struct JobRecord {
     pub runs_started: u32,
     pub runs_released: u32,
     pub result: Option<JobResult>,
+    /// Whether the final result has been sent to the reply-to queue (a retry of its announcement then sends
+    /// only the event: one reply per result).
+    pub replied: bool,
     /// Whether the final result has been sent to the reply-to queue and the event bus.
     pub announced: bool,
 }
 
 impl JobRecord {
+    pub fn key(&self) -> JobKey {
+        JobKey::new(self.owner.clone(), &self.job_id)
+    }
+
+    /// Names this job among every job its key will ever hold: what its image is tagged with, so that a later
+    /// job under a reused id never takes that image for its own.
+    pub fn incarnation(&self) -> String {
+        format!("{}@{}", self.key().stored(), self.created_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+    }
+
     /// Runs started and neither answered nor handed back cleanly: the run in progress, if any, counts as one.
     pub fn crashes(&self) -> u32 {
         self.runs_started.saturating_sub(self.runs_released)
@@ -137,15 +155,17 @@ mod tests {
             state: JobState::Running,
             job: Some(job()),
             fingerprint: None,
-            submitted_by: None,
+            owner: None,
+            created_at: Utc::now(),
             updated_at: Utc::now(),
-            owner: Some("m-1".into()),
+            delivery: Some("m-1".into()),
             placement: None,
             progress: Some(Progress { step: 3, total: 30 }),
             cancel_requested: true,
             runs_started: 1,
             runs_released: 0,
             result: None,
+            replied: false,
             announced: false,
         };
         let report = record.report();

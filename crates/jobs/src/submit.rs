@@ -5,7 +5,8 @@ use gameforge_aws::PortError;
 use gameforge_contract::{ContractError, GenerationJob, JobState, Message, Violation};
 
 use crate::record::fingerprint;
-use crate::{JobRecord, JobSender, JobStore};
+use crate::reply_to::{ReplyQueues, ReplyToError};
+use crate::{JobKey, JobRecord, JobSender, JobStore, Owner};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Submitted {
@@ -19,6 +20,8 @@ pub enum Submitted {
 pub enum SubmitError {
     #[error("invalid job: {0}")]
     Invalid(#[source] ContractError),
+    #[error("invalid reply_to: {0}")]
+    ReplyTo(#[source] ReplyToError),
     #[error("job {job_id} was submitted before with a different request; choose another job id")]
     Conflict { job_id: String, existing: Box<JobRecord> },
     #[error(transparent)]
@@ -26,25 +29,32 @@ pub enum SubmitError {
 }
 
 impl SubmitError {
-    /// Every violation of an invalid job (empty for other errors).
+    /// Every violation of a job refused for what it says (empty for other errors).
     pub fn violations(&self) -> Vec<Violation> {
         match self {
             SubmitError::Invalid(e) => e.violations(),
+            SubmitError::ReplyTo(e) => vec![Violation::new("reply_to", e.to_string())],
             _ => Vec::new(),
         }
     }
 }
 
-/// Submits `job` once: the same id again with the same request returns the existing job.
-pub async fn submit<S: JobStore, Q: JobSender>(
+/// Submits `job` for `owner` once: the same id again with the same request returns the existing job. A
+/// `reply_to` that breaks [the rule](crate::reply_to) is refused before anything is recorded or sent.
+pub async fn submit<S: JobStore, Q: JobSender, R: ReplyQueues>(
     store: &S,
     queue: &Q,
+    replies: &R,
     job: &GenerationJob,
-    submitted_by: Option<&str>,
+    owner: &Owner,
 ) -> Result<Submitted, SubmitError> {
     job.validate().map_err(SubmitError::Invalid)?;
+    if let Some(url) = &job.reply_to {
+        replies.check(url).await?.map_err(SubmitError::ReplyTo)?;
+    }
     let digest = fingerprint(job);
-    match store.create(job, &digest, submitted_by).await? {
+    let key = JobKey::owned(owner, &job.job_id);
+    match store.create(owner, job).await? {
         Ok(()) => {}
         Err(existing) => {
             if existing.fingerprint.as_deref().is_some_and(|f| f != digest) {
@@ -57,12 +67,12 @@ pub async fn submit<S: JobStore, Q: JobSender>(
             // messages, and the worker's claim lets only one of them run.
             tracing::info!(job_id = %job.job_id, "completing an earlier submission");
             let original = existing.job.clone().unwrap_or_else(|| job.clone());
-            queue.send(&original).await?;
-            store.mark_queued(&job.job_id).await?;
+            queue.send(&original, owner).await?;
+            store.mark_queued(&key).await?;
             return Ok(Submitted::Existing(existing));
         }
     }
-    queue.send(job).await?;
-    store.mark_queued(&job.job_id).await?;
+    queue.send(job, owner).await?;
+    store.mark_queued(&key).await?;
     Ok(Submitted::New)
 }

@@ -2,6 +2,10 @@
 //! killed at random (SIGKILL, mid-job or idle), bursts of throttling and 5xx answers on every AWS service the
 //! system uses, EventBridge events delivered twice, malformed events and malformed jobs. It reports jobs lost,
 //! results that disagree, crashes, and how long the system took to recover from each fault.
+//!
+//! With an outage length, the run instead takes AWS away for that long on each service in turn and then on all
+//! at once, while jobs keep arriving at a steady rate: nothing may be lost, answered twice differently, or
+//! dead-lettered while valid, and the report says how long service took to come back after each outage.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,7 +21,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::story::{MODEL_ID, system_options};
-use crate::system::System;
+use crate::system::{PREFIX, System};
 use crate::timeline::Timeline;
 
 #[derive(Debug, Clone)]
@@ -31,6 +35,23 @@ pub struct ChaosOptions {
     pub out: PathBuf,
     /// Gives up when the jobs are not all final within this long.
     pub timeout: Duration,
+    /// Outage mode: each service unavailable for this long in turn, then all at once (no kills, no bursts).
+    pub outage: Option<Duration>,
+}
+
+/// The outages of outage mode, in order: each service alone, then every one at once.
+fn outage_plan() -> Vec<Vec<&'static str>> {
+    let mut plan: Vec<Vec<&'static str>> = SERVICES.iter().map(|s| vec![*s]).collect();
+    plan.push(SERVICES.to_vec());
+    plan
+}
+
+/// Time between outages, for the system to catch up.
+const BETWEEN_OUTAGES: Duration = Duration::from_secs(60);
+
+/// How long outage mode plays its outages, first to last.
+fn outage_schedule_length(outage: Duration) -> Duration {
+    (outage + BETWEEN_OUTAGES) * outage_plan().len() as u32
 }
 
 /// No reply for this long, with jobs still waiting, ends the run as stalled.
@@ -73,6 +94,8 @@ pub struct Report {
     pub worker_crashes: u32,
     pub worker_error_exits: u32,
     pub function_crashes: u32,
+    /// Calls of the deployed principals that IAM would have denied.
+    pub iam_denials: Vec<String>,
     pub aws_faults_injected: u32,
     pub duplicate_events_sent: u32,
     pub duplicate_events_suppressed: u32,
@@ -80,6 +103,10 @@ pub struct Report {
     pub malformed_events_dead_lettered: u32,
     pub malformed_jobs_sent: u32,
     pub malformed_jobs_dead_lettered: u32,
+    /// Valid jobs and events found on the dead-letter queues at the end: work lost to a failure that was not
+    /// theirs.
+    pub valid_jobs_dead_lettered: u32,
+    pub valid_signals_dead_lettered: u32,
     pub faults: Vec<Fault>,
 }
 
@@ -131,24 +158,43 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
     let at = move || started.elapsed().as_secs_f64();
     let mut rng = StdRng::seed_from_u64(options.seed);
     let sqs = aws_sdk_sqs::Client::new(&system.config);
-    let reply_queue = sqs.create_queue().queue_name("chaos-replies").send().await?.queue_url.context("reply queue")?;
+    // Tagged as a reply queue of the deployment: the only queues a job may name and the workers may send to.
+    let reply_queue = sqs
+        .create_queue()
+        .queue_name("chaos-replies")
+        .tags(gameforge_jobs::reply_to::REPLY_TO_TAG, PREFIX)
+        .send()
+        .await?
+        .queue_url
+        .context("reply queue")?;
 
     // The game backend reads its replies as they come.
     let replies = Arc::new(Mutex::new(Replies::default()));
-    let collector = tokio::spawn(collect(sqs.clone(), reply_queue.clone(), Arc::clone(&replies), started));
+    let backend_sqs = aws_sdk_sqs::Client::new(&system.backend);
+    let collector = tokio::spawn(collect(backend_sqs, reply_queue.clone(), Arc::clone(&replies), started));
 
     // Submission, retried the way a backend does (a submission is idempotent by job id).
     let ids: Vec<String> = (0..options.jobs).map(|i| format!("chaos-{i:04}")).collect();
+    // In outage mode the jobs arrive at a steady rate over the whole plan, so that every outage meets work, and
+    // a submission is retried for as long as the run lasts (the backend keeps its job until AWS takes it).
+    let pace = options.outage.map(|length| outage_schedule_length(length) / options.jobs.max(1));
+    let give_up_after = if options.outage.is_some() { u32::MAX } else { 20 };
     let submitter = {
         let client = system.client.clone();
         let jobs: Vec<GenerationJob> =
             ids.iter().map(|id| chaos_job(system, id, &reply_queue)).collect::<anyhow::Result<_>>()?;
         tokio::spawn(async move {
-            for job in jobs {
+            let start = tokio::time::Instant::now();
+            for (index, job) in jobs.into_iter().enumerate() {
+                // On a schedule, not a gap after each: a submission held up by an outage does not push the rest
+                // past the outages they were meant to meet.
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until(start + pace * index as u32).await;
+                }
                 let mut attempt = 0u32;
                 while let Err(error) = client.submit(&job).await {
                     attempt += 1;
-                    if attempt > 20 {
+                    if attempt > give_up_after {
                         return Err(anyhow::anyhow!("{} not submitted: {error}", job.job_id));
                     }
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
@@ -157,6 +203,10 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             Ok(())
         })
     };
+    // Outage mode: `(start, services, rule handles, end)` of each outage played so far, and what is left to play.
+    let mut outages: Vec<(f64, String, Vec<RuleHandle>, f64)> = Vec::new();
+    let mut plan = outage_plan().into_iter();
+    let mut next_outage = Instant::now() + BETWEEN_OUTAGES / 2;
 
     let mut faults: Vec<Fault> = Vec::new();
     let mut kills: Vec<(f64, String, Option<String>)> = Vec::new();
@@ -175,6 +225,7 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
         worker_crashes: 0,
         worker_error_exits: 0,
         function_crashes: 0,
+        iam_denials: Vec::new(),
         aws_faults_injected: 0,
         duplicate_events_sent: 0,
         duplicate_events_suppressed: 0,
@@ -182,6 +233,8 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
         malformed_events_dead_lettered: 0,
         malformed_jobs_sent: 0,
         malformed_jobs_dead_lettered: 0,
+        valid_jobs_dead_lettered: 0,
+        valid_signals_dead_lettered: 0,
         faults: Vec::new(),
     };
     let samples = duplicate_candidates()?;
@@ -190,6 +243,10 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
     // the others at random.
     let (mut next_kill, mut next_burst, mut next_event) =
         (now, now + next_gap(&mut rng, options.burst_every), now + next_gap(&mut rng, options.event_every));
+    if options.outage.is_some() {
+        // Outages alone: no kills and no bursts to blur what each outage did.
+        (next_kill, next_burst) = (now + options.timeout * 2, now + options.timeout * 2);
+    }
     let deadline = now + options.timeout;
     let mut submitted = false;
     // A job can end without a reply reaching the backend; the run then ends once the job queue has been empty
@@ -231,6 +288,25 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
         }
         if Instant::now() > deadline {
             break;
+        }
+        if let Some(length) = options.outage
+            && Instant::now() >= next_outage
+            && let Some(services) = plan.next()
+        {
+            let t = at();
+            let handles = services
+                .iter()
+                .map(|service| {
+                    system
+                        .emulator
+                        .faults()
+                        .add(Rule::for_service(service).during(length).fail(AwsError::service_unavailable()))
+                })
+                .collect();
+            let what = format!("{} s of 503 ServiceUnavailable on {}", length.as_secs(), services.join(", "));
+            system.timeline.line("chaos", format!("outage: {what}"));
+            outages.push((t, what, handles, t + length.as_secs_f64()));
+            next_outage = Instant::now() + length + BETWEEN_OUTAGES;
         }
         if Instant::now() >= next_kill {
             let first = report.worker_kills == 0;
@@ -391,6 +467,17 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             recovered_after_s: (hits > 0).then(|| next_completion(*last_hit).map(|done| done - t)).flatten(),
         });
     }
+    for (t, what, handles, end) in &outages {
+        let hits: u32 = handles.iter().map(RuleHandle::hits).sum();
+        report.aws_faults_injected += hits;
+        faults.push(Fault {
+            at_s: *t,
+            kind: "aws outage".into(),
+            detail: format!("{what} ({hits} calls refused)"),
+            // Serving again: the first job completed after the outage ended.
+            recovered_after_s: next_completion(*end).map(|done| done - end),
+        });
+    }
     faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     report.faults = faults;
 
@@ -423,11 +510,23 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
     report.worker_crashes = stats.panicked;
     report.worker_error_exits = stats.exited_with_error;
     report.function_crashes = system.function_exits();
+    report.iam_denials = system.take_iam_denials();
     let logs = system.on_signal_logs();
     report.duplicate_events_suppressed =
         logs.iter().filter(|l| l.contains("\"duplicate event, already processed\"")).count() as u32;
-    report.malformed_events_dead_lettered = system.depth(&system.deployment.signals_dead_letter_url).await? as u32;
-    report.malformed_jobs_dead_lettered = system.depth(&system.deployment.job_dead_letter_url).await? as u32;
+    // What the dead-letter queues hold, told apart: malformed input belongs there, valid work does not.
+    for message in gameforge_localaws::drain_queue(&system.config, &system.deployment.signals_dead_letter_url).await? {
+        match gameforge_signals::EventEnvelope::from_json(message.body().unwrap_or_default().as_bytes()) {
+            Ok(_) => report.valid_signals_dead_lettered += 1,
+            Err(_) => report.malformed_events_dead_lettered += 1,
+        }
+    }
+    for message in gameforge_localaws::drain_queue(&system.config, &system.deployment.job_dead_letter_url).await? {
+        match GenerationJob::from_json(message.body().unwrap_or_default().as_bytes()) {
+            Ok(_) => report.valid_jobs_dead_lettered += 1,
+            Err(_) => report.malformed_jobs_dead_lettered += 1,
+        }
+    }
     if !report.lost.is_empty() && report.lost.len() == ids.len() {
         bail!("no job completed: the run did not work at all");
     }
@@ -525,6 +624,7 @@ impl std::fmt::Display for Report {
             self.worker_error_exits
         )?;
         writeln!(f, "  function crashes         {}", self.function_crashes)?;
+        writeln!(f, "  calls IAM would deny     {}", self.iam_denials.len())?;
         writeln!(
             f,
             "  AWS faults answered      {} (throttling, 500, 503 on {})",
@@ -545,6 +645,11 @@ impl std::fmt::Display for Report {
             f,
             "  malformed jobs           {} sent, {} in the job DLQ",
             self.malformed_jobs_sent, self.malformed_jobs_dead_lettered
+        )?;
+        writeln!(
+            f,
+            "  valid work dead-lettered {} job(s), {} signal(s)",
+            self.valid_jobs_dead_lettered, self.valid_signals_dead_lettered
         )?;
         let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for fault in &self.faults {
@@ -582,6 +687,15 @@ pub fn verdict(report: &Report) -> anyhow::Result<()> {
     }
     if report.worker_crashes > 0 || report.function_crashes > 0 {
         problems.push(format!("crashes: {} worker(s), {} function(s)", report.worker_crashes, report.function_crashes));
+    }
+    if report.valid_jobs_dead_lettered > 0 || report.valid_signals_dead_lettered > 0 {
+        problems.push(format!(
+            "valid work dead-lettered: {} job(s), {} signal(s)",
+            report.valid_jobs_dead_lettered, report.valid_signals_dead_lettered
+        ));
+    }
+    if !report.iam_denials.is_empty() {
+        problems.push(format!("calls IAM would deny: {:?}", report.iam_denials.iter().take(5).collect::<Vec<_>>()));
     }
     if report.malformed_events_dead_lettered < report.malformed_events_sent {
         problems.push("a malformed event was not dead-lettered".into());

@@ -33,6 +33,8 @@ const FLEET_TAG: &str = "gameforge:fleet";
 pub struct WorkerLaunch {
     pub binary: PathBuf,
     pub env: Vec<(String, String)>,
+    /// The credentials ECS gives a region's worker tasks: its stamp's task role, by region.
+    pub task_roles: HashMap<String, Vec<(String, String)>>,
     pub scratch: PathBuf,
 }
 
@@ -274,6 +276,7 @@ impl Hosts {
             .args(["serve", "--cpu"])
             .envs(self.launch.env.iter().cloned())
             .envs(self.task_env(&host.stamp).await?)
+            .envs(self.launch.task_roles.get(&host.stamp.region).cloned().unwrap_or_default())
             // What the instance gives the container: its region, its metadata service, a disk for the model.
             .env("AWS_REGION", &host.info.region)
             .env("AWS_DEFAULT_REGION", &host.info.region)

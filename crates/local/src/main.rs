@@ -63,6 +63,10 @@ enum Command {
         /// Give up when the jobs are not all final within this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Outage mode: make each AWS service unavailable for this many seconds in turn, then all at once, while
+        /// jobs arrive at a steady rate (instead of kills and bursts).
+        #[arg(long)]
+        outage: Option<u64>,
     },
     /// The whole system without the story, until Ctrl-C: submit your own jobs and publish your own events.
     Serve,
@@ -96,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Chaos { jobs, seed, kill_every, burst_every, event_every, out, timeout } => {
+        Command::Chaos { jobs, seed, kill_every, burst_every, event_every, out, timeout, outage } => {
             let report = chaos::run(&chaos::ChaosOptions {
                 jobs,
                 seed,
@@ -105,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
                 event_every,
                 out: out.clone(),
                 timeout: Duration::from_secs(timeout),
+                outage: outage.map(Duration::from_secs),
             })
             .await?;
             println!("{report}");
@@ -117,21 +122,25 @@ async fn main() -> anyhow::Result<()> {
             system.describe();
             timeline.line("local", "serving; Ctrl-C stops everything");
             tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            for denial in system.take_iam_denials() {
+                timeline.line("iam", format!("denied: {denial}"));
+            }
             system.shutdown().await;
             Ok(())
         }
         Command::Samples { files, timeout } => {
             let timeline = timeline::Timeline::new();
-            let options = system::Options {
-                signal_path_only: true,
-                reconcile_every: Duration::from_secs(60),
-                worker_env: Vec::new(),
-            };
+            let options = system::Options { signal_path_only: true, reconcile_every: Duration::from_secs(60) };
             let system = system::System::start(&options, timeline.clone()).await?;
             let files = if files.is_empty() { system::sample_events()? } else { files };
-            system.publish_files(&files, Duration::from_secs(timeout)).await?;
+            let published = system.publish_files(&files, Duration::from_secs(timeout)).await;
             timeline.line("local", "stopping the function and the emulator");
+            let denied = system.take_iam_denials();
             system.shutdown().await;
+            published?;
+            if !denied.is_empty() {
+                anyhow::bail!("IAM would have denied {} call(s):\n  {}", denied.len(), denied.join("\n  "));
+            }
             Ok(())
         }
     }

@@ -43,17 +43,11 @@ pub struct StoryOptions {
     pub step_timeout: Duration,
 }
 
-/// The workers' settings beside their task definition's, for runs on this machine: a notice is read within
-/// half a second, a killed worker's job comes back after 30 s, a stopping worker stops polling within 2 s.
-pub fn local_worker_env() -> Vec<(String, String)> {
-    [("IMDS_POLL_MS", "500"), ("VISIBILITY_SECONDS", "30"), ("RECEIVE_WAIT_SECONDS", "2"), ("STOP_MARGIN_SECONDS", "5")]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
+/// The system as the story and the reliability run play it. The workers run with their task definition's
+/// environment and their own defaults (20 s long polls, 60 s visibility, the SDK's timeouts): only what AWS
+/// takes long to do is compressed (the fleet file's minutes, a spot notice's two minutes, the reconcile schedule).
 pub fn system_options() -> Options {
-    Options { signal_path_only: false, reconcile_every: Duration::from_secs(3), worker_env: local_worker_env() }
+    Options { signal_path_only: false, reconcile_every: Duration::from_secs(3) }
 }
 
 fn job(system: &System, id: &str, prompt: &str, steps: u32) -> anyhow::Result<GenerationJob> {
@@ -116,9 +110,13 @@ pub async fn run(options: &StoryOptions) -> anyhow::Result<()> {
     let system = System::start(&system_options(), timeline.clone()).await?;
     let outcome = play(&system, options).await;
     let written = write_outputs(&system, &timeline, options, outcome.as_ref().ok()).await;
+    let denied = system.take_iam_denials();
     system.shutdown().await;
     let summary = outcome?;
     written?;
+    if !denied.is_empty() {
+        bail!("IAM would have denied {} call(s) of the deployed principals:\n  {}", denied.len(), denied.join("\n  "));
+    }
     println!("\n{summary}");
     println!("timeline, chart and images in {}", options.out.display());
     Ok(())

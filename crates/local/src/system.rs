@@ -2,6 +2,7 @@
 //! (us-west-2), the function binaries under local Lambda runtime APIs fed by their real event sources and the
 //! reconcile schedule, CloudTrail's events for launch calls, and the fleet's machines running workers.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +28,11 @@ pub const PREFIX: &str = "gameforge";
 pub const HOME: (&str, &[&str]) = ("us-east-1", &["us-east-1a", "us-east-1b", "us-east-1c"]);
 pub const STANDBY: (&str, &[&str]) = ("us-west-2", &["us-west-2a", "us-west-2b"]);
 
-/// The environment file for `cargo lambda watch`, in the scratch directory.
-const LAMBDA_ENV: &str = "lambda.env";
+/// The environment file `cargo lambda watch --env-file` takes for one function, in the scratch directory: one per
+/// function, because each acts with its own role's credentials as it would on AWS.
+fn lambda_env_file(function: &str) -> PathBuf {
+    tools::scratch_dir().join(format!("{function}.env"))
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -36,8 +40,6 @@ pub struct Options {
     pub signal_path_only: bool,
     /// How often the reconcile schedule fires (`rate(1 minute)` on AWS).
     pub reconcile_every: Duration,
-    /// Settings of the workers beside their task definition's (what a local machine needs).
-    pub worker_env: Vec<(String, String)>,
 }
 
 pub struct System {
@@ -46,7 +48,10 @@ pub struct System {
     pub hosts: Arc<Hosts>,
     on_signal: Arc<LambdaHost>,
     executor: Option<Arc<LambdaHost>>,
+    /// The account's own access: what the run does as AWS or as the operator.
     pub config: SdkConfig,
+    /// The game backend's role (GameBackendPolicy), enforced: what `client` and the backend's reply reader use.
+    pub backend: SdkConfig,
     pub deployment: Deployment,
     pub client: Client,
     pub emulator: Emulator,
@@ -151,15 +156,32 @@ impl System {
             ),
         );
         let fleet = local_fleet(&stamps)?;
+
+        // Every deployed principal acts with its role from the template, and IAM is enforced on it: the
+        // functions (and their event sources, which Lambda polls with the function's role), each region's
+        // worker tasks, and the game backend (a role of the account's own with the template's GameBackendPolicy).
+        // What the local run does as AWS itself (the hosts' ECS agent, CloudTrail, EventBridge's deliveries) and
+        // as the account's operator uses the emulator's own key.
+        let backend_policy =
+            deployment.outputs.get("GameBackendPolicyArn").context("no GameBackendPolicyArn output")?;
+        let backend_role = emulator.role_with_policies("game-backend", &[backend_policy]).await?;
+        let backend = emulator.sdk_config_as(&backend_role, HOME.0).await;
         let client = Client::new(
-            &config,
+            &backend,
             &ClientSettings {
                 job_queue_url: deployment.job_queue_url.clone(),
                 jobs_table: deployment.jobs_table.clone(),
             },
         );
-
-        let mut on_signal_env = emulator.env();
+        let on_signal_role = emulator.assume_role(&deployment.role_name("on-signal"), "on-signal").await?;
+        let executor_role = emulator.assume_role(&deployment.role_name("executor"), "executor").await?;
+        let mut worker_roles = HashMap::new();
+        for stamp in &stamps {
+            let role = format!("{PREFIX}-worker-task-{}", stamp.region);
+            let credentials = emulator.assume_role(&role, &format!("worker task {}", stamp.region)).await?;
+            worker_roles.insert(stamp.region.clone(), credentials.env());
+        }
+        let mut on_signal_env = emulator.env_as(&on_signal_role);
         on_signal_env.extend(with_env(
             deployment.function_env(&config, "on-signal").await?,
             "GAMEFORGE_FLEET",
@@ -167,30 +189,37 @@ impl System {
         ));
         // The executor's environment is the deployed one with the local fleet file: the emulator's subnet ids, and
         // minutes compressed to seconds so that the story fits in minutes.
-        let mut executor_env = emulator.env();
+        let mut executor_env = emulator.env_as(&executor_role);
         executor_env.extend(with_env(
             deployment.function_env(&config, "executor").await?,
             "GAMEFORGE_FLEET_CONFIG",
             &serde_json::to_string(&fleet)?,
         ));
-        // `cargo lambda watch` takes one environment for every function it serves.
-        let mut lambda_env = on_signal_env.clone();
-        lambda_env.extend(deployment.function_env(&config, "submit").await?);
-        let env_file = tools::scratch_dir().join(LAMBDA_ENV);
-        std::fs::write(&env_file, lambda_env.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>())
-            .with_context(|| format!("writing {}", env_file.display()))?;
+        let submit_role = emulator.assume_role(&deployment.role_name("submit"), "submit").await?;
+        let mut submit_env = emulator.env_as(&submit_role);
+        submit_env.extend(deployment.function_env(&config, "submit").await?);
+        for (function, env) in [("on-signal", &on_signal_env), ("submit", &submit_env)] {
+            let env_file = lambda_env_file(function);
+            std::fs::write(&env_file, env_file_text(env)?)
+                .with_context(|| format!("writing {}", env_file.display()))?;
+        }
 
         let mut tasks = Vec::new();
         let on_signal =
             Arc::new(LambdaHost::start(&sibling_binary("on-signal")?, "gameforge-on-signal", &on_signal_env)?);
         let cold = on_signal.wait_ready(Duration::from_secs(30)).await.context("on-signal did not start")?;
         timeline.line("local", format!("on-signal running under a local Lambda runtime API (cold start {cold:.1?})"));
-        let signals = SqsEventSource::new(&config, &deployment.signals_queue_url).await?.wait(Duration::from_secs(1));
+        let signals =
+            SqsEventSource::new(&emulator.sdk_config_as(&on_signal_role, HOME.0).await, &deployment.signals_queue_url)
+                .await?
+                .wait(Duration::from_secs(1))
+                .invoke_timeout(deployment.function_timeout(&config, "on-signal").await?);
         tasks.push(tokio::spawn(feed(signals, on_signal.clone())));
         tasks.push(tokio::spawn(follow(on_signal.clone(), timeline.clone(), on_signal_entry)));
 
         let models = tools::scratch_dir().join("hosts");
-        let launch = WorkerLaunch { binary: PathBuf::new(), env: Vec::new(), scratch: models };
+        let launch =
+            WorkerLaunch { binary: PathBuf::new(), env: Vec::new(), task_roles: HashMap::new(), scratch: models };
         let mut hosts = Arc::new(Hosts::new(config.clone(), &fleet.fleet, stamps.clone(), launch, timeline.clone()));
         let mut executor = None;
         if !options.signal_path_only {
@@ -198,8 +227,13 @@ impl System {
             let cold = host.wait_ready(Duration::from_secs(30)).await.context("executor did not start")?;
             timeline
                 .line("local", format!("executor running under a local Lambda runtime API (cold start {cold:.1?})"));
+            let executor_config = emulator.sdk_config_as(&executor_role, HOME.0).await;
+            let executor_timeout = deployment.function_timeout(&config, "executor").await?;
             for queue in [&deployment.control_queue_url, &deployment.control_retry_url] {
-                let source = SqsEventSource::new(&config, queue).await?.wait(Duration::from_secs(1));
+                let source = SqsEventSource::new(&executor_config, queue)
+                    .await?
+                    .wait(Duration::from_secs(1))
+                    .invoke_timeout(executor_timeout);
                 tasks.push(tokio::spawn(feed(source, host.clone())));
             }
             tasks.push(tokio::spawn(schedule(host.clone(), options.reconcile_every)));
@@ -216,11 +250,10 @@ impl System {
                 timeline
                     .line("local", format!("uploaded the tiny SDXL model ({files} files) to {}", stamp.model_location));
             }
-            let mut env = emulator.env();
-            env.extend(options.worker_env.iter().cloned());
             let launch = WorkerLaunch {
                 binary: sibling_binary("sdxl-worker")?,
-                env,
+                env: emulator.env(),
+                task_roles: worker_roles,
                 scratch: tools::scratch_dir().join("hosts"),
             };
             let _ = std::fs::remove_dir_all(&launch.scratch);
@@ -234,7 +267,7 @@ impl System {
             )));
             executor = Some(host);
         }
-        Ok(Self { tasks, hosts, on_signal, executor, config, deployment, client, emulator, timeline })
+        Ok(Self { tasks, hosts, on_signal, executor, config, backend, deployment, client, emulator, timeline })
     }
 
     /// Publishes each file to the emulator's default event bus and waits until the signal path has handled
@@ -297,6 +330,12 @@ impl System {
         Ok(gameforge_localaws::queue_depth(&self.config, url).await?)
     }
 
+    /// Every call a deployed principal made that IAM would have denied, taken (so that the emulator does not
+    /// fail its owner for them again when it goes): a run fails on any.
+    pub fn take_iam_denials(&self) -> Vec<String> {
+        self.emulator.iam().take_denials().iter().map(ToString::to_string).collect()
+    }
+
     /// Function processes that exited (crashed) while the system ran.
     pub fn function_exits(&self) -> u32 {
         let exited = |host: &LambdaHost| u32::from(host.exit_status().is_some());
@@ -310,7 +349,6 @@ impl System {
     /// How to reach the running system from another terminal.
     pub fn describe(&self) {
         let t = &self.timeline;
-        let env_file = tools::scratch_dir().join(LAMBDA_ENV);
         let endpoint = self.emulator.endpoint();
         t.line("local", format!("AWS_ENDPOINT_URL={endpoint} (any credentials, region {})", HOME.0));
         t.line("local", format!("job queue {}", self.deployment.job_queue_url));
@@ -318,13 +356,20 @@ impl System {
             "local",
             format!("jobs table {}  output bucket {}", self.deployment.jobs_table, self.deployment.output_bucket),
         );
+        // The CLI beside this binary, wherever the build put it (tests/local_run.rs runs this line as printed).
+        let cli = sibling_binary("gameforge").unwrap_or_else(|_| PathBuf::from("target/debug/gameforge"));
         t.line(
             "local",
             format!(
                 "submit a job: AWS_ENDPOINT_URL={endpoint} AWS_REGION={} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-                 target/debug/gameforge jobs submit --queue-url {} --jobs-table {} --model-id {} --output s3://{}/mine/ \
+                 {} jobs submit --queue-url {} --jobs-table {} --model {} --output-prefix s3://{}/mine \
                  --width 64 --height 64 --steps 10 --prompt 'a lighthouse at dusk' --wait --out ./out/mine",
-                HOME.0, self.deployment.job_queue_url, self.deployment.jobs_table, crate::story::MODEL_ID, self.deployment.output_bucket
+                HOME.0,
+                cli.display(),
+                self.deployment.job_queue_url,
+                self.deployment.jobs_table,
+                crate::story::MODEL_ID,
+                self.deployment.output_bucket
             ),
         );
         t.line(
@@ -334,8 +379,8 @@ impl System {
         t.line(
             "local",
             format!(
-                "or run a function under cargo lambda: cargo lambda watch --env-file {} then cargo lambda invoke on-signal --data-file events/ec2/spot-interruption-warning-terminate.json",
-                env_file.display()
+                "or run a function under cargo lambda with its role: cargo lambda watch -p on-signal --env-file {} then cargo lambda invoke on-signal --data-file events/ec2/spot-interruption-warning-terminate.json",
+                lambda_env_file("on-signal").display()
             ),
         );
     }
@@ -372,11 +417,23 @@ pub async fn publish(
 }
 
 /// An event source mapping: polls its queue and invokes the function, forever.
+/// An outage is reported when it starts and when it ends, not once a second while it lasts.
 async fn feed(source: SqsEventSource, host: Arc<LambdaHost>) {
+    let mut failures = 0u64;
     loop {
-        if let Err(error) = source.poll_once(&host).await {
-            tracing::warn!(%error, "event source");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        match source.poll_once(&host).await {
+            Ok(_) if failures > 0 => {
+                tracing::info!(failures, "event source polling again");
+                failures = 0;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                if failures == 0 {
+                    tracing::warn!(%error, "event source cannot poll; retrying every second");
+                }
+                failures += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }
@@ -508,5 +565,31 @@ fn executor_entry(log: &Value, timeline: &Timeline) {
             timeline.line("executor", format!("{other}{error}"))
         }
         _ => {}
+    }
+}
+
+/// The environment as `cargo lambda watch --env-file` reads it. Every value is single-quoted: its parser refuses an
+/// unquoted `=` inside a value, and an assumed role's session token ends in base64 padding.
+fn env_file_text(vars: &[(String, String)]) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for (key, value) in vars {
+        if value.contains(['\'', '\n', '\r']) {
+            bail!("{key} cannot be written to an environment file: its value holds a quote or a line break");
+        }
+        text.push_str(&format!("{key}='{value}'\n"));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env_file_text;
+
+    #[test]
+    fn values_with_padding_are_quoted_and_unwritable_ones_refused() {
+        let vars = [("AWS_SESSION_TOKEN".to_string(), "FQo+b/c==".to_string())];
+        assert_eq!(env_file_text(&vars).unwrap(), "AWS_SESSION_TOKEN='FQo+b/c=='\n");
+        let quoted = [("X".to_string(), "it's".to_string())];
+        assert!(env_file_text(&quoted).unwrap_err().to_string().contains("X cannot be written"));
     }
 }

@@ -43,17 +43,19 @@ impl Emulator {
         &self.injector
     }
 
+    /// IAM enforcement for the roles assumed with [`Emulator::assume_role`].
+    pub fn iam(&self) -> &crate::Iam {
+        self.injector.iam()
+    }
+
     pub fn moto_pid(&self) -> u32 {
         self.moto.pid()
     }
 
-    /// Retries and timeouts for tests: the production strategy, with shorter waits.
+    /// Retries and timeouts of the tests' own clients: the binaries' defaults, which are what a deployment
+    /// runs with (the emulator is no place to learn whether shorter waits would do).
     pub fn settings() -> AwsSettings {
-        AwsSettings {
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(500),
-            ..AwsSettings::default()
-        }
+        AwsSettings::default()
     }
 
     /// SDK configuration for `us-east-1` against the injector.
@@ -71,9 +73,9 @@ impl Emulator {
             .await
     }
 
-    /// The environment a child process needs to reach the emulator through the injector.
+    /// The environment a child process needs to reach the emulator through the injector; its retry and timeout
+    /// settings are its own defaults or what its deployment sets.
     pub fn env(&self) -> Vec<(String, String)> {
-        let settings = Self::settings();
         vec![
             ("AWS_ENDPOINT_URL".into(), self.endpoint()),
             ("AWS_REGION".into(), DEFAULT_REGION.into()),
@@ -81,8 +83,6 @@ impl Emulator {
             ("AWS_ACCESS_KEY_ID".into(), "test".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-            ("GAMEFORGE_AWS_INITIAL_BACKOFF_MS".into(), settings.initial_backoff.as_millis().to_string()),
-            ("GAMEFORGE_AWS_MAX_BACKOFF_MS".into(), settings.max_backoff.as_millis().to_string()),
         ]
     }
 
@@ -105,6 +105,19 @@ impl Emulator {
                 other => return Err(Error::Emulator(format!("not ready after 30 s: {other:?}"))),
             }
         }
+    }
+}
+
+/// A call IAM would deny is a defect of the template or of the code, whatever else the test checked: the
+/// emulator fails its owner when it goes with denials nobody took (a test that expects some takes them).
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let denials = self.injector.iam().take_denials();
+        if denials.is_empty() || std::thread::panicking() {
+            return;
+        }
+        let list: Vec<String> = denials.iter().map(|d| format!("  - {d}")).collect();
+        panic!("IAM would have denied {} call(s):\n{}", denials.len(), list.join("\n"));
     }
 }
 

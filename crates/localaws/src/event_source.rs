@@ -77,6 +77,12 @@ impl SqsEventSource {
         self
     }
 
+    /// The function's timeout: each invocation's deadline.
+    pub fn invoke_timeout(mut self, timeout: Duration) -> Self {
+        self.invoke_timeout = timeout;
+        self
+    }
+
     /// Long-poll wait per receive.
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;

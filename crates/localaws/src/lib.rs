@@ -8,20 +8,26 @@
 
 mod emulator;
 mod event_source;
+mod function_url;
 mod http_server;
+pub mod iam;
 pub mod injector;
 mod lambda_host;
 mod moto;
 mod queues;
+mod roles;
 mod stack;
 pub mod tools;
 
 pub use emulator::Emulator;
 pub use event_source::{EventSourceStats, SqsEventSource};
+pub use function_url::{FunctionUrl, UrlResponse};
 pub use http_server::LoopbackServer;
+pub use iam::{Denial, Iam, Principal};
 pub use injector::{AwsError, FaultInjector, LaunchCall, LaunchLog, RequestRecord, Rule, RuleHandle};
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
 pub use queues::{drain_queue, queue_depth};
+pub use roles::RoleCredentials;
 pub use stack::{Deployment, deploy_stack, deploy_standby, queue_url, task_environment, with_env};
 
 #[derive(Debug, thiserror::Error)]

@@ -83,3 +83,21 @@ impl Drop for MotoServer {
         let _ = self.child.wait();
     }
 }
+
+/// SDK configuration that reaches moto directly, with the emulator's own key: for what the emulator itself
+/// needs to know (a resource's tags, a bucket's region), neither faulted nor authorized by the injector.
+pub fn direct_config(moto_port: u16) -> aws_config::SdkConfig {
+    use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{moto_port}"))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "localaws-direct",
+        )))
+        .build()
+}

@@ -234,17 +234,36 @@ impl Deployment {
     /// `executor`, `submit`). Queue URLs in it are AWS's form; the SDK reaches them through the emulator's
     /// endpoint all the same.
     pub async fn function_env(&self, config: &SdkConfig, function: &str) -> Result<Vec<(String, String)>, Error> {
+        let answer = self.function_configuration(config, function).await?;
+        let variables = answer.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+        Ok(variables.into_iter().collect())
+    }
+
+    /// A deployed function's timeout (`function`: `on-signal`, `executor`, `submit`): the deadline Lambda gives
+    /// each of its invocations.
+    pub async fn function_timeout(&self, config: &SdkConfig, function: &str) -> Result<Duration, Error> {
+        let answer = self.function_configuration(config, function).await?;
+        Ok(Duration::from_secs(answer.timeout().unwrap_or(3).max(1) as u64))
+    }
+
+    async fn function_configuration(
+        &self,
+        config: &SdkConfig,
+        function: &str,
+    ) -> Result<aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput, Error> {
         let name = format!("{}-{function}", self.prefix);
-        let answer = aws_sdk_lambda::Client::new(config)
+        aws_sdk_lambda::Client::new(config)
             .get_function_configuration()
             .function_name(&name)
             .send()
             .await
-            .map_err(|e| {
-                Error::Emulator(format!("function {name}: {}", aws_sdk_lambda::error::DisplayErrorContext(e)))
-            })?;
-        let variables = answer.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
-        Ok(variables.into_iter().collect())
+            .map_err(|e| Error::Emulator(format!("function {name}: {}", aws_sdk_lambda::error::DisplayErrorContext(e))))
+    }
+
+    /// The name of a role the template made in the home region (`role`: `on-signal`, `executor`, `submit`,
+    /// `worker-task`, `worker-instance`…).
+    pub fn role_name(&self, role: &str) -> String {
+        format!("{}-{role}-{}", self.prefix, self.stamp.region)
     }
 
     /// The worker container's environment in the home stamp's task definition, exactly as the template set it.

@@ -133,3 +133,29 @@ async fn server_errors_are_absorbed_by_retries_within_the_attempt_budget() {
         .collect();
     assert_eq!(statuses, vec![500, 503, 200]);
 }
+
+#[tokio::test]
+async fn a_bucket_asked_for_in_the_wrong_region_answers_as_s3_does() {
+    let emulator = Emulator::start().unwrap();
+    let west = emulator.sdk_config_with("us-west-2", &Emulator::settings()).await;
+    let east = emulator.sdk_config().await;
+    let s3 = |config: &aws_config::SdkConfig| {
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
+    };
+    s3(&west)
+        .create_bucket()
+        .bucket("western")
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3(&west).put_object().bucket("western").key("k").body(b"x".to_vec().into()).send().await.unwrap();
+    let refused = s3(&east).get_object().bucket("western").key("k").send().await.unwrap_err();
+    let raw = refused.raw_response().expect("an HTTP answer");
+    assert_eq!(raw.status().as_u16(), 301);
+    assert_eq!(raw.headers().get("x-amz-bucket-region"), Some("us-west-2"));
+}

@@ -220,7 +220,7 @@ impl<E: FnMut(&Value)> Sim<'_, E> {
                     self.jobs_carry += jobs.per_minute * step.num_milliseconds() as f64 / 60_000.0;
                     let arrived = self.jobs_carry.floor();
                     self.jobs_carry -= arrived;
-                    state.queued += arrived as u64;
+                    state.queued = state.queued.saturating_add(arrived as u64);
                 }
             }
             let mut completed = 0;

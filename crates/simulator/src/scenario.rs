@@ -95,6 +95,44 @@ pub enum ScenarioError {
     Fleet(#[from] gameforge_planner::config::ConfigError),
 }
 
+/// The longest scenario the virtual clock plays; every instant of a run stays within it (plus one step).
+pub const MAX_DURATION: Span = Span(std::time::Duration::from_secs(30 * 86_400));
+/// The longest tick, and the longest boot.
+pub const MAX_STEP: Span = Span(std::time::Duration::from_secs(86_400));
+/// The busiest job arrival rate (jobs a minute) a scenario may ask for.
+pub const MAX_JOBS_PER_MINUTE: f64 = 10_000.0;
+
+impl Scenario {
+    /// Every value out of the ranges the virtual clock and the job counts can carry, by field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut at_most = |field: String, span: Span, limit: Span| {
+            if span > limit {
+                problems.push(format!("`{field}` must be at most {limit}"));
+            }
+        };
+        at_most("duration".into(), self.duration, MAX_DURATION);
+        at_most("step".into(), self.step, MAX_STEP);
+        at_most("boot_time".into(), self.boot_time, MAX_STEP);
+        for (i, event) in self.events.iter().enumerate() {
+            at_most(format!("events[{i}].at"), event.at, MAX_DURATION);
+        }
+        if let Some(jobs) = &self.jobs {
+            at_most("jobs.from".into(), jobs.from, MAX_DURATION);
+            if let Some(until) = jobs.until {
+                at_most("jobs.until".into(), until, MAX_DURATION);
+            }
+            if !(0.0..=MAX_JOBS_PER_MINUTE).contains(&jobs.per_minute) {
+                problems.push(format!("`jobs.per_minute` must be between 0 and {MAX_JOBS_PER_MINUTE}"));
+            }
+        }
+        if self.step.0.is_zero() {
+            problems.push("`step` must be positive".into());
+        }
+        problems
+    }
+}
+
 /// A scenario with everything it refers to loaded.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -124,8 +162,9 @@ pub fn load_with_base(scenario: Scenario, base: &Path) -> Result<Loaded, Scenari
         inline @ Value::Object(_) => FleetConfig::from_json(inline.to_string().as_bytes())?,
         _ => return Err(ScenarioError::Invalid("`fleet` must be a path or an object".into())),
     };
-    if scenario.step.0.is_zero() {
-        return Err(ScenarioError::Invalid("`step` must be positive".into()));
+    let problems = scenario.problems();
+    if !problems.is_empty() {
+        return Err(ScenarioError::Invalid(problems.join("; ")));
     }
     let mut event_files = HashMap::new();
     for (index, event) in scenario.events.iter().enumerate() {

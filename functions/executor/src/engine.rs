@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gameforge_aws::backoff::Backoff;
+use gameforge_aws::invocation::Deadline;
 use gameforge_contract::{
     CONTRACT_VERSION, CapacityShortage, CapacityType, ControlCommand, ControlJob, InterruptionNotice, NoticeKind,
     ShortageCause,
@@ -46,7 +47,8 @@ pub struct Executor<W> {
     config: FleetConfig,
     world: W,
     owner: String,
-    /// How long the fleet lock protects one invocation; longer than the function's timeout.
+    /// How long the fleet lock protects a call without a deadline (a direct call, the simulator); under Lambda
+    /// the lock lasts as long as the invocation can, so a killed invocation frees it at its timeout.
     pub lock_lease: Duration,
     /// A draining worker is terminated when its task has stopped, or after this long regardless.
     pub drain_timeout: Duration,
@@ -93,6 +95,11 @@ impl<W: World> Executor<W> {
 
     /// Handles one control job under the fleet's lock, at most once.
     pub async fn handle(&self, job: &ControlJob) -> Result<Handled, PortError> {
+        self.handle_until(job, Deadline::NONE).await
+    }
+
+    /// [`Executor::handle`] within an invocation that is stopped at `deadline`.
+    pub async fn handle_until(&self, job: &ControlJob, deadline: Deadline) -> Result<Handled, PortError> {
         let fleet = &self.config.fleet;
         if job.fleet != *fleet {
             return Ok(Handled::NotOurs);
@@ -100,7 +107,8 @@ impl<W: World> Executor<W> {
         if self.world.is_done(fleet, &job.control_id).await? {
             return Ok(Handled::Duplicate);
         }
-        match self.world.lock(fleet, &self.owner, self.world.now(), self.lock_lease).await? {
+        let lease = deadline.lease(std::time::SystemTime::now(), self.lock_lease);
+        match self.world.lock(fleet, &self.owner, self.world.now(), lease).await? {
             LockOutcome::Acquired => {}
             LockOutcome::HeldElsewhere { until } => return Ok(Handled::Busy { until }),
         }
@@ -208,10 +216,23 @@ impl<W: World> Executor<W> {
 
     /// An interruption of one instance. Returns whether a replacement must be sought now.
     async fn learn_interruption(&self, cx: &mut Cx, notice: &InterruptionNotice) -> Result<bool, PortError> {
-        let Some(instance_id) = notice.instance_id.clone() else { return Ok(false) };
-        let worker = cx.workers.iter().find(|w| w.instance_id == instance_id).cloned();
         let notice_name =
             serde_json::to_value(notice.notice).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let Some(instance_id) = notice.instance_id.clone() else {
+            tracing::warn!(
+                event_id = %notice.event_id,
+                region = %notice.region,
+                notice = %notice_name,
+                "an interruption notice names no instance; checking the fleet against EC2 instead"
+            );
+            cx.note(Event::UntiedInterruption {
+                event_id: notice.event_id.clone(),
+                region: notice.region.clone(),
+                notice: notice_name,
+            });
+            return Ok(true);
+        };
+        let worker = cx.workers.iter().find(|w| w.instance_id == instance_id).cloned();
         cx.note(Event::Interruption {
             instance_id: instance_id.clone(),
             region: notice.region.clone(),

@@ -1,9 +1,17 @@
 //! The Lambda entry point: SQS batches from the FIFO control queue and the retry queue, or a scheduled event
 //! delivered directly. Records of a FIFO batch are handled in order; at the first one that cannot be handled now,
-//! it and every record after it are reported failed, so that the fleet's jobs keep their order.
+//! it and every record after it are reported failed, so that the fleet's jobs keep their order, and hidden only
+//! as long as their cause needs: seconds for a fleet busy with another invocation, a backoff that grows with
+//! the receive count for AWS failures (so that the queue's `maxReceiveCount` bounds an outage ridden out, not a
+//! number of quick retries).
 
+use std::time::Duration;
+
+use gameforge_aws::backoff::Backoff;
+use gameforge_aws::dead_letter::DeadLetter;
+use gameforge_aws::invocation::Deadline;
 use gameforge_aws::metrics::Metrics;
-use gameforge_aws::sqs_batch::{BatchResponse, SqsEvent, is_sqs_batch};
+use gameforge_aws::sqs_batch::{BatchResponse, SqsEvent, SqsRecord, is_sqs_batch};
 use gameforge_contract::{CONTRACT_VERSION, ControlCommand, ControlJob, Message};
 use serde_json::{Value, json};
 
@@ -11,20 +19,36 @@ use crate::engine::{Executor, Handled};
 use crate::journal::Tally;
 use crate::ports::{PortError, World};
 
-/// Where control jobs that can never be handled go.
-pub trait DeadLetters: Send + Sync {
+/// What the handler does with the queues its records come from.
+pub trait ControlQueues: Send + Sync {
+    /// Sends a control job that can never be handled to the dead-letter queue, with the reason.
     fn dead_letter(
         &self,
         body: &str,
         message_id: &str,
         reason: &str,
     ) -> impl std::future::Future<Output = Result<(), PortError>> + Send;
+
+    /// Keeps a failed record hidden for `delay` before its next delivery.
+    fn delay_redelivery(
+        &self,
+        record: &SqsRecord,
+        delay: Duration,
+    ) -> impl std::future::Future<Output = Result<(), PortError>> + Send;
 }
 
+/// While the fleet is busy, the invocation waits for it as long as this much of its time is left for the work.
+pub const WORK_RESERVE: Duration = Duration::from_secs(8);
+/// A fleet is busy for the few seconds another invocation converges it; a job that found it busy and could not
+/// wait comes back within seconds, not after the queue's visibility timeout.
+pub const BUSY_REDELIVERY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(4));
+/// AWS failures: 2 s doubling to 2 min, by receive count.
+pub const TRANSIENT_REDELIVERY: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(120));
+
 #[derive(Debug)]
-pub struct ControlHandler<W, D> {
+pub struct ControlHandler<W, Q> {
     executor: Executor<W>,
-    dead_letters: D,
+    queues: Q,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +80,9 @@ pub fn parse_job(body: &str, fleet: &str) -> Result<ControlJob, HandlerError> {
     ControlJob::from_value(value).map_err(|e| HandlerError::Malformed(e.to_string()))
 }
 
-impl<W: World, D: DeadLetters> ControlHandler<W, D> {
-    pub fn new(executor: Executor<W>, dead_letters: D) -> Self {
-        Self { executor, dead_letters }
+impl<W: World, Q: ControlQueues> ControlHandler<W, Q> {
+    pub fn new(executor: Executor<W>, queues: Q) -> Self {
+        Self { executor, queues }
     }
 
     pub fn executor(&self) -> &Executor<W> {
@@ -66,43 +90,83 @@ impl<W: World, D: DeadLetters> ControlHandler<W, D> {
     }
 
     pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
-        if is_sqs_batch(&payload) {
-            let batch: SqsEvent =
-                serde_json::from_value(payload).map_err(|e| HandlerError::Malformed(e.to_string()))?;
-            let mut response = BatchResponse::default();
-            let mut failing = false;
-            for record in &batch.records {
-                if failing {
-                    response.fail(&record.message_id);
-                    continue;
-                }
-                match self.handle_body(&record.body).await {
-                    Ok(_) => {}
-                    Err(HandlerError::Malformed(reason)) => {
-                        tracing::warn!(message_id = %record.message_id, %reason, "malformed control job, dead-lettering");
-                        if let Err(error) =
-                            self.dead_letters.dead_letter(&record.body, &record.message_id, &reason).await
-                        {
-                            tracing::warn!(%error, "dead-lettering failed; retrying");
-                            failing = true;
-                            response.fail(&record.message_id);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(message_id = %record.message_id, %error, "control job not handled now; it and the rest of the batch will be retried");
-                        failing = true;
-                        response.fail(&record.message_id);
-                    }
-                }
-            }
-            return serde_json::to_value(response).map_err(|e| HandlerError::Malformed(e.to_string()));
-        }
-        self.handle_body(&payload.to_string()).await
+        self.handle_until(payload, Deadline::NONE).await
     }
 
-    async fn handle_body(&self, body: &str) -> Result<Value, HandlerError> {
+    /// [`ControlHandler::handle`] within an invocation that is stopped at `deadline`.
+    pub async fn handle_until(&self, payload: Value, deadline: Deadline) -> Result<Value, HandlerError> {
+        if !is_sqs_batch(&payload) {
+            return self.handle_waiting(&payload.to_string(), deadline).await;
+        }
+        let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| HandlerError::Malformed(e.to_string()))?;
+        let mut response = BatchResponse::default();
+        // Why the batch stopped: every record from there on goes back, hidden for the same reason.
+        let mut stopped: Option<Retry> = None;
+        for record in &batch.records {
+            if let Some(retry) = stopped {
+                self.retry(record, retry, &mut response).await;
+                continue;
+            }
+            match self.handle_waiting(&record.body, deadline).await {
+                Ok(_) => {}
+                Err(HandlerError::Malformed(reason)) => {
+                    tracing::warn!(message_id = %record.message_id, %reason, "malformed control job, dead-lettering");
+                    if let Err(error) = self.queues.dead_letter(&record.body, &record.message_id, &reason).await {
+                        tracing::warn!(%error, "dead-lettering failed; retrying");
+                        stopped = Some(Retry::Transient);
+                        self.retry(record, Retry::Transient, &mut response).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(message_id = %record.message_id, %error, "control job not handled now; it and the rest of the batch will be retried");
+                    let retry = if matches!(error, HandlerError::Busy(_)) { Retry::Busy } else { Retry::Transient };
+                    stopped = Some(retry);
+                    self.retry(record, retry, &mut response).await;
+                }
+            }
+        }
+        serde_json::to_value(response).map_err(|e| HandlerError::Malformed(e.to_string()))
+    }
+
+    /// Reports `record` failed and hides it until its retry is due.
+    async fn retry(&self, record: &SqsRecord, retry: Retry, response: &mut BatchResponse) {
+        response.fail(&record.message_id);
+        let attempt = record.receive_count().saturating_sub(1);
+        let delay = match retry {
+            Retry::Busy => BUSY_REDELIVERY.redelivery(0, &mut rand::rng()),
+            Retry::Transient => TRANSIENT_REDELIVERY.redelivery(attempt, &mut rand::rng()),
+        };
+        if let Err(error) = self.queues.delay_redelivery(record, delay).await {
+            // The queue's own visibility timeout still applies.
+            tracing::warn!(message_id = %record.message_id, %error, "could not set the retry delay");
+        }
+    }
+
+    /// Handles a body, waiting for a busy fleet while enough of the invocation is left: another invocation
+    /// holds the lock for the seconds its converge takes, and a spot warning must not wait for a redelivery.
+    async fn handle_waiting(&self, body: &str, deadline: Deadline) -> Result<Value, HandlerError> {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            // Boxed: the engine's future is deep, and the retry loop around it would nest it too deep to lay out.
+            match Box::pin(self.handle_body(body, deadline)).await {
+                Err(HandlerError::Busy(until)) => {
+                    let left = deadline.remaining(std::time::SystemTime::now()).unwrap_or_default();
+                    if left < WORK_RESERVE + pause {
+                        return Err(HandlerError::Busy(until));
+                    }
+                    let lapse = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                    tracing::info!(?pause, ?lapse, "the fleet is busy; waiting for it");
+                    tokio::time::sleep(pause.min(lapse.max(Duration::from_millis(50)))).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn handle_body(&self, body: &str, deadline: Deadline) -> Result<Value, HandlerError> {
         let job = parse_job(body, &self.executor.config().fleet)?;
-        match self.executor.handle(&job).await? {
+        match self.executor.handle_until(&job, deadline).await? {
             Handled::Done(journal) => {
                 for entry in &journal.entries {
                     let event = serde_json::to_string(entry).unwrap_or_default();
@@ -118,37 +182,43 @@ impl<W: World, D: DeadLetters> ControlHandler<W, D> {
     }
 }
 
-/// The FIFO control queue's dead-letter queue, with the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Busy,
+    Transient,
+}
+
+/// The control queues on SQS: the FIFO dead-letter queue (`queue_url`) for malformed jobs, and the source
+/// queues of the records for their redelivery.
 #[derive(Debug, Clone)]
-pub struct SqsDeadLetters {
+pub struct SqsControlQueues {
     pub client: aws_sdk_sqs::Client,
     pub queue_url: String,
 }
 
-impl DeadLetters for SqsDeadLetters {
-    async fn dead_letter(&self, body: &str, message_id: &str, reason: &str) -> Result<(), PortError> {
-        let attribute = |value: &str| {
-            aws_sdk_sqs::types::MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value.chars().take(1024).collect::<String>())
-                .build()
-                .map_err(|e| PortError::new("build attribute", e))
-        };
-        let mut send = self
-            .client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(if body.is_empty() { "<empty>" } else { body })
-            .message_attributes("error_class", attribute("malformed_control_job")?)
-            .message_attributes("error_reason", attribute(reason)?)
-            .message_attributes("source_message_id", attribute(message_id)?);
-        if self.queue_url.ends_with(".fifo") {
-            send = send.message_group_id("malformed").message_deduplication_id(message_id);
-        }
-        send.send()
+impl ControlQueues for SqsControlQueues {
+    async fn delay_redelivery(&self, record: &SqsRecord, delay: Duration) -> Result<(), PortError> {
+        let queue = record.queue_url().ok_or_else(|| PortError::new("redelivery", "the record names no queue"))?;
+        self.client
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(&record.receipt_handle)
+            .visibility_timeout(delay.as_secs().clamp(0, 43_200) as i32)
+            .send()
             .await
-            .map_err(|e| PortError::new("dead-letter control job", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| PortError::sdk("delay redelivery", &e))?;
         Ok(())
+    }
+
+    async fn dead_letter(&self, body: &str, message_id: &str, reason: &str) -> Result<(), PortError> {
+        let letter = DeadLetter {
+            body,
+            source_message_id: message_id,
+            error_class: "malformed_control_job",
+            reason,
+            attributes: Vec::new(),
+        };
+        letter.send(&self.client, &self.queue_url).await
     }
 }
 
@@ -159,6 +229,7 @@ fn emit(tally: Tally) {
     metrics.count("quota_blocks", tally.quota_blocks);
     metrics.count("migrations", tally.migrations);
     metrics.count("interruptions", tally.interruptions);
+    metrics.count("untied_interruptions", tally.untied_interruptions);
     metrics.count("launched_spot", tally.launched_spot);
     metrics.count("launched_on_demand", tally.launched_on_demand);
     if let Some(desired) = tally.desired_workers {

@@ -40,6 +40,13 @@ pub enum Event {
         notice: String,
         ours: bool,
     },
+    /// A notice that names no instance (a degraded event): nothing can be drained, so the fleet is checked
+    /// against EC2 at once instead.
+    UntiedInterruption {
+        event_id: String,
+        region: String,
+        notice: String,
+    },
     Skipped {
         region: String,
         capacity_type: CapacityType,
@@ -135,6 +142,7 @@ impl Journal {
                 Event::QuotaBlocked { .. } => tally.quota_blocks += 1,
                 Event::Migrate { .. } => tally.migrations += 1,
                 Event::Interruption { ours: true, .. } => tally.interruptions += 1,
+                Event::UntiedInterruption { .. } => tally.untied_interruptions += 1,
                 Event::Launch { capacity_type, .. } => launching = Some(*capacity_type),
                 Event::Launched { instances, .. } => match launching {
                     Some(CapacityType::OnDemand) => tally.launched_on_demand += instances.len() as u64,
@@ -158,6 +166,8 @@ pub struct Tally {
     pub migrations: u64,
     /// Interruption notices for the fleet's own instances.
     pub interruptions: u64,
+    /// Interruption notices that named no instance.
+    pub untied_interruptions: u64,
     pub launched_spot: u64,
     pub launched_on_demand: u64,
     pub desired_workers: Option<u32>,

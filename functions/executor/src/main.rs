@@ -1,13 +1,17 @@
+// The instrumented invocation future nests the handler's futures deeper than the default limit allows.
+#![recursion_limit = "256"]
+
 use anyhow::Context;
 use executor::aws::{AwsClock, AwsWorld};
-use executor::handler::{ControlHandler, SqsDeadLetters};
+use executor::handler::{ControlHandler, SqsControlQueues};
 use executor::settings::Settings;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    gameforge_aws::telemetry::init_json();
+    gameforge_aws::telemetry::init_json("executor");
     let settings = Settings::from_env().context("executor configuration")?;
     let config = gameforge_aws::config::load().await;
     let world = AwsWorld::new(config.clone(), settings.resources.clone(), AwsClock::System);
@@ -18,14 +22,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         chrono::Utc::now().timestamp_micros()
     );
     let executor = executor::Executor::new(settings.fleet.clone(), world, owner);
-    let dead_letters = SqsDeadLetters {
+    let queues = SqsControlQueues {
         client: aws_sdk_sqs::Client::new(&config),
         queue_url: settings.control_dead_letter_url.clone(),
     };
-    let handler = ControlHandler::new(executor, dead_letters);
+    let handler = ControlHandler::new(executor, queues);
     let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handler.handle(event.payload).await.map_err(lambda_runtime::Error::from)
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let span = gameforge_aws::telemetry::invocation_span(
+            &event.context.request_id,
+            event.context.xray_trace_id.as_deref(),
+        );
+        async move {
+            let deadline = gameforge_aws::invocation::Deadline::from_epoch_millis(event.context.deadline);
+            handler.handle_until(event.payload, deadline).await.map_err(lambda_runtime::Error::from)
+        }
+        .instrument(span)
     }))
     .await
 }

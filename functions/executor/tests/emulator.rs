@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use executor::Handled;
 use executor::journal::Event;
 use executor::ports::LedgerStore;
+use gameforge_aws::invocation::Deadline;
 use gameforge_capacity::{CapacityModel, regional_shortage};
-use gameforge_contract::{CapacityType, ControlCommand, InterruptionNotice, NoticeKind};
+use gameforge_contract::ControlCommand;
 use gameforge_localaws::{AwsError, Rule};
 use gameforge_planner::Span;
 use gameforge_planner::placement::MigrationReason;
@@ -303,23 +305,7 @@ async fn a_spot_warning_drains_the_instance_and_requests_its_replacement_in_one_
         .await
         .unwrap();
 
-    let notice = InterruptionNotice {
-        event_id: "spot-1".into(),
-        region: "us-east-1".into(),
-        instance_id: Some(victim.clone()),
-        notice: NoticeKind::SpotInterruption,
-        deadline: Some(rig.start + chrono::Duration::minutes(2)),
-        observed_at: Some(rig.start),
-        action: None,
-        state: None,
-        availability_zone: None,
-        capacity_type: Some(CapacityType::Spot),
-        other_instance_ids: Vec::new(),
-        scope: None,
-        message: None,
-    };
-    let handled =
-        executor.handle(&rig.job("sig-spot-1-0", ControlCommand::HandleInterruption { notice })).await.unwrap();
+    let handled = executor.handle(&rig.spot_warning(&victim, rig.start)).await.unwrap();
     let events: Vec<&Event> = journal(&handled).events().collect();
     let drained = events.iter().position(|e| matches!(e, Event::Drain { instance_id, .. } if *instance_id == victim));
     let launched = events.iter().position(|e| matches!(e, Event::Launched { instances, .. } if !instances.is_empty()));
@@ -368,4 +354,58 @@ async fn a_configuration_error_stops_launching_with_an_alert_until_cleared() {
     );
     executor.handle(&clear).await.unwrap();
     assert_eq!(rig.instances("us-east-1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_fleet_lock_its_invocation_could_not_release_lapses_when_the_invocation_would_have_ended() {
+    let rig = rig(&[EAST]).await;
+    let executor = rig.executor("a");
+    // The release never lands, as when the invocation is killed before it.
+    rig.emulator.faults().add(
+        Rule::for_service("dynamodb")
+            .action("DeleteItem")
+            .body_contains(r#""S":"lock""#)
+            .fail(AwsError::internal_error()),
+    );
+    let deadline = Deadline::at(std::time::SystemTime::now() + Duration::from_secs(6));
+    executor.handle_until(&rig.job("r1", ControlCommand::Reconcile), deadline).await.unwrap();
+    let held = aws_sdk_dynamodb::Client::new(&rig.config)
+        .get_item()
+        .table_name(&rig.deployment.ledger_table)
+        .key("pk", AttributeValue::S("sdxl".into()))
+        .key("sk", AttributeValue::S("lock".into()))
+        .send()
+        .await
+        .unwrap();
+    let until: i64 = held.item().unwrap()["lease_until"].as_n().unwrap().parse().unwrap();
+    let lease_ms = until - rig.start.timestamp_millis();
+    // Not the 90 s fallback: the time the invocation had left, and a second for the clocks.
+    assert!((4_000..=7_000).contains(&lease_ms), "the lock was held for {lease_ms} ms");
+}
+
+#[tokio::test]
+async fn an_interruption_notice_naming_no_instance_is_counted_and_the_fleet_checked_at_once() {
+    let rig = rig(&[EAST]).await;
+    let executor = rig.executor("a");
+    rig.add_jobs(8).await;
+    rig.reconcile(&executor, "r1").await;
+    let before = rig.instances("us-east-1").await;
+    // The instance the degraded notice was about is gone by the time it arrives.
+    let ec2 = aws_sdk_ec2::Client::new(&rig.config);
+    ec2.terminate_instances().instance_ids(&before[0].0).send().await.unwrap();
+
+    let mut notice = rig.spot_warning("unused", rig.start);
+    if let ControlCommand::HandleInterruption { notice } = &mut notice.command {
+        notice.instance_id = None;
+    }
+    let handled = executor.handle(&notice).await.unwrap();
+    let journal = journal(&handled);
+    assert!(
+        journal.events().any(|e| matches!(e, Event::UntiedInterruption { region, .. } if region == "us-east-1")),
+        "{journal:?}"
+    );
+    assert_eq!(journal.tally().untied_interruptions, 1);
+    // Not held for the next reconcile: the same invocation replaced what went away.
+    assert!(journal.events().any(|e| matches!(e, Event::Launched { instances, .. } if !instances.is_empty())));
+    assert_eq!(rig.instances("us-east-1").await.len(), before.len());
 }

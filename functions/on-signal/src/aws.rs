@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::DisplayErrorContext as DynamoErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::error::DisplayErrorContext as SqsErrorContext;
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::{DateTime, TimeZone, Utc};
+use gameforge_aws::dead_letter::DeadLetter;
+use gameforge_aws::sdk_error::lost_condition;
 use gameforge_contract::{ControlJob, Message};
 
 use crate::ports::{Claim, ControlSink, DedupStore, PortError, SignalQueue};
@@ -62,7 +62,7 @@ impl DedupStore for DynamoDedupStore {
             .await;
         match put {
             Ok(_) => Ok(Claim::Claimed),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            Err(e) if lost_condition(&e) => {
                 let existing = self
                     .client
                     .get_item()
@@ -71,7 +71,7 @@ impl DedupStore for DynamoDedupStore {
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| PortError::new("read dedup record", DynamoErrorContext(e)))?;
+                    .map_err(|e| PortError::sdk("read dedup record", &e))?;
                 let item = existing.item.unwrap_or_default();
                 let state = item.get("state").and_then(|v| v.as_s().ok()).map(String::as_str);
                 let lease_until = item
@@ -82,7 +82,7 @@ impl DedupStore for DynamoDedupStore {
                     .unwrap_or(now);
                 Ok(if state == Some(DONE) { Claim::AlreadyDone } else { Claim::InFlight { lease_until } })
             }
-            Err(e) => Err(PortError::new("claim event", DynamoErrorContext(e))),
+            Err(e) => Err(PortError::sdk("claim event", &e)),
         }
     }
 
@@ -112,8 +112,8 @@ impl DedupStore for DynamoDedupStore {
         match update {
             Ok(_) => Ok(()),
             // Our lease lapsed and another invocation took over; it sends the same control ids and completes.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(PortError::new("complete event", DynamoErrorContext(e))),
+            Err(e) if lost_condition(&e) => Ok(()),
+            Err(e) => Err(PortError::sdk("complete event", &e)),
         }
     }
 
@@ -132,8 +132,8 @@ impl DedupStore for DynamoDedupStore {
             .await;
         match delete {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(PortError::new("release claim", DynamoErrorContext(e))),
+            Err(e) if lost_condition(&e) => Ok(()),
+            Err(e) => Err(PortError::sdk("release claim", &e)),
         }
     }
 }
@@ -174,7 +174,7 @@ impl ControlSink for SqsControlSink {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| PortError::new("send control jobs", SqsErrorContext(e)))?;
+                .map_err(|e| PortError::sdk("send control jobs", &e))?;
             // Entries that failed alone are sent again with the whole record; the queue drops the copies of
             // those that did arrive.
             if let Some(failed) = sent.failed().first() {
@@ -208,29 +208,16 @@ impl SqsSignalQueue {
     }
 }
 
-fn text_attribute(value: &str) -> Result<MessageAttributeValue, PortError> {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value.chars().take(1024).collect::<String>())
-        .build()
-        .map_err(|e| PortError::new("build attribute", e))
-}
-
 impl SignalQueue for SqsSignalQueue {
     async fn dead_letter(&self, body: &str, message_id: &str, reason: &str) -> Result<(), PortError> {
-        // An empty body cannot be sent; the attributes still say what arrived.
-        let body = if body.is_empty() { "<empty>" } else { body };
-        self.client
-            .send_message()
-            .queue_url(&self.dead_letter_url)
-            .message_body(body)
-            .message_attributes("error_class", text_attribute("malformed_event")?)
-            .message_attributes("error_reason", text_attribute(reason)?)
-            .message_attributes("source_message_id", text_attribute(message_id)?)
-            .send()
-            .await
-            .map_err(|e| PortError::new("dead-letter record", SqsErrorContext(e)))?;
-        Ok(())
+        let letter = DeadLetter {
+            body,
+            source_message_id: message_id,
+            error_class: "malformed_event",
+            reason,
+            attributes: Vec::new(),
+        };
+        letter.send(&self.client, &self.dead_letter_url).await
     }
 
     async fn delay_redelivery(&self, receipt_handle: &str, delay: Duration) -> Result<(), PortError> {
@@ -243,7 +230,7 @@ impl SignalQueue for SqsSignalQueue {
             .visibility_timeout(seconds)
             .send()
             .await
-            .map_err(|e| PortError::new("delay redelivery", SqsErrorContext(e)))?;
+            .map_err(|e| PortError::sdk("delay redelivery", &e))?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use gameforge_aws::backoff::Backoff;
+use gameforge_aws::invocation::Deadline;
 use gameforge_aws::metrics::Metrics;
 use gameforge_aws::sqs_batch::{BatchResponse, SqsEvent, SqsRecord, is_sqs_batch};
 use gameforge_contract::{IgnoreReason, Message, Signal};
@@ -19,9 +20,11 @@ use crate::ports::{Claim, ControlSink, DedupStore, PortError, SignalQueue};
 pub struct HandlerConfig {
     /// The fleet whose control jobs this deployment writes (the FIFO message group).
     pub fleet: String,
-    /// How long a claim protects an event from concurrent processing; longer than the function's timeout.
+    /// How long a claim protects an event when the invocation has no deadline (a direct call); under Lambda
+    /// a claim lasts as long as the invocation can.
     pub claim_lease: Duration,
-    /// Retry delays for records that failed for a transient reason.
+    /// How long a record that failed for a transient reason stays hidden before its next delivery, by its
+    /// receive count: with the signals queue's `maxReceiveCount` it sets the outage a signal survives.
     pub retry: Backoff,
 }
 
@@ -84,15 +87,20 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
     /// The Lambda entry point. An SQS batch answers with its partial failures; a direct event answers with its
     /// outcome, or fails so that EventBridge retries it.
     pub async fn handle(&self, payload: Value) -> Result<Value, InvocationError> {
+        self.handle_until(payload, Deadline::NONE).await
+    }
+
+    /// [`SignalHandler::handle`] within an invocation that is stopped at `deadline`.
+    pub async fn handle_until(&self, payload: Value, deadline: Deadline) -> Result<Value, InvocationError> {
         let started = Instant::now();
         let mut metrics = Metrics::new("gameforge").dimension("function", "on-signal");
         let answer = if is_sqs_batch(&payload) {
             let batch: SqsEvent =
                 serde_json::from_value(payload).map_err(|e| InvocationError::Payload(e.to_string()))?;
-            let response = self.handle_batch(batch, &mut metrics).await;
+            let response = self.handle_batch(batch, deadline, &mut metrics).await;
             serde_json::to_value(response).map_err(|e| InvocationError::Payload(e.to_string()))
         } else {
-            let outcome = self.handle_event(&payload.to_string()).await;
+            let outcome = self.handle_event_until(&payload.to_string(), deadline).await;
             count(&mut metrics, &outcome);
             outcome.map(|outcome| describe(&outcome)).map_err(InvocationError::from)
         };
@@ -101,10 +109,13 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
         answer
     }
 
-    pub async fn handle_batch(&self, batch: SqsEvent, metrics: &mut Metrics) -> BatchResponse {
+    pub async fn handle_batch(&self, batch: SqsEvent, deadline: Deadline, metrics: &mut Metrics) -> BatchResponse {
         metrics.count("records", batch.records.len() as u64);
         let results = futures::future::join_all(
-            batch.records.iter().map(|record| async move { (record, self.handle_event(&record.body).await) }),
+            batch
+                .records
+                .iter()
+                .map(|record| async move { (record, self.handle_event_until(&record.body, deadline).await) }),
         )
         .await;
 
@@ -122,6 +133,10 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
 
     /// Handles one event given as JSON text.
     pub async fn handle_event(&self, body: &str) -> Result<Outcome, RecordError> {
+        self.handle_event_until(body, Deadline::NONE).await
+    }
+
+    async fn handle_event_until(&self, body: &str, deadline: Deadline) -> Result<Outcome, RecordError> {
         let event = EventEnvelope::from_json(body.as_bytes()).map_err(|e| RecordError::Malformed(e.to_string()))?;
         let signal = classify(&event);
         tracing::info!(
@@ -139,20 +154,28 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
 
         let owner = owner_token();
         let now = Utc::now();
-        match self.dedup.claim(&event.id, &owner, now, self.config.claim_lease).await? {
-            Claim::Claimed => {}
-            Claim::AlreadyDone => {
+        // Deduplication saves work; it is not what makes a repeat harmless (control ids are stable, the FIFO
+        // queue and the executor drop repeats). So when the store cannot be reached the event is acted on
+        // unclaimed rather than held back: a spot warning's two minutes do not wait for DynamoDB.
+        let lease = deadline.lease(now.into(), self.config.claim_lease);
+        let claimed = match self.dedup.claim(&event.id, &owner, now, lease).await {
+            Ok(Claim::Claimed) => true,
+            Ok(Claim::AlreadyDone) => {
                 tracing::info!(event_id = %event.id, "duplicate event, already processed");
                 return Ok(Outcome::Duplicate { kind: signal.kind() });
             }
-            Claim::InFlight { lease_until } => {
+            Ok(Claim::InFlight { lease_until }) => {
                 return Err(RecordError::InFlight { event_id: event.id.clone(), lease_until });
             }
-        }
+            Err(error) => {
+                tracing::warn!(event_id = %event.id, %error, "dedup store unavailable; acting on the event unclaimed");
+                false
+            }
+        };
 
         let jobs = control_jobs(&signal, &self.config.fleet, now);
         if let Err(error) = self.control.send(&jobs).await {
-            if let Err(release) = self.dedup.release(&event.id, &owner).await {
+            if claimed && let Err(release) = self.dedup.release(&event.id, &owner).await {
                 tracing::warn!(event_id = %event.id, %release, "could not release the claim; it will lapse");
             }
             return Err(error.into());
@@ -161,8 +184,11 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
             tracing::info!(event_id = %event.id, control_id = %job.control_id, control_job = %job.to_json(), "control job sent");
         }
         // Until this lands the claim still protects the event; if it never lands, a redelivery after the lease
-        // re-sends the same control ids, which the FIFO queue drops within its deduplication window.
-        self.dedup.complete(&event.id, &owner, Utc::now(), jobs.len()).await?;
+        // re-sends the same control ids, which the FIFO queue drops within its deduplication window. The jobs
+        // are out either way, so a failure here does not fail the event.
+        if claimed && let Err(error) = self.dedup.complete(&event.id, &owner, Utc::now(), jobs.len()).await {
+            tracing::warn!(event_id = %event.id, %error, "could not mark the event done; its claim will lapse");
+        }
         Ok(Outcome::Emitted { kind: signal.kind(), control_jobs: jobs.len() })
     }
 
@@ -192,7 +218,7 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
     }
 
     fn retry_delay(&self, record: &SqsRecord) -> Duration {
-        self.config.retry.delay(record.receive_count().saturating_sub(1), &mut rand::rng())
+        self.config.retry.redelivery(record.receive_count().saturating_sub(1), &mut rand::rng())
     }
 
     async fn delay(&self, record: &SqsRecord, delay: Duration) {

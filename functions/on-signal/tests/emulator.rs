@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
+use gameforge_aws::invocation::Deadline;
 use gameforge_aws::metrics::Metrics;
 use gameforge_contract::{ControlJob, Message};
 use gameforge_localaws::{Deployment, Emulator, Rule, drain_queue};
@@ -17,7 +18,10 @@ mod support;
 
 struct Setup {
     emulator: Emulator,
+    /// The account's own access: what the test does as AWS.
     config: aws_config::SdkConfig,
+    /// The function's role from the template, enforced: what the code under test acts with.
+    role: aws_config::SdkConfig,
     deployment: Deployment,
     settings: Settings,
 }
@@ -28,7 +32,9 @@ async fn setup() -> Setup {
     let deployment = Deployment::deploy(&config, "gameforge").await.unwrap();
     let env = deployment.function_env(&config, "on-signal").await.unwrap();
     let settings = Settings::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
-    Setup { emulator, config, deployment, settings }
+    let credentials = emulator.assume_role(&deployment.role_name("on-signal"), "on-signal").await.unwrap();
+    let role = emulator.sdk_config_as(&credentials, "us-east-1").await;
+    Setup { emulator, config, role, deployment, settings }
 }
 
 fn control_jobs(messages: &[aws_sdk_sqs::types::Message]) -> Vec<ControlJob> {
@@ -39,7 +45,7 @@ fn control_jobs(messages: &[aws_sdk_sqs::types::Message]) -> Vec<ControlJob> {
 async fn the_dynamodb_store_claims_each_event_once() {
     let setup = setup().await;
     let store = DynamoDedupStore::new(
-        aws_sdk_dynamodb::Client::new(&setup.config),
+        aws_sdk_dynamodb::Client::new(&setup.role),
         &setup.deployment.dedup_table,
         Duration::from_secs(3600),
     );
@@ -70,7 +76,7 @@ async fn the_dynamodb_store_claims_each_event_once() {
 #[tokio::test]
 async fn every_sample_becomes_its_control_jobs_on_the_fifo_queue() {
     let setup = setup().await;
-    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.role);
     let events = [
         "autoscaling/launch-unsuccessful-insufficient-capacity.json",
         "cloudtrail/create-fleet-instant-errors.json",
@@ -94,7 +100,7 @@ async fn every_sample_becomes_its_control_jobs_on_the_fifo_queue() {
 #[tokio::test]
 async fn the_same_event_delivered_twice_concurrently_yields_one_set_of_jobs() {
     let setup = setup().await;
-    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.role);
     let event = sample("health/scheduled-change-instance-retirement.json");
     let (a, b) = tokio::join!(
         handler.handle(batch(std::slice::from_ref(&event))),
@@ -125,13 +131,13 @@ async fn dynamodb_alone_stops_concurrent_duplicates() {
     let handler = on_signal::handler::SignalHandler::new(
         setup.settings.handler_config(),
         DynamoDedupStore::new(
-            aws_sdk_dynamodb::Client::new(&setup.config),
+            aws_sdk_dynamodb::Client::new(&setup.role),
             &setup.settings.dedup_table,
             Duration::from_secs(3600),
         ),
         CountingSink::default(),
         on_signal::aws::SqsSignalQueue::new(
-            aws_sdk_sqs::Client::new(&setup.config),
+            aws_sdk_sqs::Client::new(&setup.role),
             &setup.settings.signals_queue_url,
             &setup.settings.signals_dead_letter_url,
         ),
@@ -145,7 +151,7 @@ async fn dynamodb_alone_stops_concurrent_duplicates() {
 #[tokio::test]
 async fn throttling_from_dynamodb_and_sqs_is_retried_with_backoff() {
     let setup = setup().await;
-    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.role);
     let faults = setup.emulator.faults();
     let dynamo = faults.add(Rule::for_service("dynamodb").action("PutItem").times(2).throttle());
     let sqs = faults.add(Rule::for_service("sqs").action("SendMessageBatch").times(2).throttle());
@@ -157,44 +163,59 @@ async fn throttling_from_dynamodb_and_sqs_is_retried_with_backoff() {
     assert_eq!(control_jobs(&drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap()).len(), 1);
 }
 
-#[tokio::test]
-async fn throttling_that_outlasts_the_retries_fails_the_record_and_delays_it() {
-    let setup = setup().await;
+/// A signal received from the queue as Lambda hands it over: `(message, payload)`.
+async fn received_signal(setup: &Setup, file: &str) -> (aws_sdk_sqs::types::Message, serde_json::Value) {
     let sqs = aws_sdk_sqs::Client::new(&setup.config);
-    sqs.send_message()
-        .queue_url(&setup.settings.signals_queue_url)
-        .message_body(sample("ec2/rebalance-recommendation.json"))
-        .send()
-        .await
-        .unwrap();
-    let received = sqs
-        .receive_message()
-        .queue_url(&setup.settings.signals_queue_url)
-        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let message = &received.messages()[0];
+    sqs.send_message().queue_url(&setup.settings.signals_queue_url).message_body(sample(file)).send().await.unwrap();
+    let received = sqs.receive_message().queue_url(&setup.settings.signals_queue_url).send().await.unwrap();
+    let message = received.messages()[0].clone();
     let payload = json!({"Records": [{
         "messageId": message.message_id(), "receiptHandle": message.receipt_handle(), "body": message.body(),
-        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+        "attributes": {"ApproximateReceiveCount": "3"}, "messageAttributes": {}, "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:gameforge-signals", "awsRegion": "us-east-1"
     }]});
-    let throttle = setup.emulator.faults().add(Rule::for_service("dynamodb").action("PutItem").throttle());
-    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    (message, payload)
+}
+
+#[tokio::test]
+async fn an_sqs_outage_that_outlasts_the_retries_fails_the_record_and_hides_it_for_its_backoff() {
+    let setup = setup().await;
+    let (message, payload) = received_signal(&setup, "ec2/rebalance-recommendation.json").await;
+    let attempts = Emulator::settings().max_attempts;
+    let throttle =
+        setup.emulator.faults().add(Rule::for_service("sqs").action("SendMessageBatch").times(attempts).throttle());
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.role);
     let mut metrics = Metrics::new("test");
-    let answer = handler.handle_batch(serde_json::from_value(payload).unwrap(), &mut metrics).await;
+    let answer = handler.handle_batch(serde_json::from_value(payload).unwrap(), Deadline::NONE, &mut metrics).await;
     assert_eq!(answer.failed_ids().collect::<Vec<_>>(), vec![message.message_id().unwrap()]);
-    assert_eq!(throttle.hits(), Emulator::settings().max_attempts);
+    assert_eq!(throttle.hits(), attempts);
     assert_eq!(metrics.get("transient_failures"), Some(1.0));
     assert_eq!(setup.emulator.faults().count("sqs", "ChangeMessageVisibility"), 1, "the retry is delayed");
+    // The third receive waits at least half of its backoff ceiling (2 s doubled twice): not right away.
+    let sqs = aws_sdk_sqs::Client::new(&setup.config);
+    let again = sqs.receive_message().queue_url(&setup.settings.signals_queue_url).send().await.unwrap();
+    assert!(again.messages().is_empty(), "hidden for its backoff");
     assert!(drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dynamodb_outage_does_not_hold_a_spot_warning_back() {
+    let setup = setup().await;
+    let (_, payload) = received_signal(&setup, "ec2/spot-interruption-warning-terminate.json").await;
+    let outage = setup.emulator.faults().add(Rule::for_service("dynamodb").throttle());
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.role);
+    let mut metrics = Metrics::new("test");
+    let answer = handler.handle_batch(serde_json::from_value(payload).unwrap(), Deadline::NONE, &mut metrics).await;
+    assert_eq!(answer.failed_ids().count(), 0);
+    assert!(outage.hits() > 0);
+    let jobs = control_jobs(&drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap());
+    assert_eq!(jobs.len(), 1, "the replacement is asked for while DynamoDB is away");
 }
 
 #[tokio::test]
 async fn a_malformed_record_reaches_the_dead_letter_queue_with_its_reason() {
     let setup = setup().await;
-    let handler = on_signal::deployed_handler(&setup.settings, &setup.config);
+    let handler = on_signal::deployed_handler(&setup.settings, &setup.role);
     let answer = handler
         .handle(batch(&[sample("ec2/rebalance-recommendation.json"), "certainly not an event".into()]))
         .await

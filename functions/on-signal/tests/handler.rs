@@ -221,14 +221,20 @@ async fn a_failed_send_releases_the_claim_and_backs_off() {
 }
 
 #[tokio::test]
-async fn a_dedup_store_outage_fails_the_record_for_a_retry() {
+async fn a_dedup_store_outage_does_not_hold_a_signal_back() {
     let handler = handler();
     *handler_ports(&handler).0.fail.lock().unwrap() = true;
-    let answer = handler
-        .handle(batch(&[sample("ec2/rebalance-recommendation.json"), sample("ecs/task-running.json")]))
-        .await
-        .unwrap();
-    assert_eq!(failures(&answer), vec!["m0"], "ignored events need no dedup and still succeed");
+    let warning = sample("ec2/spot-interruption-warning-terminate.json");
+    let answer = handler.handle(batch(&[warning.clone(), sample("ecs/task-running.json")])).await.unwrap();
+    assert!(failures(&answer).is_empty(), "the warning is acted on unclaimed: {answer}");
+    assert_eq!(handler_sent(&handler).len(), 1);
+    // Once the store is back, the same event again is acted on again: repeats are harmless downstream (the
+    // control id is the same), and nothing was marked done while the store was away.
+    *handler_ports(&handler).0.fail.lock().unwrap() = false;
+    handler.handle(batch(&[warning])).await.unwrap();
+    let sent = handler_sent(&handler);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].control_id, sent[1].control_id);
 }
 
 #[tokio::test]
@@ -254,7 +260,9 @@ async fn unknown_events_are_acknowledged_and_counted() {
     let handler = handler();
     let mut metrics = gameforge_aws::metrics::Metrics::new("test");
     let payload = batch(&[sample("other/s3-object-created.json"), sample("ecs/task-running.json")]);
-    let response = handler.handle_batch(serde_json::from_value(payload).unwrap(), &mut metrics).await;
+    let response = handler
+        .handle_batch(serde_json::from_value(payload).unwrap(), gameforge_aws::invocation::Deadline::NONE, &mut metrics)
+        .await;
     assert_eq!(response.failed_ids().count(), 0, "never retried");
     assert_eq!(metrics.get("unknown_events"), Some(1.0));
     assert_eq!(metrics.get("ignored"), Some(2.0));

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use gameforge_contract::{ControlJob, Message};
+use gameforge_contract::{ControlCommand, ControlJob, Message};
 use gameforge_localaws::{Deployment, Emulator, LambdaHost, SqsEventSource, drain_queue, queue_depth, tools};
 use serde_json::Value;
 use support::sample;
@@ -14,20 +14,27 @@ mod support;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_on-signal");
 
-async fn start() -> (Emulator, aws_config::SdkConfig, Deployment, LambdaHost) {
+/// The emulator, the account's own access, the deployment, the function running with its role, and an event
+/// source that polls with that role (as Lambda does).
+async fn start() -> (Emulator, aws_config::SdkConfig, Deployment, LambdaHost, SqsEventSource) {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
     let deployment = Deployment::deploy(&config, "gameforge").await.unwrap();
-    let mut env = emulator.env();
+    let role = emulator.assume_role(&deployment.role_name("on-signal"), "on-signal").await.unwrap();
+    let mut env = emulator.env_as(&role);
     env.extend(deployment.function_env(&config, "on-signal").await.unwrap());
     let host = LambdaHost::start(Path::new(BINARY), "on-signal", &env).unwrap();
     host.wait_ready(Duration::from_secs(30)).await.unwrap();
-    (emulator, config, deployment, host)
+    let source = SqsEventSource::new(&emulator.sdk_config_as(&role, "us-east-1").await, &deployment.signals_queue_url)
+        .await
+        .unwrap()
+        .wait(Duration::from_millis(200));
+    (emulator, config, deployment, host, source)
 }
 
 #[tokio::test]
 async fn events_published_to_eventbridge_flow_through_the_rules_and_the_function() {
-    let (_emulator, config, deployment, host) = start().await;
+    let (_emulator, config, deployment, host, source) = start().await;
     let events = aws_sdk_eventbridge::Client::new(&config);
     let mut expected_jobs = 0;
     let mut routed = 0;
@@ -55,8 +62,6 @@ async fn events_published_to_eventbridge_flow_through_the_rules_and_the_function
     }
     assert!(routed >= 20, "only {routed} samples were routed");
 
-    let source =
-        SqsEventSource::new(&config, &deployment.signals_queue_url).await.unwrap().wait(Duration::from_millis(200));
     let stats = source.run_until(&host, |s| s.received >= routed).await.unwrap();
     assert_eq!(stats.failed, 0, "{stats:?}");
     assert_eq!(queue_depth(&config, &deployment.signals_queue_url).await.unwrap(), 0);
@@ -81,7 +86,7 @@ async fn events_published_to_eventbridge_flow_through_the_rules_and_the_function
 
 #[tokio::test]
 async fn a_malformed_message_on_the_queue_ends_in_the_dead_letter_queue_and_the_rest_passes() {
-    let (_emulator, config, deployment, host) = start().await;
+    let (_emulator, config, deployment, host, source) = start().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     for body in [
         sample("ec2/spot-interruption-warning-terminate.json"),
@@ -90,8 +95,6 @@ async fn a_malformed_message_on_the_queue_ends_in_the_dead_letter_queue_and_the_
     ] {
         sqs.send_message().queue_url(&deployment.signals_queue_url).message_body(body).send().await.unwrap();
     }
-    let source =
-        SqsEventSource::new(&config, &deployment.signals_queue_url).await.unwrap().wait(Duration::from_millis(200));
     let stats = source.run_until(&host, |s| s.received >= 3).await.unwrap();
     assert_eq!((stats.deleted, stats.failed), (3, 0), "{stats:?}");
     let dead = drain_queue(&config, &deployment.signals_dead_letter_url).await.unwrap();
@@ -101,7 +104,7 @@ async fn a_malformed_message_on_the_queue_ends_in_the_dead_letter_queue_and_the_
 
 #[tokio::test]
 async fn every_event_file_can_be_invoked_directly() {
-    let (_emulator, _config, _deployment, host) = start().await;
+    let (_emulator, _config, _deployment, host, _source) = start().await;
     for path in tools::event_samples().into_iter().chain(tools::event_batches()) {
         let payload: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let invocation =
@@ -116,4 +119,55 @@ async fn every_event_file_can_be_invoked_directly() {
     }
     let cold = host.cold_start().unwrap();
     println!("cold start (spawn to first /next): {cold:?}");
+}
+
+#[tokio::test]
+async fn every_line_of_an_invocation_carries_its_request_id_trace_id_and_cold_start() {
+    let (_emulator, _config, _deployment, host, _source) = start().await;
+    let read = |path: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(tools::repo_root().join(path)).unwrap()).unwrap()
+    };
+    let first = host
+        .invoke(&read("events/ec2/spot-interruption-warning-terminate.json"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let second = host.invoke(&read("events/ec2/rebalance-recommendation.json"), Duration::from_secs(30)).await.unwrap();
+    // The function's stdout is read as it comes; its lines may trail its answer by a moment.
+    let lines_of = |request_id: &str| -> Vec<Value> {
+        host.logs_since(0)
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|log| log["span"]["function_request_id"] == request_id)
+            .collect()
+    };
+    for _ in 0..50 {
+        if !lines_of(&second.request_id).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (invocation, cold) in [(&first, true), (&second, false)] {
+        let lines = lines_of(&invocation.request_id);
+        assert!(lines.iter().any(|log| log["message"] == "classified"), "{lines:?}");
+        for log in &lines {
+            assert_eq!(log["span"]["cold_start"], cold, "{log}");
+            assert_eq!(log["span"]["service"], "on-signal", "{log}");
+            let trace = log["span"]["xray_trace_id"].as_str().unwrap_or_default();
+            assert!(trace.starts_with("Root=1-") && trace.ends_with(&invocation.request_id), "{log}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_spot_warning_with_a_blank_time_still_becomes_a_control_job() {
+    let (_emulator, config, deployment, host, _source) = start().await;
+    let path = tools::repo_root().join("events/ec2/spot-interruption-warning-blank-time.json");
+    let payload: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(payload["time"], "", "the sample is the degraded event");
+    let answer = host.invoke(&payload, Duration::from_secs(30)).await.unwrap().response;
+    assert_eq!(answer["outcome"], "emitted", "{answer}");
+    let jobs = drain_queue(&config, &deployment.control_queue_url).await.unwrap();
+    let job = ControlJob::from_json(jobs[0].body().unwrap().as_bytes()).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(matches!(job.command, ControlCommand::HandleInterruption { .. }), "{job:?}");
 }

@@ -128,6 +128,14 @@ pub struct RetryPolicy {
     pub cap: Span,
 }
 
+/// The longest span a configuration may name: instants are computed from these spans (a block's end, the next
+/// retry), and far beyond a year they would leave the calendar the clock can represent.
+pub const MAX_SPAN: Span = Span(std::time::Duration::from_secs(365 * 86_400));
+/// The most workers a fleet may ask for; counts of workers are added up in 32 bits.
+pub const MAX_WORKERS: u32 = 10_000;
+/// The largest throughput one worker may claim (a job a second); the simulator derives job durations from it.
+pub const MAX_JOBS_PER_HOUR: f64 = 3_600.0;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("fleet configuration is not valid JSON: {0}")]
@@ -188,7 +196,11 @@ impl FleetConfig {
                 &format!("instance_types[{i}].name"),
                 "is not an instance type like g5.xlarge",
             );
-            check(spec.jobs_per_hour > 0.0, &format!("instance_types[{i}].jobs_per_hour"), "must be positive");
+            check(
+                spec.jobs_per_hour > 0.0 && spec.jobs_per_hour <= MAX_JOBS_PER_HOUR,
+                &format!("instance_types[{i}].jobs_per_hour"),
+                &format!("must be positive and at most {MAX_JOBS_PER_HOUR}"),
+            );
             check(
                 spec.on_demand_price_per_hour >= 0.0,
                 &format!("instance_types[{i}].on_demand_price_per_hour"),
@@ -206,6 +218,7 @@ impl FleetConfig {
         );
         check(self.workers.max >= self.workers.min, "workers.max", "must be at least workers.min");
         check(self.workers.max > 0, "workers.max", "must be positive");
+        check(self.workers.max <= MAX_WORKERS, "workers.max", &format!("must be at most {MAX_WORKERS}"));
         check(self.workers.target_backlog_per_worker > 0, "workers.target_backlog_per_worker", "must be positive");
         check(self.ledger.shortage_ttl > Span::ZERO, "ledger.shortage_ttl", "must be positive");
         check(
@@ -218,6 +231,19 @@ impl FleetConfig {
         check(self.migration.max_interruption_rate > 0.0, "migration.max_interruption_rate", "must be positive");
         check(self.retry.base > Span::ZERO, "retry.base", "must be positive");
         check(self.retry.cap >= self.retry.base, "retry.cap", "must be at least retry.base");
+        for (field, span) in [
+            ("workers.idle_before_zero", self.workers.idle_before_zero),
+            ("ledger.shortage_ttl", self.ledger.shortage_ttl),
+            ("ledger.shortage_ttl_max", self.ledger.shortage_ttl_max),
+            ("ledger.quota_ttl", self.ledger.quota_ttl),
+            ("ledger.interruption_window", self.ledger.interruption_window),
+            ("migration.hysteresis", self.migration.hysteresis),
+            ("migration.cooldown", self.migration.cooldown),
+            ("retry.base", self.retry.base),
+            ("retry.cap", self.retry.cap),
+        ] {
+            check(span <= MAX_SPAN, field, &format!("must be at most {MAX_SPAN}"));
+        }
         v
     }
 

@@ -21,11 +21,15 @@ impl Span {
     }
 
     pub fn minutes(n: u64) -> Self {
-        Span(Duration::from_secs(n * 60))
+        Span(Duration::from_secs(n.saturating_mul(60)))
     }
 
     pub fn hours(n: u64) -> Self {
-        Span(Duration::from_secs(n * 3600))
+        Span(Duration::from_secs(n.saturating_mul(3600)))
+    }
+
+    pub fn days(n: u64) -> Self {
+        Span(Duration::from_secs(n.saturating_mul(86_400)))
     }
 
     pub fn parse(text: &str) -> Result<Self, SpanError> {
@@ -49,7 +53,8 @@ impl Span {
                 _ => return Err(fail()),
             };
             let n: u64 = digits.parse().map_err(|_| fail())?;
-            total += Duration::from_secs(n.checked_mul(unit).ok_or_else(fail)?);
+            let part = Duration::from_secs(n.checked_mul(unit).ok_or_else(fail)?);
+            total = total.checked_add(part).ok_or_else(fail)?;
             digits.clear();
         }
         if !digits.is_empty() {
@@ -113,8 +118,9 @@ mod tests {
     }
 
     #[test]
-    fn rejects_what_is_ambiguous() {
-        for bad in ["", "90", "m", "5 minutes", "1.5h", "-3m", "3w"] {
+    fn rejects_what_is_ambiguous_or_overflows() {
+        for bad in ["", "90", "m", "5 minutes", "1.5h", "-3m", "3w", "18446744073709551615s1s", "99999999999999999999s"]
+        {
             assert!(Span::parse(bad).is_err(), "{bad}");
         }
     }

@@ -68,7 +68,7 @@ pub fn on_demand_allowance(
 ) -> (u32, Option<Limit>) {
     let there: Vec<&Worker> = workers.iter().filter(|w| w.is_active() && w.offering.region == region).collect();
     let on_demand_there = there.iter().filter(|w| w.offering.capacity_type == CapacityType::OnDemand).count() as u32;
-    let total_after = there.len() as u32 + need;
+    let total_after = u32::try_from(there.len()).unwrap_or(u32::MAX).saturating_add(need);
     let share_cap = (config.on_demand.max_share * f64::from(total_after) + 1e-9).floor() as u32;
     let by_share = share_cap.saturating_sub(on_demand_there);
 

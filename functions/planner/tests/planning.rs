@@ -69,6 +69,32 @@ fn the_example_configuration_is_valid_and_a_broken_one_says_where() {
 }
 
 #[test]
+fn spans_beyond_a_year_and_absurd_sizes_are_refused_by_name_and_never_overflow() {
+    let mut extreme: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/fleet.json")).unwrap(),
+    )
+    .unwrap();
+    extreme["ledger"]["shortage_ttl"] = "100000000d".into();
+    extreme["ledger"]["shortage_ttl_max"] = "213503982334d".into();
+    extreme["retry"]["cap"] = "366d".into();
+    extreme["workers"]["max"] = u32::MAX.into();
+    extreme["instance_types"][0]["jobs_per_hour"] = 1e300.into();
+    let text = FleetConfig::from_json(extreme.to_string().as_bytes()).unwrap_err().to_string();
+    for expected in [
+        "ledger.shortage_ttl: must be at most 365d",
+        "ledger.shortage_ttl_max: must be at most 365d",
+        "retry.cap: must be at most 365d",
+        "workers.max: must be at most 10000",
+        "instance_types[0].jobs_per_hour: must be positive and at most 3600",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from: {text}");
+    }
+    extreme["ledger"]["shortage_ttl"] = "18446744073709551615s1s".into();
+    let text = FleetConfig::from_json(extreme.to_string().as_bytes()).unwrap_err().to_string();
+    assert!(text.contains("is not a duration"), "{text}");
+}
+
+#[test]
 fn the_first_call_asks_for_spot_over_every_zone_and_type_in_preference_order() {
     let config = fleet();
     let next = next_launch(&config, &LedgerView::default(), &[], "us-east-1", 3, &[], at(0));

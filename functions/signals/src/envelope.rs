@@ -2,6 +2,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::text;
+
 /// The part of every EventBridge event that the classifier relies on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventEnvelope {
@@ -57,17 +59,14 @@ impl EventEnvelope {
         let detail_type = required_string(raw.detail_type, "detail-type")?;
         let id = required_string(raw.id, "id")?;
         let region = required_string(raw.region, "region")?;
-        let time = match raw.time {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(
-                DateTime::parse_from_rfc3339(&text)
-                    .map_err(|e| EnvelopeError::BadField { field: "time", problem: format!("is not RFC 3339: {e}") })?
-                    .with_timezone(&Utc),
-            ),
-            Some(_) => return Err(EnvelopeError::BadField { field: "time", problem: "is not a string".into() }),
-        };
+        // A garbled `time` ("", a placeholder, a number) is treated as absent, as `null` is: rejecting the event
+        // would dead-letter a warning that an instance is going away, and no parser needs the time to know
+        // what happened, only when (a missing time leaves the deadline to be counted from receipt).
+        let time = raw.time.as_ref().and_then(Value::as_str).and_then(text::time::read);
         let resources = match raw.resources {
             Some(Value::Array(items)) => items.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            // AWS's own sample of the capacity-reservation warning gives its one ARN as a bare string.
+            Some(Value::String(one)) => vec![one],
             _ => Vec::new(),
         };
         let detail = match raw.detail {
@@ -124,6 +123,36 @@ mod tests {
         .unwrap();
         assert!(event.detail.as_object().unwrap().is_empty());
         assert_eq!(event.time.unwrap().to_rfc3339(), "2026-11-27T10:00:00+00:00");
+    }
+
+    fn with_time(time: &str) -> String {
+        format!(
+            r#"{{"id":"1","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","region":"us-east-1","time":{time},"detail":{{"instance-id":"i-0b662ef9931388ba0"}}}}"#
+        )
+    }
+
+    #[test]
+    fn an_unusable_time_is_absent_rather_than_malformed() {
+        for time in [r#""""#, r#""   ""#, r#""TIME""#, r#""not-a-date""#, "42", "{}", "[]", "true", "null"] {
+            let event = EventEnvelope::from_json(with_time(time).as_bytes())
+                .unwrap_or_else(|e| panic!("time {time} made the event malformed: {e}"));
+            assert_eq!(event.time, None, "time {time}");
+        }
+    }
+
+    #[test]
+    fn a_usable_time_is_kept_even_at_the_epoch() {
+        let event = EventEnvelope::from_json(with_time(r#""1970-01-01T00:00:00Z""#).as_bytes()).unwrap();
+        assert_eq!(event.time, Some(DateTime::<Utc>::UNIX_EPOCH));
+    }
+
+    #[test]
+    fn a_single_resource_given_as_a_string_is_read() {
+        let event = EventEnvelope::from_json(
+            br#"{"id":"1","source":"aws.ec2","detail-type":"x","region":"r","resources":"arn:aws:ec2:us-east-1:123456789012:instance/i-0e884a1b153500dc2"}"#,
+        )
+        .unwrap();
+        assert_eq!(event.resources, vec!["arn:aws:ec2:us-east-1:123456789012:instance/i-0e884a1b153500dc2"]);
     }
 
     #[test]

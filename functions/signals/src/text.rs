@@ -1,6 +1,9 @@
 //! Lenient reading of the free text AWS puts in events: Auto Scaling status messages, CloudTrail error
 //! messages, ECS stop reasons. The wording is not a contract, so every fact is optional and each is found
-//! independently: a changed sentence loses one fact, never the classification.
+//! independently: a changed sentence loses one fact, never the classification. [`time`] reads the times they
+//! write.
+
+pub mod time;
 
 use std::sync::LazyLock;
 

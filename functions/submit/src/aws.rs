@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use gameforge_aws::PortError;
+use gameforge_aws::sdk_error::lost_condition;
 
 use crate::rate_limit::{Admission, BucketState, RateLimiter, TokenBucket};
 
@@ -40,7 +40,7 @@ impl RateLimiter for DynamoRateLimiter {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| PortError::new("GetItem rate", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+                .map_err(|e| PortError::sdk("GetItem rate", &e))?;
             let state = item.item().and_then(|i| {
                 Some(BucketState { tokens: number(i.get("tokens"))?, at_ms: number(i.get("at_ms"))? as i64 })
             });
@@ -66,10 +66,10 @@ impl RateLimiter for DynamoRateLimiter {
             };
             match put.send().await {
                 Ok(_) => return Ok(Admission::Allowed),
-                Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => {
+                Err(e) if lost_condition(&e) => {
                     continue;
                 }
-                Err(e) => return Err(PortError::new("PutItem rate", aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+                Err(e) => return Err(PortError::sdk("PutItem rate", &e)),
             }
         }
         Ok(Admission::Limited { retry_after: Duration::from_secs(1) })

@@ -7,12 +7,19 @@
 //! - `POST /jobs/{id}/cancel`: cancels it.
 //!
 //! Every route needs an IAM-signed request (403 otherwise) and is rate limited per caller (429 with
-//! `Retry-After`). A caller sees only the jobs it submitted through this endpoint, and jobs sent by other means.
+//! `Retry-After`). The caller (its IAM principal; an assumed role's sessions are the role) owns the jobs it
+//! submits, and job ids are its own: another caller's job, like a job sent to the queue by other means, is
+//! answered 404 exactly as an id nobody used, and submitting the same id makes the caller's own job, so no
+//! answer tells a caller that someone else used an id. Images go under the caller's own folder of the
+//! deployment's output prefix (`<output>/<account>/<principal>/`), and results only to the deployment's reply
+//! queues (see `gameforge_jobs::reply_to`).
 
 use chrono::Utc;
 use gameforge_aws::PortError;
 use gameforge_contract::{CONTRACT_VERSION, GenerationJob, Message, S3Uri, Violation};
-use gameforge_jobs::{CancelOutcome, JobRecord, JobSender, JobStore, SubmitError, Submitted, submit};
+use gameforge_jobs::{
+    CancelOutcome, JobKey, JobRecord, JobSender, JobStore, Owner, ReplyQueues, SubmitError, Submitted, submit,
+};
 use serde_json::{Value, json};
 
 use crate::http::{Request, Response};
@@ -20,7 +27,7 @@ use crate::rate_limit::{Admission, RateLimiter};
 
 #[derive(Debug, Clone)]
 pub struct HandlerConfig {
-    /// Jobs write their images under this prefix, and only there.
+    /// Jobs write their images under their owner's folder of this prefix, and only there.
     pub output: S3Uri,
     /// The model of a job that names none.
     pub default_model: Option<String>,
@@ -28,9 +35,10 @@ pub struct HandlerConfig {
 }
 
 #[derive(Debug)]
-pub struct Handler<S, Q, R> {
+pub struct Handler<S, Q, P, R> {
     pub store: S,
     pub queue: Q,
+    pub replies: P,
     pub limiter: R,
     pub config: HandlerConfig,
 }
@@ -45,15 +53,19 @@ fn unavailable(e: &PortError) -> Response {
     Response::error(503, "the job store or queue is unavailable; retry shortly").with_header("retry-after", "1")
 }
 
-impl<S: JobStore, Q: JobSender, R: RateLimiter> Handler<S, Q, R> {
+impl<S: JobStore, Q: JobSender, P: ReplyQueues, R: RateLimiter> Handler<S, Q, P, R> {
     pub async fn handle(&self, request: &Request) -> Response {
-        let Some(caller) = request.caller() else {
+        let Some(signer) = request.caller() else {
             return Response::error(
                 403,
                 "requests must be signed with AWS credentials (function URL AuthType AWS_IAM)",
             );
         };
-        match self.limiter.admit(&caller).await {
+        let caller = match Owner::from_arn(signer) {
+            Ok(owner) => owner,
+            Err(e) => return Response::error(403, format!("the signer cannot own jobs: {e}")),
+        };
+        match self.limiter.admit(caller.as_str()).await {
             Ok(Admission::Allowed) => {}
             Ok(Admission::Limited { retry_after }) => {
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
@@ -76,7 +88,7 @@ impl<S: JobStore, Q: JobSender, R: RateLimiter> Handler<S, Q, R> {
         response
     }
 
-    async fn submit(&self, request: &Request, caller: &str) -> Response {
+    async fn submit(&self, request: &Request, caller: &Owner) -> Response {
         let body = match request.body_bytes() {
             Ok(body) if body.len() > self.config.max_body_bytes => {
                 return Response::error(413, format!("the body is larger than {} bytes", self.config.max_body_bytes));
@@ -84,11 +96,11 @@ impl<S: JobStore, Q: JobSender, R: RateLimiter> Handler<S, Q, R> {
             Ok(body) => body,
             Err(e) => return violations(&[Violation::new("", e)]),
         };
-        let job = match self.complete(&body) {
+        let job = match self.complete(&body, caller) {
             Ok(job) => job,
             Err(list) => return violations(&list),
         };
-        match submit(&self.store, &self.queue, &job, Some(caller)).await {
+        match submit(&self.store, &self.queue, &self.replies, &job, caller).await {
             Ok(Submitted::New) => Response::json(
                 202,
                 &json!({"job_id": job.job_id, "state": "queued", "status": format!("/jobs/{}", job.job_id)}),
@@ -97,14 +109,15 @@ impl<S: JobStore, Q: JobSender, R: RateLimiter> Handler<S, Q, R> {
                 200,
                 &json!({"job_id": job.job_id, "state": record.state, "status": format!("/jobs/{}", job.job_id), "duplicate": true}),
             ),
-            Err(SubmitError::Invalid(e)) => violations(&e.violations()),
+            Err(e @ (SubmitError::Invalid(_) | SubmitError::ReplyTo(_))) => violations(&e.violations()),
             Err(e @ SubmitError::Conflict { .. }) => Response::error(409, e.to_string()),
             Err(SubmitError::Aws(e)) => unavailable(&e),
         }
     }
 
     /// The job with the deployment's defaults filled in, or every violation.
-    fn complete(&self, body: &[u8]) -> Result<GenerationJob, Vec<Violation>> {
+    fn complete(&self, body: &[u8], caller: &Owner) -> Result<GenerationJob, Vec<Violation>> {
+        let own_output = self.config.output.join(&caller.folder());
         let mut value: Value =
             serde_json::from_slice(body).map_err(|e| vec![Violation::new("", format!("not valid JSON: {e}"))])?;
         let Some(fields) = value.as_object_mut() else {
@@ -112,35 +125,26 @@ impl<S: JobStore, Q: JobSender, R: RateLimiter> Handler<S, Q, R> {
         };
         fields.entry("version").or_insert(json!(CONTRACT_VERSION));
         fields.entry("submitted_at").or_insert(json!(Utc::now()));
-        fields.entry("output").or_insert(json!(self.config.output.as_str()));
+        fields.entry("output").or_insert(json!(own_output.as_str()));
         if let Some(model) = &self.config.default_model {
             fields.entry("model_id").or_insert(json!(model));
         }
         let job = GenerationJob::from_value(value).map_err(|e| e.violations())?;
-        if !self.within_output(&job.output) {
-            return Err(vec![Violation::new("output", format!("must be {} or under it", self.config.output))]);
+        if !within(&own_output, &job.output) {
+            return Err(vec![Violation::new(
+                "output",
+                format!("must be {own_output} or under it (each caller's images are kept in its own folder)"),
+            )]);
         }
         Ok(job)
     }
 
-    fn within_output(&self, output: &S3Uri) -> bool {
-        let allowed = self.config.output.prefix().trim_end_matches('/');
-        let asked = output.prefix().trim_end_matches('/');
-        output.bucket() == self.config.output.bucket()
-            && (allowed.is_empty() || asked == allowed || asked.starts_with(&format!("{allowed}/")))
-            && !asked.split('/').any(|part| part == "..")
+    /// The caller's own job: a job id is looked up among the caller's jobs only.
+    async fn visible(&self, job_id: &str, caller: &Owner) -> Result<Option<JobRecord>, Response> {
+        self.store.get(&JobKey::owned(caller, job_id)).await.map_err(|e| unavailable(&e))
     }
 
-    /// The job's record if the caller may see it.
-    async fn visible(&self, job_id: &str, caller: &str) -> Result<Option<JobRecord>, Response> {
-        match self.store.get(job_id).await {
-            Ok(Some(record)) if record.submitted_by.as_deref().is_none_or(|by| by == caller) => Ok(Some(record)),
-            Ok(_) => Ok(None),
-            Err(e) => Err(unavailable(&e)),
-        }
-    }
-
-    async fn status(&self, job_id: &str, caller: &str) -> Response {
+    async fn status(&self, job_id: &str, caller: &Owner) -> Response {
         match self.visible(job_id, caller).await {
             Ok(Some(record)) => Response::json(200, &serde_json::to_value(record.report()).unwrap_or_default()),
             Ok(None) => Response::error(404, format!("no job {job_id}")),
@@ -148,13 +152,13 @@ impl<S: JobStore, Q: JobSender, R: RateLimiter> Handler<S, Q, R> {
         }
     }
 
-    async fn cancel(&self, job_id: &str, caller: &str) -> Response {
+    async fn cancel(&self, job_id: &str, caller: &Owner) -> Response {
         match self.visible(job_id, caller).await {
             Ok(Some(_)) => {}
             Ok(None) => return Response::error(404, format!("no job {job_id}")),
             Err(response) => return response,
         }
-        let (status, outcome, record) = match self.store.cancel(job_id, Utc::now()).await {
+        let (status, outcome, record) = match self.store.cancel(&JobKey::owned(caller, job_id), Utc::now()).await {
             Ok(CancelOutcome::Cancelled(r)) => (200, "cancelled", r),
             Ok(CancelOutcome::Requested(r)) => (202, "requested", r),
             Ok(CancelOutcome::AlreadyFinal(r)) => (409, "already_final", r),
@@ -163,4 +167,13 @@ impl<S: JobStore, Q: JobSender, R: RateLimiter> Handler<S, Q, R> {
         };
         Response::json(status, &json!({"job_id": job_id, "outcome": outcome, "state": record.state}))
     }
+}
+
+/// Whether `asked` is `allowed` or a location under it.
+fn within(allowed: &S3Uri, asked: &S3Uri) -> bool {
+    let base = allowed.prefix().trim_end_matches('/');
+    let prefix = asked.prefix().trim_end_matches('/');
+    asked.bucket() == allowed.bucket()
+        && (base.is_empty() || prefix == base || prefix.starts_with(&format!("{base}/")))
+        && !prefix.split('/').any(|part| part == "..")
 }

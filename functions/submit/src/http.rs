@@ -46,24 +46,14 @@ pub struct Authorizer {
 pub struct Iam {
     #[serde(default)]
     pub user_arn: Option<String>,
-    #[serde(default)]
-    pub caller_id: Option<String>,
 }
 
 impl Request {
-    /// The IAM principal that signed the request; `None` when the URL is not behind IAM auth. An assumed role's
-    /// session name is left out: a backend's sessions come and go, and its jobs and its rate are the role's.
-    pub fn caller(&self) -> Option<String> {
+    /// The ARN of the IAM principal that signed the request, as AWS verified it; `None` when the URL is not
+    /// behind IAM auth.
+    pub fn caller(&self) -> Option<&str> {
         let iam = self.request_context.authorizer.as_ref()?.iam.as_ref()?;
-        let principal = iam.user_arn.clone().or_else(|| iam.caller_id.clone()).filter(|c| !c.is_empty())?;
-        let parts: Vec<&str> = principal.splitn(6, ':').collect();
-        match parts.as_slice() {
-            ["arn", partition, "sts", "", account, resource] if resource.starts_with("assumed-role/") => {
-                let role = resource.split('/').nth(1).unwrap_or_default();
-                Some(format!("arn:{partition}:sts::{account}:assumed-role/{role}"))
-            }
-            _ => Some(principal),
-        }
+        iam.user_arn.as_deref().filter(|arn| !arn.is_empty())
     }
 
     pub fn method(&self) -> &str {
@@ -122,13 +112,9 @@ mod tests {
     }
 
     #[test]
-    fn a_role_is_one_caller_whatever_its_session() {
-        let a = signed_by("arn:aws:sts::123456789012:assumed-role/game-backend/i-0abc");
-        let b = signed_by("arn:aws:sts::123456789012:assumed-role/game-backend/i-0def");
-        assert_eq!(a.caller(), b.caller());
-        assert_eq!(a.caller().as_deref(), Some("arn:aws:sts::123456789012:assumed-role/game-backend"));
-        let user = signed_by("arn:aws:iam::123456789012:user/ci");
-        assert_eq!(user.caller().as_deref(), Some("arn:aws:iam::123456789012:user/ci"));
+    fn the_caller_is_the_signers_arn() {
+        let request = signed_by("arn:aws:sts::123456789012:assumed-role/game-backend/i-0abc");
+        assert_eq!(request.caller(), Some("arn:aws:sts::123456789012:assumed-role/game-backend/i-0abc"));
     }
 
     #[test]

@@ -9,13 +9,13 @@ pub mod rate_limit;
 pub mod settings;
 
 use gameforge_jobs::clients::{dynamodb_for_table, sqs_for_queue};
-use gameforge_jobs::{DynamoJobStore, FINAL_RETENTION_DAYS, SqsJobSender};
+use gameforge_jobs::{DynamoJobStore, FINAL_RETENTION_DAYS, SqsJobSender, SqsReplyQueues};
 
 use crate::aws::DynamoRateLimiter;
 use crate::handler::Handler;
 use crate::settings::Settings;
 
-pub type DeployedHandler = Handler<DynamoJobStore, SqsJobSender, DynamoRateLimiter>;
+pub type DeployedHandler = Handler<DynamoJobStore, SqsJobSender, SqsReplyQueues, DynamoRateLimiter>;
 
 /// The handler wired to AWS as deployed.
 pub fn deployed_handler(settings: &Settings, config: &aws_config::SdkConfig) -> DeployedHandler {
@@ -24,6 +24,7 @@ pub fn deployed_handler(settings: &Settings, config: &aws_config::SdkConfig) -> 
     Handler {
         store: DynamoJobStore::new(jobs, table, std::time::Duration::from_secs(FINAL_RETENTION_DAYS * 86_400)),
         queue: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
+        replies: SqsReplyQueues::new(config, &settings.job_queue_url),
         limiter: DynamoRateLimiter::new(rates, rate_table, settings.bucket),
         config: settings.handler_config(),
     }

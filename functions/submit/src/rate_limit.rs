@@ -24,12 +24,12 @@ impl TokenBucket {
     pub fn take(&self, state: Option<BucketState>, now_ms: i64) -> Result<BucketState, Duration> {
         let tokens = match state {
             None => self.burst,
-            Some(s) => (s.tokens + (now_ms - s.at_ms).max(0) as f64 / 1000.0 * self.rate).min(self.burst),
+            Some(s) => (s.tokens + now_ms.saturating_sub(s.at_ms).max(0) as f64 / 1000.0 * self.rate).min(self.burst),
         };
         if tokens >= 1.0 {
             Ok(BucketState { tokens: tokens - 1.0, at_ms: now_ms })
         } else {
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate))
+            Err(Duration::try_from_secs_f64((1.0 - tokens) / self.rate).unwrap_or(Duration::MAX))
         }
     }
 }

@@ -6,6 +6,12 @@ use gameforge_contract::S3Uri;
 use crate::handler::HandlerConfig;
 use crate::rate_limit::TokenBucket;
 
+/// A slower rate would make a caller wait hours for one token; a faster one is no limit at all.
+const RATE_RANGE: (f64, f64) = (0.001, 10_000.0);
+const BURST_RANGE: (f64, f64) = (1.0, 100_000.0);
+/// A function URL carries at most 6 MB of request payload.
+const BODY_RANGE: (f64, f64) = (1.0, 6_291_456.0);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub job_queue_url: String,
@@ -33,16 +39,17 @@ impl Settings {
             env.problem("OUTPUT_PREFIX is not an s3://bucket/prefix location");
         }
         let default_model = env.optional("DEFAULT_MODEL");
-        let number = |env: &mut EnvReader<_>, name: &str, default: f64| match env.optional(name) {
-            None => default,
-            Some(v) => v.trim().parse::<f64>().ok().filter(|n| *n > 0.0 && n.is_finite()).unwrap_or_else(|| {
-                env.problem(format!("{name} is not a positive number"));
-                default
-            }),
-        };
-        let rate = number(&mut env, "RATE_LIMIT_PER_SECOND", 5.0);
-        let burst = number(&mut env, "RATE_LIMIT_BURST", 20.0).max(1.0);
-        let max_body_bytes = number(&mut env, "MAX_BODY_BYTES", 65_536.0) as usize;
+        let number =
+            |env: &mut EnvReader<_>, name: &str, default: f64, (low, high): (f64, f64)| match env.optional(name) {
+                None => default,
+                Some(v) => v.trim().parse::<f64>().ok().filter(|n| (low..=high).contains(n)).unwrap_or_else(|| {
+                    env.problem(format!("{name} must be a number from {low} to {high}"));
+                    default
+                }),
+            };
+        let rate = number(&mut env, "RATE_LIMIT_PER_SECOND", 5.0, RATE_RANGE);
+        let burst = number(&mut env, "RATE_LIMIT_BURST", 20.0, BURST_RANGE);
+        let max_body_bytes = number(&mut env, "MAX_BODY_BYTES", 65_536.0, BODY_RANGE) as usize;
         env.finish()?;
         Ok(Self {
             job_queue_url,
@@ -80,6 +87,25 @@ mod tests {
         for expected in
             ["JOB_QUEUE_URL", "JOBS_TABLE", "RATE_LIMIT_TABLE", "OUTPUT_PREFIX is not", "RATE_LIMIT_PER_SECOND"]
         {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+    }
+
+    #[test]
+    fn extreme_rates_and_sizes_are_refused_naming_their_range() {
+        let error = Settings::from_lookup(|name| match name {
+            "RATE_LIMIT_PER_SECOND" => Some("1e-320".into()),
+            "RATE_LIMIT_BURST" => Some("1e300".into()),
+            "MAX_BODY_BYTES" => Some("1e30".into()),
+            _ => Some("s3://bucket/images".into()),
+        })
+        .unwrap_err();
+        let text = error.to_string();
+        for expected in [
+            "RATE_LIMIT_PER_SECOND must be a number from 0.001 to 10000",
+            "RATE_LIMIT_BURST must be a number from 1 to 100000",
+            "MAX_BODY_BYTES must be a number from 1 to 6291456",
+        ] {
             assert!(text.contains(expected), "{expected} in {text}");
         }
     }

@@ -6,12 +6,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use gameforge_aws::dead_letter::DeadLetter;
+use gameforge_aws::sdk_error::describe;
 use gameforge_contract::{JobResult, JobStatus, Message, S3Uri};
+use gameforge_jobs::OWNER_ATTRIBUTE;
 use gameforge_jobs::clients::{queue_region, sqs_for_queue};
 
 use super::decide::Delivery;
-use super::ports::{Announcer, JobQueue, ObjectStore, PortError};
+use super::ports::{Announcement, Announcer, JobQueue, ObjectStore, PortError, Stored};
 
 pub const EVENT_SOURCE: &str = "gameforge.worker";
 
@@ -25,10 +29,6 @@ pub fn detail_type(status: JobStatus) -> &'static str {
 }
 
 pub const PROGRESS_DETAIL_TYPE: &str = "Generation Job Progress";
-
-fn describe<E: std::error::Error + 'static>(e: &aws_sdk_sqs::error::SdkError<E>) -> String {
-    aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
-}
 
 #[derive(Debug, Clone)]
 pub struct SqsJobQueue {
@@ -46,7 +46,7 @@ impl SqsJobQueue {
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
             .send()
             .await
-            .map_err(|e| PortError::new("GetQueueAttributes", describe(&e)))?;
+            .map_err(|e| PortError::sdk("GetQueueAttributes", &e))?;
         let policy: Option<serde_json::Value> = attributes
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
@@ -67,7 +67,7 @@ impl SqsJobQueue {
                     .queue_owner_aws_account_id(account)
                     .send()
                     .await
-                    .map_err(|e| PortError::new("GetQueueUrl", describe(&e)))?;
+                    .map_err(|e| PortError::sdk("GetQueueUrl", &e))?;
                 found.queue_url().map(str::to_string)
             }
             None => None,
@@ -76,6 +76,9 @@ impl SqsJobQueue {
     }
 }
 
+/// SQS's longest long poll.
+const LONGEST_WAIT: Duration = Duration::from_secs(20);
+
 impl JobQueue for SqsJobQueue {
     async fn receive(&self, wait: Duration) -> Result<Option<Delivery>, PortError> {
         let answer = self
@@ -83,22 +86,34 @@ impl JobQueue for SqsJobQueue {
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(1)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.min(LONGEST_WAIT).as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names(OWNER_ATTRIBUTE)
+            .customize()
+            .config_override(
+                aws_sdk_sqs::config::Builder::default()
+                    .timeout_config(gameforge_aws::config::long_poll_timeouts(wait.min(LONGEST_WAIT))),
+            )
             .send()
             .await
-            .map_err(|e| PortError::new("ReceiveMessage", describe(&e)))?;
+            .map_err(|e| PortError::sdk("ReceiveMessage", &e))?;
         let Some(message) = answer.messages().first() else { return Ok(None) };
         let receive_count = message
             .attributes()
             .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
+        let owner = message
+            .message_attributes()
+            .and_then(|a| a.get(OWNER_ATTRIBUTE))
+            .and_then(|v| v.string_value())
+            .map(str::to_string);
         Ok(Some(Delivery {
             message_id: message.message_id().unwrap_or_default().to_string(),
             receipt: message.receipt_handle().unwrap_or_default().to_string(),
             body: message.body().unwrap_or_default().to_string(),
             receive_count,
+            owner,
         }))
     }
 
@@ -110,7 +125,7 @@ impl JobQueue for SqsJobQueue {
             .visibility_timeout(visibility.as_secs().min(43_200) as i32)
             .send()
             .await
-            .map_err(|e| PortError::new("ChangeMessageVisibility", describe(&e)))?;
+            .map_err(|e| PortError::sdk("ChangeMessageVisibility", &e))?;
         Ok(())
     }
 
@@ -121,7 +136,7 @@ impl JobQueue for SqsJobQueue {
             .receipt_handle(receipt)
             .send()
             .await
-            .map_err(|e| PortError::new("DeleteMessage", describe(&e)))?;
+            .map_err(|e| PortError::sdk("DeleteMessage", &e))?;
         Ok(())
     }
 
@@ -130,52 +145,111 @@ impl JobQueue for SqsJobQueue {
             // Without a DLQ the message is left to the queue's own retention rather than dropped.
             return Err(PortError::new("DeadLetter", "the job queue has no dead-letter queue"));
         };
-        let text = |v: &str| MessageAttributeValue::builder().data_type("String").string_value(v).build();
-        let reason: String = reason.chars().take(1000).collect();
-        self.client
-            .send_message()
-            .queue_url(dlq)
-            .message_body(&delivery.body)
-            .message_attributes("error_reason", text(&reason).map_err(|e| PortError::new("SendMessage", e))?)
-            .message_attributes(
-                "source_message_id",
-                text(&delivery.message_id).map_err(|e| PortError::new("SendMessage", e))?,
-            )
-            .message_attributes(
-                "receive_count",
-                text(&delivery.receive_count.to_string()).map_err(|e| PortError::new("SendMessage", e))?,
-            )
-            .send()
-            .await
-            .map_err(|e| PortError::new("SendMessage", describe(&e)))?;
+        let mut attributes = vec![("receive_count", delivery.receive_count.to_string())];
+        // A message moved back from the DLQ must still say whose job it is.
+        if let Some(owner) = &delivery.owner {
+            attributes.push((OWNER_ATTRIBUTE, owner.clone()));
+        }
+        let letter = DeadLetter {
+            body: &delivery.body,
+            source_message_id: &delivery.message_id,
+            error_class: "unprocessable_job",
+            reason,
+            attributes,
+        };
+        letter.send(&self.client, dlq).await?;
         self.delete(&delivery.receipt).await
     }
 }
 
+/// Images to S3, through a client of each bucket's own region: a standby region's worker writes to the home
+/// region's bucket.
 #[derive(Debug, Clone)]
 pub struct S3Objects {
-    client: aws_sdk_s3::Client,
+    buckets: gameforge_jobs::clients::BucketClients,
 }
 
 impl S3Objects {
-    pub fn new(client: aws_sdk_s3::Client) -> Self {
-        Self { client }
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self { buckets: gameforge_jobs::clients::BucketClients::new(config) }
     }
 }
 
+/// The object metadata naming the job an image belongs to (`x-amz-meta-gameforge-job`).
+pub const IMAGE_JOB_METADATA: &str = "gameforge-job";
+
 impl ObjectStore for S3Objects {
-    async fn put(&self, location: &S3Uri, bytes: Vec<u8>, content_type: &str) -> Result<(), PortError> {
-        self.client
-            .put_object()
-            .bucket(location.bucket())
-            .key(location.prefix())
-            .content_type(content_type)
-            .body(bytes.into())
-            .send()
+    /// A conditional write (`If-None-Match: *`); where something is there already, it is replaced only if its
+    /// metadata names this very job, and then only as read (`If-Match` on its ETag).
+    async fn put(
+        &self,
+        location: &S3Uri,
+        bytes: Vec<u8>,
+        content_type: &str,
+        incarnation: &str,
+    ) -> Result<Stored, PortError> {
+        let bucket = location.bucket();
+        let put = |condition: Result<String, &'static str>| {
+            let bytes = bytes.clone();
+            let condition = condition.clone();
+            move |s3: aws_sdk_s3::Client| {
+                let request = s3
+                    .put_object()
+                    .bucket(bucket)
+                    .key(location.prefix())
+                    .content_type(content_type)
+                    .metadata(IMAGE_JOB_METADATA, incarnation)
+                    .body(bytes.clone().into());
+                let request = match condition.clone() {
+                    Ok(etag) => request.if_match(etag),
+                    Err(any) => request.if_none_match(any),
+                };
+                request.send()
+            }
+        };
+        let failed = |e| PortError::sdk("PutObject", &e);
+        match self.buckets.call(bucket, put(Err("*"))).await {
+            Ok(_) => return Ok(Stored::Written),
+            Err(e) if !precondition_failed(&e) => return Err(failed(e)),
+            Err(_) => {}
+        }
+        let existing = self
+            .buckets
+            .call(bucket, |s3| async move { s3.head_object().bucket(bucket).key(location.prefix()).send().await })
             .await
-            .map_err(|e| PortError::new("PutObject", aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        Ok(())
+            .map_err(|e| PortError::sdk("HeadObject", &e))?;
+        let ours = existing.metadata().and_then(|m| m.get(IMAGE_JOB_METADATA)).is_some_and(|m| m == incarnation);
+        let Some(etag) = existing.e_tag().filter(|_| ours) else { return Ok(Stored::Taken) };
+        match self.buckets.call(bucket, put(Ok(etag.to_owned()))).await {
+            Ok(_) => Ok(Stored::Written),
+            // Replaced between the read and this write: by whom is not known, so it is not ours to overwrite.
+            Err(e) if precondition_failed(&e) => Ok(Stored::Taken),
+            Err(e) => Err(failed(e)),
+        }
     }
+}
+
+fn precondition_failed<E: aws_sdk_s3::error::ProvideErrorMetadata>(error: &aws_sdk_s3::error::SdkError<E>) -> bool {
+    error.as_service_error().and_then(|e| e.code()) == Some("PreconditionFailed")
+        || error.raw_response().is_some_and(|r| r.status().as_u16() == 412)
+}
+
+/// SQS answers that say the queue will never take the message: it is gone, or not ours to send to.
+fn refused_for_good(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "AWS.SimpleQueueService.NonExistentQueue"
+                | "QueueDoesNotExist"
+                | "AccessDenied"
+                | "AccessDeniedException"
+                | "InvalidAddress"
+                | "InvalidSecurity"
+                | "KmsAccessDenied"
+                | "KmsDisabled"
+                | "KmsNotFound"
+        )
+    )
 }
 
 /// Results to the job's reply-to queue (through a client of the queue's own region) and to EventBridge.
@@ -222,7 +296,7 @@ impl AwsAnnouncer {
             )
             .send()
             .await
-            .map_err(|e| PortError::new("PutEvents", aws_sdk_eventbridge::error::DisplayErrorContext(e)))?;
+            .map_err(|e| PortError::sdk("PutEvents", &e))?;
         if sent.failed_entry_count() > 0 {
             return Err(PortError::new("PutEvents", "the event was refused"));
         }
@@ -231,18 +305,20 @@ impl AwsAnnouncer {
 }
 
 impl Announcer for AwsAnnouncer {
-    async fn result(&self, result: &JobResult, reply_to: Option<&str>) -> Result<(), PortError> {
-        let body = result.to_json();
-        if let Some(url) = reply_to {
-            self.client_for(url)
-                .send_message()
-                .queue_url(url)
-                .message_body(&body)
-                .send()
-                .await
-                .map_err(|e| PortError::new("SendMessage", describe(&e)))?;
+    async fn reply(&self, result: &JobResult, reply_to: Option<&str>) -> Result<Announcement, PortError> {
+        let Some(url) = reply_to else { return Ok(Announcement::Delivered) };
+        let sent = self.client_for(url).send_message().queue_url(url).message_body(result.to_json()).send().await;
+        match sent {
+            Ok(_) => Ok(Announcement::Delivered),
+            Err(e) if refused_for_good(e.as_service_error().and_then(|s| s.code())) => Ok(Announcement::ReplyRefused(
+                format!("the reply queue {url} refuses the result for good: {}", describe(&e)),
+            )),
+            Err(e) => Err(PortError::sdk("SendMessage", &e)),
         }
-        self.event(detail_type(result.status), body).await
+    }
+
+    async fn result_event(&self, result: &JobResult) -> Result<(), PortError> {
+        self.event(detail_type(result.status), result.to_json()).await
     }
 
     async fn progress(&self, job_id: &str, step: usize, total: usize) -> Result<(), PortError> {
@@ -258,5 +334,16 @@ mod tests {
     #[test]
     fn final_events_name_the_status() {
         assert_eq!(detail_type(JobStatus::Rejected), "Generation Job Rejected");
+    }
+
+    #[test]
+    fn a_missing_or_forbidden_reply_queue_refuses_for_good_and_throttling_does_not() {
+        for code in ["AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied"] {
+            assert!(refused_for_good(Some(code)), "{code}");
+        }
+        for code in ["ThrottlingException", "RequestThrottled", "InternalError", "ServiceUnavailable"] {
+            assert!(!refused_for_good(Some(code)), "{code}");
+        }
+        assert!(!refused_for_good(None));
     }
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use gameforge_contract::{
     CONTRACT_VERSION, ErrorClass, GenerationJob, JobFailure, JobResult, JobStatus, Message, Placement, Timings,
 };
+use gameforge_jobs::{JobKey, Owner};
 use serde_json::Value;
 
 use crate::pipeline::GenerateRequest;
@@ -20,13 +21,23 @@ pub struct Delivery {
     pub body: String,
     /// How many times SQS has handed this message out, this time included.
     pub receive_count: u32,
+    /// Whose job it is (the message's owner attribute, set by the submitter); `None` for a job sent without the
+    /// library.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    Run(Box<GenerationJob>),
-    /// Answer with this result and remove the message; `dead_letter` moves it to the DLQ with that reason.
+    Run {
+        key: JobKey,
+        job: Box<GenerationJob>,
+    },
+    /// Answer with this result and remove the message; `dead_letter` moves it to the DLQ with that reason. The
+    /// answer is about `job` (`None` when the message is not a valid job); the status store takes it only where
+    /// no other delivery runs the job.
     Answer {
+        key: JobKey,
+        job: Option<Box<GenerationJob>>,
         result: Box<JobResult>,
         reply_to: Option<String>,
         dead_letter: Option<String>,
@@ -48,6 +59,10 @@ pub struct Judge {
 
 impl Judge {
     pub fn judge(&self, delivery: &Delivery, now: DateTime<Utc>) -> Verdict {
+        let owner = match delivery.owner.as_deref().map(Owner::from_arn).transpose() {
+            Ok(owner) => owner,
+            Err(e) => return Verdict::DeadLetter { reason: format!("the message's owner attribute is invalid: {e}") },
+        };
         let job = match GenerationJob::from_json(delivery.body.as_bytes()) {
             Ok(job) => job,
             Err(e) => {
@@ -55,6 +70,8 @@ impl Judge {
                 let job_id = lenient.get("job_id").and_then(Value::as_str).filter(|id| valid_job_id(id));
                 return match job_id {
                     Some(id) => Verdict::Answer {
+                        key: JobKey::new(owner, id),
+                        job: None,
                         result: Box::new(self.rejection(id, &lenient, delivery, now, e.to_string())),
                         reply_to: lenient
                             .get("reply_to")
@@ -69,8 +86,11 @@ impl Judge {
                 };
             }
         };
+        let key = JobKey::new(owner, &job.job_id);
         // A job that will not run is answered `failed` without touching the model.
         let fail = |class: ErrorClass, message: String, dead_letter: bool| Verdict::Answer {
+            key: key.clone(),
+            job: Some(Box::new(job.clone())),
             result: Box::new(self.result(&job, delivery, now, JobStatus::Failed, class, message.clone())),
             reply_to: job.reply_to.clone(),
             dead_letter: dead_letter.then_some(message),
@@ -94,7 +114,7 @@ impl Judge {
             let message = format!("the deadline {deadline} passed before a worker started the job");
             return fail(ErrorClass::DeadlineExceeded, message, false);
         }
-        Verdict::Run(Box::new(job))
+        Verdict::Run { key, job: Box::new(job) }
     }
 
     /// A final result for a job that did not succeed.
@@ -228,7 +248,7 @@ mod tests {
     }
 
     fn delivery(body: String, receive_count: u32) -> Delivery {
-        Delivery { message_id: "m".into(), receipt: "r".into(), body, receive_count }
+        Delivery { message_id: "m".into(), receipt: "r".into(), body, receive_count, owner: None }
     }
 
     fn job() -> GenerationJob {
@@ -238,9 +258,22 @@ mod tests {
     }
 
     #[test]
-    fn a_valid_job_runs() {
+    fn a_valid_job_runs_under_its_owners_key() {
         let now = Utc::now();
-        assert!(matches!(judge().judge(&delivery(job().to_json(), 1), now), Verdict::Run(_)));
+        let mut owned = delivery(job().to_json(), 1);
+        owned.owner = Some("arn:aws:sts::123456789012:assumed-role/game-backend".into());
+        let Verdict::Run { key, .. } = judge().judge(&owned, now) else { panic!() };
+        assert_eq!(key.stored(), "arn:aws:sts::123456789012:assumed-role/game-backend#job-1");
+        let Verdict::Run { key, .. } = judge().judge(&delivery(job().to_json(), 1), now) else { panic!() };
+        assert_eq!(key, JobKey::unowned("job-1"));
+    }
+
+    #[test]
+    fn a_message_with_an_invalid_owner_goes_to_the_dead_letter_queue() {
+        let mut forged = delivery(job().to_json(), 1);
+        forged.owner = Some("victim#job-1".into());
+        let verdict = judge().judge(&forged, Utc::now());
+        assert!(matches!(&verdict, Verdict::DeadLetter { reason } if reason.contains("owner")), "{verdict:?}");
     }
 
     #[test]
@@ -249,7 +282,8 @@ mod tests {
         value["width"] = 63.into();
         value["steps"] = 0.into();
         let verdict = judge().judge(&delivery(value.to_string(), 1), Utc::now());
-        let Verdict::Answer { result, reply_to, dead_letter } = verdict else { panic!("{verdict:?}") };
+        let Verdict::Answer { result, reply_to, dead_letter, job, .. } = verdict else { panic!("{verdict:?}") };
+        assert_eq!(job, None, "an invalid job carries no request to answer for");
         assert_eq!(result.status, JobStatus::Rejected);
         let message = &result.error.as_ref().unwrap().message;
         assert!(message.contains("width") && message.contains("steps"), "{message}");

@@ -10,14 +10,14 @@ use chrono::Utc;
 use gameforge_aws::backoff::Backoff;
 use gameforge_aws::metrics::Metrics;
 use gameforge_contract::{CONTRACT_VERSION, ErrorClass, GenerationJob, JobResult, JobStatus, Timings};
-use gameforge_jobs::{Claim, Finish, JobRecord, JobStore, ProgressAnswer};
+use gameforge_jobs::{Claim, Finish, JobKey, JobRecord, JobStore, ProgressAnswer};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::decide::{Delivery, Judge, Verdict, request_for};
 use super::model::ModelThread;
-use super::ports::{Announcer, JobQueue, ObjectStore, PortError};
+use super::ports::{Announcement, Announcer, JobQueue, ObjectStore, PortError, Stored};
 use crate::error::PipelineError;
 use crate::image::RgbImage;
 
@@ -34,7 +34,8 @@ pub struct ServiceConfig {
     pub progress_every: Option<usize>,
     /// Progress is written to the job status store (which answers with any cancellation) at most this often.
     pub status_every: Duration,
-    /// Delay before a message whose handling failed on AWS is offered again.
+    /// How long a message whose handling failed on AWS stays hidden before it is offered again, by its receive
+    /// count: with the job queue's `maxReceiveCount` it sets the outage a job rides out (tests/timeouts.rs).
     pub retry: Backoff,
     /// A job whose runs ended this many times without an answer or a clean release (its worker died) is
     /// poison: answered `failed` and moved to the dead-letter queue instead of being run again.
@@ -49,7 +50,7 @@ impl Default for ServiceConfig {
             margin: Duration::from_secs(10),
             progress_every: None,
             status_every: Duration::from_secs(1),
-            retry: Backoff::new(Duration::from_secs(2), Duration::from_secs(60)),
+            retry: Backoff::new(Duration::from_secs(2), Duration::from_secs(120)),
             crash_limit: 2,
         }
     }
@@ -214,7 +215,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                     tracing::warn!(job_message = %lease.delivery.message_id, error = %e, "releasing after a failure");
                     lease.stop_heartbeat();
                     let attempt = lease.delivery.receive_count.saturating_sub(1);
-                    let delay = self.config.retry.delay(attempt, &mut rand::rng());
+                    let delay = self.config.retry.redelivery(attempt, &mut rand::rng());
                     let _ = self.queue.set_visibility(&lease.delivery.receipt, delay).await;
                     summary.released += 1;
                 }
@@ -228,7 +229,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
         // Whatever was fetched but not started goes straight back to the queue, including what a receive still
         // in flight brings (the receiver hands that back itself).
         rx.close();
-        let _ = tokio::time::timeout(self.config.wait + Duration::from_secs(5), receiver).await;
+        let _ = tokio::time::timeout(self.config.wait.saturating_add(Duration::from_secs(5)), receiver).await;
         while let Some(lease) = rx.recv().await {
             lease.stop_heartbeat();
             if self.queue.set_visibility(&lease.delivery.receipt, Duration::ZERO).await.is_ok() {
@@ -247,44 +248,64 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                 self.queue.dead_letter(delivery, &reason).await?;
                 Ok(Outcome::DeadLettered)
             }
-            Verdict::Answer { result, reply_to, dead_letter } => {
-                let settle = dead_letter.as_deref().map_or(Settle::Delete, Settle::DeadLetter);
-                let status = self.answer(lease, None, &result, reply_to.as_deref(), settle, Instant::now()).await?;
-                self.record(&result, None);
-                Ok(Outcome::Done(status))
+            Verdict::Answer { key, job, result, reply_to, dead_letter } => {
+                let settle = dead_letter.map_or(Settle::Delete, Settle::DeadLetter);
+                let answer = Answer {
+                    key: &key,
+                    job: job.as_deref(),
+                    result: &result,
+                    reply_to: reply_to.as_deref(),
+                    steps_per_second: None,
+                };
+                Ok(self.answer(lease, answer, settle, Instant::now()).await?.outcome())
             }
-            Verdict::Run(job) => self.run_job(lease, &job, stop).await,
+            Verdict::Run { key, job } => self.run_job(lease, &key, &job, stop).await,
         }
     }
 
-    async fn run_job(&self, lease: &Lease, job: &GenerationJob, stop: &StopSignal) -> Result<Outcome, PortError> {
+    async fn run_job(
+        &self,
+        lease: &Lease,
+        key: &JobKey,
+        job: &GenerationJob,
+        stop: &StopSignal,
+    ) -> Result<Outcome, PortError> {
         let delivery = &lease.delivery;
         let owner = delivery.message_id.as_str();
-        let record = match self.jobs.claim(job, owner, self.judge.placement.as_ref()).await? {
+        let record = match self.jobs.claim(key, job, owner, self.judge.placement.as_ref()).await? {
             Claim::Run(record) => record,
             Claim::Final(record) => {
                 // Cancelled before it started, or answered on an earlier delivery that died before deleting
                 // the message: the stored result is the answer, announced now if it never was.
                 tracing::info!(job_id = %job.job_id, state = record.state.as_str(), "already final; not running it");
-                let status = self.announce_stored(&record, job.reply_to.as_deref()).await?;
+                let (status, refusal) = self.announce_stored(&record, job.reply_to.as_deref()).await?;
                 lease.stop_heartbeat();
-                self.queue.delete(&delivery.receipt).await?;
+                self.settle(delivery, refusal.map_or(Settle::Delete, Settle::DeadLetter)).await?;
                 return Ok(Outcome::Done(status));
             }
             Claim::Busy(record) => {
                 // A second message of the job (sent twice with a plain `SendMessage`): the delivery that owns it
                 // answers; should its worker die, that message comes back, not this one.
-                tracing::info!(job_id = %job.job_id, owner = ?record.owner, "another delivery runs this job");
+                tracing::info!(job_id = %job.job_id, holder = ?record.delivery, "another delivery runs this job");
                 lease.stop_heartbeat();
                 self.queue.delete(&delivery.receipt).await?;
                 return Ok(Outcome::Duplicate);
             }
+            Claim::Refused(reason) => {
+                tracing::warn!(job_id = %job.job_id, %reason, "not the job recorded under its id; to the dead-letter queue");
+                lease.stop_heartbeat();
+                self.queue.dead_letter(delivery, &reason).await?;
+                return Ok(Outcome::DeadLettered);
+            }
         };
-        let outcome = self.run_claimed(lease, job, &record, stop).await;
+        // The recorded request is the job: a copy of its message may differ in what the request's fingerprint
+        // leaves out (where the result goes, the deadline, the labels).
+        let job = record.job.clone().unwrap_or_else(|| job.clone());
+        let outcome = self.run_claimed(lease, key, &job, &record, stop).await;
         if outcome.is_err() {
             // AWS failed this run and the message goes back: a hand-back, not a crash, so that a job is not taken
             // for poison because the services around it failed (the record ignores this once it is final).
-            if let Err(e) = self.jobs.release(&job.job_id, owner).await {
+            if let Err(e) = self.jobs.release(key, owner).await {
                 tracing::warn!(error = %e, "could not record the release after a failure");
             }
         }
@@ -295,12 +316,14 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
     async fn run_claimed(
         &self,
         lease: &Lease,
+        key: &JobKey,
         job: &GenerationJob,
         record: &JobRecord,
         stop: &StopSignal,
     ) -> Result<Outcome, PortError> {
         let delivery = &lease.delivery;
         let owner = delivery.message_id.as_str();
+        let reply_to = job.reply_to.as_deref();
         // The record counts this run; the others that were neither answered nor handed back died with their
         // worker. Receive counts cannot tell: clean hand-backs (a drain, a spot notice) raise them too.
         let crashes = record.crashes().saturating_sub(1);
@@ -309,17 +332,15 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                 format!("the job ended {crashes} runs without an answer (its workers died): not running it again");
             let result =
                 self.judge.result(job, delivery, Utc::now(), JobStatus::Failed, ErrorClass::Poison, message.clone());
-            self.answer(
-                lease,
-                Some(job),
-                &result,
-                job.reply_to.as_deref(),
-                Settle::DeadLetter(&message),
-                Instant::now(),
-            )
-            .await?;
-            self.record(&result, None);
-            return Ok(Outcome::Done(JobStatus::Failed));
+            let answered = self
+                .answer(
+                    lease,
+                    Answer { key, job: Some(job), result: &result, reply_to, steps_per_second: None },
+                    Settle::DeadLetter(message),
+                    Instant::now(),
+                )
+                .await?;
+            return Ok(answered.outcome());
         }
         let seed = job.seed.unwrap_or_else(|| rand::rng().random_range(0..=9_007_199_254_740_991u64));
         let started_at = Utc::now();
@@ -354,7 +375,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                     }
                     if stopped_by.is_none() && last_status.elapsed() >= self.config.status_every {
                         last_status = Instant::now();
-                        match self.jobs.progress(&job.job_id, owner, p.step as u32, p.total as u32).await {
+                        match self.jobs.progress(key, owner, p.step as u32, p.total as u32).await {
                             Ok(ProgressAnswer::Continue) => {}
                             Ok(answer) => {
                                 stopped_by = Some(answer);
@@ -379,15 +400,15 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
         };
         let generation_time = started.elapsed();
         let done = Instant::now();
-        match generated {
+        let (status, class, message) = match generated {
             Err(PipelineError::Cancelled { .. }) if stopped_by == Some(ProgressAnswer::Lost) => {
                 tracing::warn!(job_id = %job.job_id, "another delivery took the job over; stopping without an answer");
                 lease.stop_heartbeat();
-                Ok(Outcome::Duplicate)
+                return Ok(Outcome::Duplicate);
             }
             Err(PipelineError::Cancelled { .. }) if interrupted => {
                 lease.stop_heartbeat();
-                if let Err(e) = self.jobs.release(&job.job_id, owner).await {
+                if let Err(e) = self.jobs.release(key, owner).await {
                     tracing::warn!(error = %e, "could not record the clean release");
                 }
                 self.queue.set_visibility(&delivery.receipt, Duration::ZERO).await?;
@@ -395,12 +416,13 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                 let mut metrics = self.metrics();
                 metrics.count("released_on_interruption", 1);
                 metrics.emit();
-                Ok(Outcome::Released { interruption: true })
+                return Ok(Outcome::Released { interruption: true });
             }
             Err(e) => {
                 let (status, class) = match &e {
                     PipelineError::Cancelled { .. } => (JobStatus::Failed, ErrorClass::Cancelled),
                     PipelineError::InvalidRequest(_) => (JobStatus::Rejected, ErrorClass::InvalidJob),
+                    PipelineError::DoesNotFit(_) => (JobStatus::Failed, ErrorClass::OutOfMemory),
                     _ => (JobStatus::Failed, ErrorClass::Generation),
                 };
                 let message = if stopped_by == Some(ProgressAnswer::Cancel) {
@@ -408,106 +430,193 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                 } else {
                     e.to_string()
                 };
-                let mut result = self.judge.result(job, delivery, Utc::now(), status, class, message);
-                result.seed = Some(seed);
-                result.timings.started_at = Some(started_at.max(result.timings.submitted_at));
-                let status =
-                    self.answer(lease, Some(job), &result, job.reply_to.as_deref(), Settle::Delete, done).await?;
-                self.record(&result, None);
-                Ok(Outcome::Done(status))
+                (status, class, message)
             }
             Ok(generated) => {
                 let image = RgbImage::from_tensor(&generated.image)
                     .and_then(|img| img.to_png(&png_text(job, seed, &self.judge.model_id)))
                     .map_err(|e| PortError::new("EncodePng", e))?;
                 let location = job.image_location();
-                self.store.put(&location, image, "image/png").await?;
-                let finished_at = Utc::now();
-                let submitted_at = job.submitted_at.min(started_at);
-                let result = JobResult {
-                    version: CONTRACT_VERSION,
-                    job_id: job.job_id.clone(),
-                    status: JobStatus::Succeeded,
-                    image: Some(location),
-                    error: None,
-                    timings: Timings {
-                        submitted_at,
-                        started_at: Some(started_at),
-                        finished_at,
-                        queue_wait_ms: Some((started_at - submitted_at).num_milliseconds().max(0) as u64),
-                        generation_ms: Some(generation_time.as_millis() as u64),
-                    },
-                    placement: self.judge.placement.clone(),
-                    seed: Some(seed),
-                    prompt_truncated: generated.dropped_tokens > 0,
-                    attempt: delivery.receive_count.max(1),
-                    labels: job.labels.clone(),
-                };
-                let status =
-                    self.answer(lease, Some(job), &result, job.reply_to.as_deref(), Settle::Delete, done).await?;
-                let steps: f64 = generated.timings.steps.iter().map(Duration::as_secs_f64).sum();
-                self.record(&result, (steps > 0.0).then(|| generated.timings.steps.len() as f64 / steps));
-                Ok(Outcome::Done(status))
+                if self.store.put(&location, image, "image/png", &record.incarnation()).await? == Stored::Taken {
+                    let message = format!(
+                        "{location} holds the image of an earlier job {}, and an image is never overwritten: \
+                         submit under a new job id",
+                        job.job_id
+                    );
+                    (JobStatus::Failed, ErrorClass::Storage, message)
+                } else {
+                    let finished_at = Utc::now();
+                    let submitted_at = job.submitted_at.min(started_at);
+                    let result = JobResult {
+                        version: CONTRACT_VERSION,
+                        job_id: job.job_id.clone(),
+                        status: JobStatus::Succeeded,
+                        image: Some(location),
+                        error: None,
+                        timings: Timings {
+                            submitted_at,
+                            started_at: Some(started_at),
+                            finished_at,
+                            queue_wait_ms: Some((started_at - submitted_at).num_milliseconds().max(0) as u64),
+                            generation_ms: Some(generation_time.as_millis() as u64),
+                        },
+                        placement: self.judge.placement.clone(),
+                        seed: Some(seed),
+                        prompt_truncated: generated.dropped_tokens > 0,
+                        attempt: delivery.receive_count.max(1),
+                        labels: job.labels.clone(),
+                    };
+                    let steps: f64 = generated.timings.steps.iter().map(Duration::as_secs_f64).sum();
+                    let steps_per_second = (steps > 0.0).then(|| generated.timings.steps.len() as f64 / steps);
+                    let answer = Answer { key, job: Some(job), result: &result, reply_to, steps_per_second };
+                    let answered = self.answer(lease, answer, Settle::Delete, done).await?;
+                    return Ok(answered.outcome());
+                }
             }
-        }
+        };
+        let mut result = self.judge.result(job, delivery, Utc::now(), status, class, message);
+        result.seed = Some(seed);
+        result.timings.started_at = Some(started_at.max(result.timings.submitted_at));
+        let answer = Answer { key, job: Some(job), result: &result, reply_to, steps_per_second: None };
+        let answered = self.answer(lease, answer, Settle::Delete, done).await?;
+        Ok(answered.outcome())
     }
 
-    /// Records the final result in the status store, announces it, then settles the message. A crash in between
-    /// leaves a final record whose next delivery announces the stored result instead of answering twice; a job
-    /// that already had a final result keeps it. Returns the status the job ended with.
+    /// Records the final result in the status store, announces it, then settles the message. The store takes
+    /// it only where this delivery holds the claim or no delivery does: a duplicate delivery never answers for
+    /// the run of another. A crash in between leaves a final record whose next delivery announces the stored
+    /// result instead of answering twice; a job that already had a final result keeps it.
     async fn answer(
         &self,
         lease: &Lease,
-        job: Option<&GenerationJob>,
-        result: &JobResult,
-        reply_to: Option<&str>,
-        settle: Settle<'_>,
+        answer: Answer<'_>,
+        settle: Settle,
         done: Instant,
-    ) -> Result<JobStatus, PortError> {
-        let (status, settle) = match self.jobs.finish(result, job).await? {
+    ) -> Result<Answered, PortError> {
+        let Answer { key, job, result, reply_to, steps_per_second } = answer;
+        let delivery = &lease.delivery;
+        let (answered, status, settle) = match self.jobs.finish(key, result, job, &delivery.message_id).await? {
             Finish::Recorded => {
-                self.announce.result(result, reply_to).await?;
-                self.jobs.mark_announced(&result.job_id).await?;
-                (result.status, settle)
+                let refusal = self.announce_result(key, result, reply_to, false).await?;
+                (Answered::Recorded(result.status), result.status, refusal.map_or(settle, Settle::DeadLetter))
             }
             // Its answer stands; the message has nothing left to say, even on its last delivery.
-            Finish::AlreadyFinal(record) => (self.announce_stored(&record, reply_to).await?, Settle::Delete),
+            Finish::AlreadyFinal(record) => {
+                let (status, refusal) = self.announce_stored(&record, reply_to).await?;
+                (Answered::Stood(status), status, refusal.map_or(Settle::Delete, Settle::DeadLetter))
+            }
+            Finish::Busy(record) if job.is_some() => {
+                // Another delivery of this job runs it (a duplicate message past its deadline, or counted as
+                // poison): that run's answer will be the job's, and this message goes.
+                tracing::info!(
+                    job_id = %result.job_id,
+                    holder = ?record.delivery,
+                    "another delivery runs this job; its answer stands, not this one"
+                );
+                lease.stop_heartbeat();
+                self.queue.delete(&delivery.receipt).await?;
+                return Ok(Answered::Duplicate);
+            }
+            Finish::Busy(_) => {
+                let reason = format!("not a valid job, and job {} runs under another delivery", result.job_id);
+                lease.stop_heartbeat();
+                self.queue.dead_letter(delivery, &reason).await?;
+                return Ok(Answered::DeadLettered);
+            }
+            Finish::Refused(reason) => {
+                tracing::warn!(job_id = %result.job_id, %reason, "not the job recorded under its id; to the dead-letter queue");
+                lease.stop_heartbeat();
+                self.queue.dead_letter(delivery, &reason).await?;
+                return Ok(Answered::DeadLettered);
+            }
         };
         let done_to_result = done.elapsed();
         lease.stop_heartbeat();
-        match settle {
-            Settle::Delete => self.queue.delete(&lease.delivery.receipt).await?,
-            Settle::DeadLetter(reason) => self.queue.dead_letter(&lease.delivery, reason).await?,
-        }
+        self.settle(delivery, settle).await?;
         tracing::info!(
             job_id = %result.job_id,
             status = ?status,
             done_to_result_ms = done_to_result.as_secs_f64() * 1000.0,
             "job finished"
         );
-        Ok(status)
+        if matches!(answered, Answered::Recorded(_)) {
+            self.record(result, steps_per_second);
+        }
+        Ok(answered)
     }
 
-    /// Announces a final record's result unless that was done already.
-    async fn announce_stored(&self, record: &JobRecord, reply_to: Option<&str>) -> Result<JobStatus, PortError> {
+    async fn settle(&self, delivery: &Delivery, settle: Settle) -> Result<(), PortError> {
+        match settle {
+            Settle::Delete => self.queue.delete(&delivery.receipt).await,
+            Settle::DeadLetter(reason) => self.queue.dead_letter(delivery, &reason).await,
+        }
+    }
+
+    /// Sends a recorded result to the reply queue and the event bus, and records that it was; a reply queue that
+    /// refuses for good leaves the job unannounced and returns why, for the message to be set aside with.
+    async fn announce_result(
+        &self,
+        key: &JobKey,
+        result: &JobResult,
+        reply_to: Option<&str>,
+        replied: bool,
+    ) -> Result<Option<String>, PortError> {
+        // The reply is recorded apart from the event, so that a retry after the bus failed (hand-backs while
+        // EventBridge is away) sends the backend its reply once, not once per delivery.
+        let refusal = if replied {
+            None
+        } else {
+            match self.announce.reply(result, reply_to).await? {
+                Announcement::Delivered => {
+                    if reply_to.is_some() {
+                        self.jobs.mark_replied(key).await?;
+                    }
+                    None
+                }
+                Announcement::ReplyRefused(reason) => {
+                    tracing::warn!(job_id = %result.job_id, %reason, "result recorded but not announced");
+                    Some(reason)
+                }
+            }
+        };
+        self.announce.result_event(result).await?;
+        if refusal.is_none() {
+            self.jobs.mark_announced(key).await?;
+        }
+        Ok(refusal)
+    }
+
+    /// Announces a final record's result unless that was done already. The recorded request says where the
+    /// result goes; `fallback` (the message's) only for a record without one.
+    async fn announce_stored(
+        &self,
+        record: &JobRecord,
+        fallback: Option<&str>,
+    ) -> Result<(JobStatus, Option<String>), PortError> {
         let result = record
             .result
             .as_ref()
             .ok_or_else(|| PortError::new("read job record", format!("final job {} has no result", record.job_id)))?;
-        if !record.announced {
-            let reply_to = reply_to.or_else(|| record.job.as_ref().and_then(|j| j.reply_to.as_deref()));
-            self.announce.result(result, reply_to).await?;
-            self.jobs.mark_announced(&record.job_id).await?;
+        if record.announced {
+            return Ok((result.status, None));
         }
-        Ok(result.status)
+        let reply_to = match &record.job {
+            Some(job) => job.reply_to.as_deref(),
+            None => fallback,
+        };
+        let refusal = self.announce_result(&record.key(), result, reply_to, record.replied).await?;
+        Ok((result.status, refusal))
     }
 
     /// Whether the rest of the job (remaining steps at the pace so far, plus a decode of about two steps and the
     /// margin) ends before the kill.
     fn fits(&self, (step, total, elapsed): (usize, usize, Duration), kill: Instant) -> bool {
         let per_step = if step == 0 { return false } else { elapsed / step as u32 };
-        let remaining = per_step * (total.saturating_sub(step) as u32 + 2);
-        Instant::now() + remaining + self.config.margin < kill
+        // Checked: a configured margin too large to add to the clock never fits.
+        per_step
+            .checked_mul(u32::try_from(total.saturating_sub(step)).unwrap_or(u32::MAX).saturating_add(2))
+            .and_then(|remaining| Instant::now().checked_add(remaining)?.checked_add(self.config.margin))
+            .is_some_and(|end| end < kill)
     }
 
     fn metrics(&self) -> Metrics {
@@ -535,10 +644,44 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
     }
 }
 
+/// A final answer to give: the job's key, the request it is about (`None` for a message that is not a valid
+/// job), the result, and where it goes besides the event bus. Its metrics are emitted once it is the job's.
+struct Answer<'a> {
+    key: &'a JobKey,
+    job: Option<&'a GenerationJob>,
+    result: &'a JobResult,
+    reply_to: Option<&'a str>,
+    /// The generation's pace, for the metrics of a success.
+    steps_per_second: Option<f64>,
+}
+
 /// What becomes of an answered job's message.
-enum Settle<'a> {
+enum Settle {
     Delete,
-    DeadLetter(&'a str),
+    DeadLetter(String),
+}
+
+/// What became of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answered {
+    /// This answer is the job's.
+    Recorded(JobStatus),
+    /// An earlier final result stands (announced now if it never was).
+    Stood(JobStatus),
+    /// Another delivery holds the claim and answers; this message was removed.
+    Duplicate,
+    /// Not the job recorded under its key: the message went to the dead-letter queue, the record untouched.
+    DeadLettered,
+}
+
+impl Answered {
+    fn outcome(self) -> Outcome {
+        match self {
+            Answered::Recorded(status) | Answered::Stood(status) => Outcome::Done(status),
+            Answered::Duplicate => Outcome::Duplicate,
+            Answered::DeadLettered => Outcome::DeadLettered,
+        }
+    }
 }
 
 fn png_text(job: &GenerationJob, seed: u64, model: &str) -> Vec<(String, String)> {

@@ -8,6 +8,12 @@ use tokio::sync::watch;
 
 use super::imds::Imds;
 
+/// The kill instant `after` from now. A kill more than a year away is a year away: the worker drains the same,
+/// and the clock cannot represent every duration a setting or a notice may name.
+fn kill_after(after: Duration) -> Instant {
+    Instant::now() + after.min(Duration::from_secs(365 * 86_400))
+}
+
 /// Sets the kill instant `stop_timeout` after the first SIGTERM or SIGINT.
 pub fn on_signals(stop: watch::Sender<Option<Instant>>, stop_timeout: Duration) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -18,7 +24,7 @@ pub fn on_signals(stop: watch::Sender<Option<Instant>>, stop_timeout: Duration) 
             _ = term.recv() => tracing::info!("SIGTERM: draining"),
             _ = int.recv() => tracing::info!("SIGINT: draining"),
         }
-        let kill = Instant::now() + stop_timeout;
+        let kill = kill_after(stop_timeout);
         stop.send_if_modified(|current| {
             let earlier = current.is_none_or(|c| kill < c);
             if earlier {
@@ -38,7 +44,7 @@ pub fn on_spot_notice(stop: watch::Sender<Option<Instant>>, imds: Imds, every: D
                 Ok(Some(action)) => {
                     let left = (action.time - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                     tracing::info!(action = %action.action, time = %action.time, "spot interruption notice: draining");
-                    let kill = Instant::now() + left;
+                    let kill = kill_after(left);
                     stop.send_if_modified(|current| {
                         let earlier = current.is_none_or(|c| kill < c);
                         if earlier {
@@ -54,4 +60,17 @@ pub fn on_spot_notice(stop: watch::Sender<Option<Instant>>, imds: Imds, every: D
             tokio::time::sleep(every).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kill_beyond_what_the_clock_holds_is_a_year_away_not_a_panic() {
+        let before = Instant::now();
+        let kill = kill_after(Duration::MAX);
+        assert!(kill >= before + Duration::from_secs(365 * 86_400));
+        assert!(kill_after(Duration::from_secs(120)) < kill);
+    }
 }

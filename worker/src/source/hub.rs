@@ -24,9 +24,37 @@ const MAX_REDIRECTS: usize = 5;
 pub struct Hub {
     client: HttpClient,
     endpoint: String,
+    /// Where the token may go: the endpoint's scheme, host and port, and nothing that merely starts like it.
+    origin: url::Origin,
     repo: String,
     revision: String,
     token: Option<String>,
+}
+
+/// A Hub repo id: `namespace/name`, each part of ASCII letters, digits, `.`, `_` and `-`, neither starting nor
+/// ending with `.` or `-`, without `..`, at most 96 characters (the Hub's own rules).
+pub fn valid_repo_id(repo: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !p.starts_with(['.', '-'])
+            && !p.ends_with(['.', '-'])
+            && !p.contains("..")
+    };
+    matches!(repo.split_once('/'), Some((namespace, name)) if part(namespace) && part(name))
+}
+
+/// A revision: a branch, tag or commit (`main`, `v1.0`, `refs/pr/1`, a commit hash). Slash-separated parts of
+/// ASCII letters, digits, `.`, `_` and `-`, none empty or starting with `.`: it names a folder of the model cache
+/// and a path of the Hub's URLs, so it must not climb out of either.
+pub fn valid_revision(revision: &str) -> bool {
+    revision.len() <= 255
+        && revision.split('/').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
 }
 
 #[derive(Deserialize)]
@@ -64,21 +92,38 @@ impl Hub {
         revision: impl Into<String>,
         token: Option<String>,
     ) -> Result<Self, PipelineError> {
-        let repo = repo.into();
+        let (repo, revision) = (repo.into(), revision.into());
+        let fail = |reason: String| PipelineError::Source { source_uri: format!("hf://{repo}@{revision}"), reason };
+        if !valid_repo_id(&repo) {
+            return Err(fail(
+                "a Hub repo id is namespace/name: letters, digits, '.', '_' and '-', not starting or ending with '.' \
+                 or '-', without '..'"
+                    .into(),
+            ));
+        }
+        if !valid_revision(&revision) {
+            return Err(fail(
+                "a Hub revision is a branch, tag or commit: letters, digits, '.', '_', '-' and '/', no empty part \
+                 and no part starting with '.'"
+                    .into(),
+            ));
+        }
+        let parsed = url::Url::parse(endpoint).map_err(|e| fail(format!("the Hub endpoint {endpoint:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(fail(format!("the Hub endpoint {endpoint:?} is not an http(s) URL")));
+        }
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
-            .map_err(|e| PipelineError::Source {
-                source_uri: format!("hf://{repo}"),
-                reason: format!("no TLS root certificates: {e}"),
-            })?
+            .map_err(|e| fail(format!("no TLS root certificates: {e}")))?
             .https_or_http()
             .enable_http1()
             .build();
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             endpoint: endpoint.trim_end_matches('/').to_string(),
+            origin: parsed.origin(),
             repo,
-            revision: revision.into(),
+            revision,
             token,
         })
     }
@@ -91,10 +136,11 @@ impl Hub {
     async fn get(&self, url: &str) -> Result<Response<Incoming>, PipelineError> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
+            let parsed = url::Url::parse(&url).map_err(|e| self.fail(format!("{url}: {e}")))?;
             let mut request =
                 Request::get(&url).header("user-agent", concat!("sdxl-worker/", env!("CARGO_PKG_VERSION")));
             if let Some(token) = &self.token
-                && url.starts_with(&self.endpoint)
+                && self.sends_token_to(&parsed)
             {
                 request = request.header("authorization", format!("Bearer {token}"));
             }
@@ -108,10 +154,21 @@ impl Hub {
                 .get("location")
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| self.fail(format!("{url}: redirect without a location")))?;
-            let base = url::Url::parse(&url).map_err(|e| self.fail(format!("{url}: {e}")))?;
-            url = base.join(location).map_err(|e| self.fail(format!("{url}: {e}")))?.to_string();
+            url = parsed.join(location).map_err(|e| self.fail(format!("{url}: {e}")))?.to_string();
         }
         Err(self.fail(format!("more than {MAX_REDIRECTS} redirects")))
+    }
+
+    /// Only the endpoint's own origin gets the token: a URL that merely starts with the endpoint's text (another
+    /// port, `endpoint@elsewhere`) is another server.
+    fn sends_token_to(&self, url: &url::Url) -> bool {
+        url.origin() == self.origin
+    }
+
+    /// The revision as one path segment (`refs/pr/1` → `refs%2Fpr%2F1`), as the Hub's API takes it: one folder
+    /// of the cache per revision, never nested in another revision's folder.
+    fn revision_segment(&self) -> String {
+        self.revision.replace('/', "%2F")
     }
 
     fn status_error(&self, what: &str, status: StatusCode) -> PipelineError {
@@ -131,17 +188,21 @@ impl Remote for Hub {
     }
 
     fn cache_folder(&self, cache: &Path) -> PathBuf {
-        cache.join("hub").join(&self.repo).join(&self.revision)
+        cache.join("hub").join(&self.repo).join(self.revision_segment())
     }
 
     async fn list(&self) -> Result<Vec<RemoteFile>, PipelineError> {
-        let url = format!("{}/api/models/{}/revision/{}?blobs=true", self.endpoint, self.repo, self.revision);
+        let url = format!("{}/api/models/{}/revision/{}?blobs=true", self.endpoint, self.repo, self.revision_segment());
         let response = self.get(&url).await?;
         if response.status() != StatusCode::OK {
             return Err(self.status_error("listing", response.status()));
         }
         let body = response.into_body().collect().await.map_err(|e| self.fail(format!("listing: {e}")))?.to_bytes();
         let info: RepoInfo = serde_json::from_slice(&body).map_err(|e| self.fail(format!("listing: {e}")))?;
+        // The commit goes into every download's URL path.
+        if !valid_revision(&info.sha) || info.sha.contains('/') {
+            return Err(self.fail(format!("listing: {:?} is not a commit", info.sha)));
+        }
         Ok(info
             .siblings
             .into_iter()
@@ -172,5 +233,78 @@ impl Remote for Hub {
         }
         out.flush().await.map_err(|e| PipelineError::io(dest, e))?;
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_follow_the_hubs_rules() {
+        for good in ["stabilityai/sdxl-turbo", "a/b", "test/tiny-b", "org_1/model.v2", "A-1/b_c.d"] {
+            assert!(valid_repo_id(good), "{good}");
+        }
+        for bad in [
+            "just-a-name",
+            "a/b/c",
+            "../x",
+            "a/..",
+            "a/b..c",
+            "-a/b",
+            "a/b-",
+            ".a/b",
+            "a/b.",
+            "a /b",
+            "a/b?x",
+            "",
+            "/b",
+            "a/",
+        ] {
+            assert!(!valid_repo_id(bad), "{bad}");
+        }
+        assert!(!valid_repo_id(&format!("a/{}", "x".repeat(97))));
+    }
+
+    #[test]
+    fn revisions_are_branches_tags_or_commits_that_climb_nowhere() {
+        for good in ["main", "v1.0", "refs/pr/1", "c0ffee", "0123456789abcdef0123456789abcdef01234567", "fp16_2-x"] {
+            assert!(valid_revision(good), "{good}");
+        }
+        for bad in ["", "../../x", "..", ".", "main/..", "/main", "main/", "a//b", ".hidden", "a b", "a\\b", "a%2Fb"] {
+            assert!(!valid_revision(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_hub_refuses_a_bad_repo_id_or_revision_before_any_request() {
+        let err = Hub::new("http://127.0.0.1:9", "test/tiny-b", "../../x", None).unwrap_err().to_string();
+        assert!(err.contains("revision"), "{err}");
+        let err = Hub::new("http://127.0.0.1:9", "../tiny", "main", None).unwrap_err().to_string();
+        assert!(err.contains("repo id"), "{err}");
+        let err = Hub::new("not a url", "test/tiny-b", "main", None).unwrap_err().to_string();
+        assert!(err.contains("endpoint"), "{err}");
+    }
+
+    #[test]
+    fn the_token_goes_to_the_endpoints_origin_only() {
+        let hub = Hub::new("http://127.0.0.1:900", "test/tiny-b", "main", Some("secret".into())).unwrap();
+        let to = |url: &str| hub.sends_token_to(&url::Url::parse(url).unwrap());
+        assert!(to("http://127.0.0.1:900/api/models/test/tiny-b/revision/main"));
+        assert!(to("http://127.0.0.1:900/test/tiny-b/resolve/c0ffee/model_index.json"));
+        assert!(!to("http://127.0.0.1:9000/api/models/test/tiny-b/revision/main"));
+        assert!(!to("http://127.0.0.1:900@127.0.0.1:9000/x"));
+        assert!(!to("https://127.0.0.1:900/x"));
+        assert!(!to("http://localhost:900/x"));
+        let default_port = Hub::new("https://huggingface.co", "a/b", "main", Some("t".into())).unwrap();
+        assert!(default_port.sends_token_to(&url::Url::parse("https://huggingface.co:443/a/b").unwrap()));
+        assert!(!default_port.sends_token_to(&url::Url::parse("https://huggingface.co.evil.example/a/b").unwrap()));
+    }
+
+    #[test]
+    fn a_revision_with_slashes_is_one_folder_of_the_cache() {
+        let hub = Hub::new("http://127.0.0.1:9", "test/tiny-b", "refs/pr/1", None).unwrap();
+        let cache = Path::new("/cache");
+        assert_eq!(hub.cache_folder(cache), Path::new("/cache/hub/test/tiny-b/refs%2Fpr%2F1"));
     }
 }

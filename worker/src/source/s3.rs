@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::Client;
+use gameforge_aws::sdk_error::describe;
 use tokio::io::AsyncWriteExt;
 
 use super::{Remote, RemoteFile};
@@ -44,8 +45,7 @@ impl Remote for S3 {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| self.fail(format!("listing: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+            let page = page.map_err(|e| self.fail(format!("listing: {}", describe(&e))))?;
             for object in page.contents() {
                 let Some(path) = object.key().and_then(|k| k.strip_prefix(&self.prefix)?.strip_prefix('/')) else {
                     continue;
@@ -68,7 +68,7 @@ impl Remote for S3 {
             .key(&key)
             .send()
             .await
-            .map_err(|e| self.fail(format!("{key}: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+            .map_err(|e| self.fail(format!("{key}: {}", describe(&e))))?;
         let mut out = tokio::fs::File::create(dest).await.map_err(|e| PipelineError::io(dest, e))?;
         let mut body = object.body;
         let mut bytes = 0u64;

@@ -6,6 +6,7 @@ use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
 
 use super::transformer::{Transformer2D, Transformer2DConfig};
+use crate::attention::Slicing;
 use crate::config::BlockAttention;
 
 /// What every block shares: the norm settings, the time embedding width and the attention settings.
@@ -123,13 +124,19 @@ impl DownBlock {
     }
 
     /// Returns the block's output and every intermediate state the up path will concatenate.
-    pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+        slicing: Slicing,
+    ) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
         let mut xs = xs.clone();
         let mut states = Vec::with_capacity(self.resnets.len() + 1);
         for (i, resnet) in self.resnets.iter().enumerate() {
             xs = resnet.forward(&xs, Some(temb))?;
             if let Some(Some(attention)) = self.attentions.get(i) {
-                xs = attention.forward(&xs, context)?;
+                xs = attention.forward(&xs, context, slicing)?;
             }
             states.push(xs.clone());
         }
@@ -166,10 +173,16 @@ impl MidBlock {
         Ok(Self { first, layers })
     }
 
-    pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+        slicing: Slicing,
+    ) -> candle_core::Result<Tensor> {
         let mut xs = self.first.forward(xs, Some(temb))?;
         for (attention, resnet) in &self.layers {
-            xs = attention.forward(&xs, context)?;
+            xs = attention.forward(&xs, context, slicing)?;
             xs = resnet.forward(&xs, Some(temb))?;
         }
         Ok(xs)
@@ -227,6 +240,7 @@ impl UpBlock {
         temb: &Tensor,
         context: &Tensor,
         upsample_size: Option<(usize, usize)>,
+        slicing: Slicing,
     ) -> candle_core::Result<Tensor> {
         let mut xs = xs.clone();
         for (i, resnet) in self.resnets.iter().enumerate() {
@@ -234,7 +248,7 @@ impl UpBlock {
             xs = Tensor::cat(&[&xs, &skip], 1)?;
             xs = resnet.forward(&xs, Some(temb))?;
             if let Some(Some(attention)) = self.attentions.get(i) {
-                xs = attention.forward(&xs, context)?;
+                xs = attention.forward(&xs, context, slicing)?;
             }
         }
         if let Some(conv) = &self.upsample {

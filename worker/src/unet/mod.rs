@@ -8,6 +8,7 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 
+use crate::attention::Slicing;
 use crate::config::{UNetConfig, UNetPlan};
 use crate::error::PipelineError;
 use blocks::{BlockSettings, DownBlock, MidBlock, UpBlock, UpChannels};
@@ -152,13 +153,15 @@ impl UNet {
         1 << self.down.len().saturating_sub(1)
     }
 
-    /// Predicts the noise (or v, or x0: whatever the model was trained for) for `sample` at `timestep`.
+    /// Predicts the noise (or v, or x0: whatever the model was trained for) for `sample` at `timestep`, with
+    /// attention scores bounded by `slicing`.
     pub fn forward(
         &self,
         sample: &Tensor,
         timestep: f64,
         context: &Tensor,
         added: Option<&AddedConditioning>,
+        slicing: Slicing,
     ) -> Result<Tensor, PipelineError> {
         let (b, _, h, w) = sample.dims4()?;
         let device = sample.device();
@@ -184,11 +187,11 @@ impl UNet {
         let mut xs = self.conv_in.forward(&sample.to_dtype(self.dtype)?)?;
         let mut skips = vec![xs.clone()];
         for block in &self.down {
-            let (out, states) = block.forward(&xs, &emb, &context)?;
+            let (out, states) = block.forward(&xs, &emb, &context, slicing)?;
             skips.extend(states);
             xs = out;
         }
-        xs = self.mid.forward(&xs, &emb, &context)?;
+        xs = self.mid.forward(&xs, &emb, &context, slicing)?;
         let factor = self.up_factor();
         let odd_size = h % factor != 0 || w % factor != 0;
         let last = self.up.len() - 1;
@@ -200,7 +203,7 @@ impl UNet {
             } else {
                 None
             };
-            xs = block.forward(&xs, block_skips, &emb, &context, upsample_size)?;
+            xs = block.forward(&xs, block_skips, &emb, &context, upsample_size, slicing)?;
         }
         let xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
         Ok(self.conv_out.forward(&xs)?)

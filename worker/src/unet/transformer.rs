@@ -4,6 +4,8 @@
 use candle_core::{D, DType, Module, Tensor};
 use candle_nn::{Conv2d, GroupNorm, LayerNorm, Linear, VarBuilder};
 
+use crate::attention::{Slicing, attend};
+
 /// Multi-head attention (`to_q`, `to_k`, `to_v`, `to_out.0`).
 #[derive(Debug)]
 pub struct Attention {
@@ -35,7 +37,7 @@ impl Attention {
         })
     }
 
-    pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>, slicing: Slicing) -> candle_core::Result<Tensor> {
         let context = context.unwrap_or(xs);
         let (b, n, _) = xs.dims3()?;
         let q = self.to_q.forward(xs)?;
@@ -48,13 +50,9 @@ impl Attention {
             x.reshape((b, m, self.heads, d))?.transpose(1, 2)?.contiguous()
         };
         let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-        let dtype = q.dtype();
         let scale = (d as f64).powf(-0.5);
-        // Half-precision scores overflow on long sequences; the softmax always runs in f32.
         let (q, k) = if self.upcast { (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?) } else { (q, k) };
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, inner))?;
+        let out = attend(&q, &k, &v, scale, slicing)?.transpose(1, 2)?.reshape((b, n, inner))?;
         self.to_out.forward(&out)
     }
 }
@@ -105,9 +103,9 @@ impl BasicTransformerBlock {
         })
     }
 
-    fn forward(&self, xs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
-        let xs = (self.attn1.forward(&self.norm1.forward(xs)?, None)? + xs)?;
-        let xs = (self.attn2.forward(&self.norm2.forward(&xs)?, Some(context))? + xs)?;
+    fn forward(&self, xs: &Tensor, context: &Tensor, slicing: Slicing) -> candle_core::Result<Tensor> {
+        let xs = (self.attn1.forward(&self.norm1.forward(xs)?, None, slicing)? + xs)?;
+        let xs = (self.attn2.forward(&self.norm2.forward(&xs)?, Some(context), slicing)? + xs)?;
         self.ff.forward(&self.norm3.forward(&xs)?)? + xs
     }
 }
@@ -164,7 +162,7 @@ impl Transformer2D {
         Ok(Self { norm, proj_in, blocks, proj_out })
     }
 
-    pub fn forward(&self, xs: &Tensor, context: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn forward(&self, xs: &Tensor, context: &Tensor, slicing: Slicing) -> candle_core::Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
         let residual = xs;
         let normed = self.norm.forward(xs)?;
@@ -174,7 +172,7 @@ impl Transformer2D {
             Projection::Conv(conv) => to_tokens(conv.forward(&normed)?)?,
         };
         for block in &self.blocks {
-            tokens = block.forward(&tokens, context)?;
+            tokens = block.forward(&tokens, context, slicing)?;
         }
         let to_map = |x: Tensor| x.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous();
         let out = match &self.proj_out {

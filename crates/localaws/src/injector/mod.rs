@@ -6,6 +6,7 @@ mod ec2_capacity;
 mod protocol;
 mod request;
 mod rules;
+mod s3_region;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,12 +24,13 @@ use gameforge_capacity::CapacityModel;
 use gameforge_contract::CapacityType;
 use gameforge_planner::Offering;
 pub use protocol::AwsError;
-pub use request::Protocol;
+pub use request::{Protocol, RequestInfo, S3Target};
 use rules::RuleSet;
 pub use rules::{Answer, Rule, RuleHandle};
 
 use crate::Error;
 use crate::http_server::LoopbackServer;
+use crate::iam::Iam;
 
 /// One request as the proxy saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +72,10 @@ impl LaunchLog {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
+    iam: Iam,
+    buckets: s3_region::BucketRegions,
     rules: Mutex<RuleSet>,
     log: Mutex<Vec<RequestRecord>>,
     capacity: Mutex<Option<Ec2Capacity>>,
@@ -90,7 +94,14 @@ const LOG_LIMIT: usize = 100_000;
 impl FaultInjector {
     /// Starts a proxy on an ephemeral loopback port that forwards to `upstream_port`.
     pub fn start(upstream_port: u16) -> Result<Self, Error> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            iam: Iam::new(upstream_port),
+            buckets: s3_region::BucketRegions::new(upstream_port),
+            rules: Mutex::default(),
+            log: Mutex::default(),
+            capacity: Mutex::default(),
+            launches: Mutex::default(),
+        });
         let state = shared.clone();
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let server = LoopbackServer::start("fault-injector", move |request| {
@@ -104,6 +115,11 @@ impl FaultInjector {
         self.server.addr()
     }
 
+    /// The IAM enforcement in front of the emulator.
+    pub fn iam(&self) -> &Iam {
+        &self.shared.iam
+    }
+
     /// Installs a rule after the existing ones; the first matching rule that is not used up decides.
     pub fn add(&self, rule: Rule) -> RuleHandle {
         self.shared.rules.lock().unwrap_or_else(|p| p.into_inner()).add(rule)
@@ -114,6 +130,7 @@ impl FaultInjector {
         self.shared.rules.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.shared.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
         *self.shared.capacity.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.shared.buckets.forget();
     }
 
     /// Makes EC2 answer launches as the model says capacity allows: `RunInstances` fails with
@@ -161,40 +178,61 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let info = request::RequestInfo::read(&parts, body.clone());
+    // IAM comes first: AWS refuses a call its caller may not make before anything else can happen to it.
+    if let Err(denial) = shared.iam.authorize(&info).await {
+        let response = render(&denial.aws_error(info.service.as_deref()), info.protocol, info.service.as_deref());
+        record(&shared, &info, response.status().as_u16(), true, received_at);
+        return response;
+    }
+    if let (Some(target), Some(region)) = (&info.s3_target, &info.region)
+        && let Some((error, bucket_region)) = shared.buckets.misdirected(&target.bucket, region).await
+    {
+        let mut response = render(&error, info.protocol, info.service.as_deref());
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&bucket_region) {
+            response.headers_mut().insert("x-amz-bucket-region", value);
+        }
+        record(&shared, &info, response.status().as_u16(), true, received_at);
+        return response;
+    }
     let effect = shared.rules.lock().unwrap_or_else(|p| p.into_inner()).decide(&info);
 
     if let Some(delay) = effect.as_ref().and_then(|e| e.delay) {
         tokio::time::sleep(delay).await;
     }
     let (response, injected) = match effect.map(|e| e.answer) {
-        Some(Answer::Fail(error)) => {
-            let (status, headers, text) = error.render(info.protocol, info.service.as_deref());
-            let mut builder = Response::builder().status(status);
-            for (name, value) in headers {
-                builder = builder.header(name, value);
-            }
-            (builder.body(Full::new(Bytes::from(text))).unwrap_or_default(), true)
-        }
+        Some(Answer::Fail(error)) => (render(&error, info.protocol, info.service.as_deref()), true),
         Some(Answer::Forward) => (forward(&client, upstream_port, parts, body).await, false),
         None => match emulate_ec2(&shared, &client, upstream_port, &parts, &info).await {
             Some(response) => response,
             None => (forward(&client, upstream_port, parts, body).await, false),
         },
     };
+    record(&shared, &info, response.status().as_u16(), injected, received_at);
+    response
+}
 
+fn render(error: &AwsError, protocol: Protocol, service: Option<&str>) -> Response<Full<Bytes>> {
+    let (status, headers, text) = error.render(protocol, service);
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    builder.body(Full::new(Bytes::from(text))).unwrap_or_default()
+}
+
+fn record(shared: &Shared, info: &request::RequestInfo, status: u16, injected: bool, received_at: std::time::Instant) {
     let mut log = shared.log.lock().unwrap_or_else(|p| p.into_inner());
     if log.len() >= LOG_LIMIT {
         log.drain(..LOG_LIMIT / 10);
     }
     log.push(RequestRecord {
-        service: info.service,
-        action: info.action,
-        region: info.region,
-        status: response.status().as_u16(),
+        service: info.service.clone(),
+        action: info.action.clone(),
+        region: info.region.clone(),
+        status,
         injected,
         received_at,
     });
-    response
 }
 
 async fn forward(
@@ -304,12 +342,7 @@ impl Moto<'_> {
     }
 
     fn ec2_error(&self, error: &AwsError) -> (Response<Full<Bytes>>, bool) {
-        let (status, headers, text) = error.render(Protocol::Ec2Query, Some("ec2"));
-        let mut builder = Response::builder().status(status);
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        (builder.body(Full::new(Bytes::from(text))).unwrap_or_default(), true)
+        (render(error, Protocol::Ec2Query, Some("ec2")), true)
     }
 }
 

@@ -26,19 +26,50 @@ pub struct RequestInfo {
     /// Parameters as `(dotted.name, value)`: form fields as sent, JSON bodies flattened (`Entries.1.Source`).
     pub params: Vec<(String, String)>,
     pub body: bytes::Bytes,
+    /// The access key the request is signed with (the `Authorization` header's or a presigned URL's).
+    pub access_key: Option<String>,
+    /// For S3: the bucket, key and query of the path-style request.
+    pub s3_target: Option<S3Target>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Target {
+    pub bucket: String,
+    /// Empty for bucket calls.
+    pub key: String,
+    pub query: Vec<(String, String)>,
 }
 
 impl RequestInfo {
     pub fn read(parts: &Parts, body: bytes::Bytes) -> Self {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let (region, service) = header("authorization").map(|auth| credential_scope(&auth)).unwrap_or_default();
+        // A presigned URL carries its credential in the query instead of a header.
+        let presigned = parts.uri.query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "X-Amz-Credential")
+                .map(|(_, v)| v.into_owned())
+        });
+        let credential = header("authorization")
+            .and_then(|auth| auth.find("Credential=").map(|at| auth[at + "Credential=".len()..].to_owned()))
+            .or(presigned)
+            .unwrap_or_default();
+        let (access_key, region, service) = credential_scope(&credential);
         let target = header("x-amz-target");
         let content_type = header("content-type").unwrap_or_default();
 
         if let Some(target) = target {
             let action = target.rsplit('.').next().map(str::to_owned);
             let params = serde_json::from_slice::<Value>(&body).map(|v| flatten(&v)).unwrap_or_default();
-            return Self { service, region, action, protocol: Protocol::AwsJson, params, body };
+            return Self {
+                service,
+                region,
+                action,
+                protocol: Protocol::AwsJson,
+                params,
+                body,
+                access_key,
+                s3_target: None,
+            };
         }
         if content_type.starts_with("application/x-www-form-urlencoded")
             || parts.uri.query().is_some_and(|q| q.contains("Action="))
@@ -52,10 +83,11 @@ impl RequestInfo {
             }
             let action = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone());
             let protocol = if service.as_deref() == Some("ec2") { Protocol::Ec2Query } else { Protocol::AwsQuery };
-            return Self { service, region, action, protocol, params, body };
+            return Self { service, region, action, protocol, params, body, access_key, s3_target: None };
         }
-        let action = if service.as_deref() == Some("s3") { Some(s3_action(parts)) } else { None };
-        Self { service, region, action, protocol: Protocol::RestXml, params: Vec::new(), body }
+        let (action, s3_target) =
+            if service.as_deref() == Some("s3") { (Some(s3_action(parts)), s3_target(parts)) } else { (None, None) };
+        Self { service, region, action, protocol: Protocol::RestXml, params: Vec::new(), body, access_key, s3_target }
     }
 
     /// Values of every parameter named `name` or ending in `.name` (case-insensitive), so that `InstanceType`
@@ -71,15 +103,38 @@ impl RequestInfo {
     }
 }
 
-/// `(region, service)` from `Credential=AKID/20261127/us-east-1/ec2/aws4_request`.
-fn credential_scope(authorization: &str) -> (Option<String>, Option<String>) {
-    let Some(start) = authorization.find("Credential=") else { return (None, None) };
-    let credential = authorization[start + "Credential=".len()..].split([',', ' ']).next().unwrap_or_default();
+/// `(access key, region, service)` from `AKID/20261127/us-east-1/ec2/aws4_request` (and what follows it in
+/// an `Authorization` header).
+fn credential_scope(credential: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let credential = credential.split([',', ' ']).next().unwrap_or_default();
     let parts: Vec<&str> = credential.split('/').collect();
     match parts.as_slice() {
-        [_, _, region, service, ..] => (Some((*region).to_owned()), Some((*service).to_owned())),
-        _ => (None, None),
+        [key, _, region, service, ..] => {
+            (Some((*key).to_owned()), Some((*region).to_owned()), Some((*service).to_owned()))
+        }
+        _ => (None, None, None),
     }
+}
+
+/// Bucket, key and query of a path-style S3 request (`/bucket/key?query`).
+fn s3_target(parts: &Parts) -> Option<S3Target> {
+    let path = parts.uri.path().trim_start_matches('/');
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("k={}", s.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| s.to_owned())
+    };
+    let query = parts
+        .uri
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default();
+    Some(S3Target { bucket: decode(bucket), key: decode(key), query })
 }
 
 fn flatten(value: &Value) -> Vec<(String, String)> {

@@ -38,6 +38,8 @@ pub struct Rule {
     body_contains: Vec<String>,
     skip: u32,
     times: Option<u32>,
+    /// The rule applies until then (an outage of a given length).
+    until: Option<std::time::Instant>,
     delay: Option<Duration>,
     answer: Answer,
 }
@@ -58,6 +60,7 @@ impl Rule {
             body_contains: Vec::new(),
             skip: 0,
             times: None,
+            until: None,
             delay: None,
             answer: Answer::Forward,
         }
@@ -106,6 +109,12 @@ impl Rule {
         self
     }
 
+    /// Applies for `length` from now, and never after: an outage.
+    pub fn during(mut self, length: Duration) -> Self {
+        self.until = Some(std::time::Instant::now() + length);
+        self
+    }
+
     /// Holds the answer back for `delay`, as a slow or hung service would.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
@@ -127,7 +136,8 @@ impl Rule {
         let same = |want: &Option<String>, got: &Option<String>| {
             want.as_ref().is_none_or(|w| got.as_ref().is_some_and(|g| g.eq_ignore_ascii_case(w)))
         };
-        same(&self.service, &request.service)
+        self.until.is_none_or(|until| std::time::Instant::now() < until)
+            && same(&self.service, &request.service)
             && same(&self.action, &request.action)
             && same(&self.region, &request.region)
             && self.params.iter().all(|(name, value)| request.param_values(name).any(|v| v == value))
@@ -215,6 +225,8 @@ mod tests {
             protocol: Protocol::Ec2Query,
             params: params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             body: bytes::Bytes::new(),
+            access_key: None,
+            s3_target: None,
         }
     }
 
@@ -261,5 +273,14 @@ mod tests {
             })
             .collect();
         assert_eq!(codes, vec!["RequestLimitExceeded", "InternalFailure"]);
+    }
+
+    #[test]
+    fn an_outage_ends_when_its_time_is_up() {
+        let mut rules = RuleSet::default();
+        rules.add(Rule::for_service("ec2").during(Duration::from_millis(150)).fail(AwsError::service_unavailable()));
+        assert!(rules.decide(&request("RunInstances", &[])).is_some());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(rules.decide(&request("RunInstances", &[])).is_none());
     }
 }

@@ -3,7 +3,7 @@
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
-use super::{AwsWorld, describe};
+use super::AwsWorld;
 use crate::ports::{Alert, Alerts, PortError};
 
 pub const ALERT_SOURCE: &str = "gameforge.executor";
@@ -25,7 +25,7 @@ impl Alerts for AwsWorld {
             )
             .send()
             .await
-            .map_err(|e| PortError::new("PutEvents", describe(&e)))?;
+            .map_err(|e| PortError::sdk("PutEvents", &e))?;
         if sent.failed_entry_count() > 0 {
             return Err(PortError::new("PutEvents", "the alert was refused"));
         }

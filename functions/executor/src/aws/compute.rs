@@ -15,7 +15,7 @@ use gameforge_planner::Offering;
 use gameforge_planner::fleet::{Worker, WorkerState};
 use gameforge_planner::ladder::LaunchRequest;
 
-use super::{AwsWorld, describe};
+use super::AwsWorld;
 use crate::ports::{Compute, LaunchFailure, LaunchOutcome, PortError};
 
 pub const FLEET_TAG: &str = "gameforge:fleet";
@@ -107,7 +107,7 @@ impl Compute for AwsWorld {
                         failures: vec![LaunchFailure { offering: None, code, message }],
                     });
                 }
-                None => return Err(PortError::new("CreateFleet", describe(&error))),
+                None => return Err(PortError::sdk("CreateFleet", &error)),
             },
         };
         let now = crate::ports::Clock::now(self);
@@ -171,7 +171,7 @@ impl Compute for AwsWorld {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| PortError::new("DescribeInstances", describe(&e)))?;
+                let page = page.map_err(|e| PortError::sdk("DescribeInstances", &e))?;
                 for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                     let Some(id) = instance.instance_id() else { continue };
                     let draining_since = instance
@@ -217,7 +217,7 @@ impl Compute for AwsWorld {
             .tags(tag(DRAINING_TAG, &now.to_rfc3339()))
             .send()
             .await
-            .map_err(|e| PortError::new("CreateTags", describe(&e)))?;
+            .map_err(|e| PortError::sdk("CreateTags", &e))?;
         Ok(())
     }
 
@@ -230,7 +230,7 @@ impl Compute for AwsWorld {
             .set_instance_ids(Some(instance_ids.to_vec()))
             .send()
             .await
-            .map_err(|e| PortError::new("TerminateInstances", describe(&e)))?;
+            .map_err(|e| PortError::sdk("TerminateInstances", &e))?;
         Ok(())
     }
 
@@ -249,7 +249,7 @@ impl Compute for AwsWorld {
             .set_region_names(Some(regions.to_vec()))
             .send()
             .await
-            .map_err(|e| PortError::new("GetSpotPlacementScores", describe(&e)))?;
+            .map_err(|e| PortError::sdk("GetSpotPlacementScores", &e))?;
         Ok(answer
             .spot_placement_scores()
             .iter()

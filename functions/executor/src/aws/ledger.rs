@@ -10,9 +10,9 @@ use gameforge_planner::ledger::{LedgerView, OfferingBlock, QuotaBlock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::describe;
 use crate::ports::{LedgerStore, LockOutcome, PortError, SaveOutcome};
 use crate::state::FleetState;
+use gameforge_aws::sdk_error::lost_condition;
 
 /// Ledger entries outlive their block by this much, so that a repeated failure still finds the streak.
 const KEEP_AFTER: chrono::Duration = chrono::Duration::days(1);
@@ -40,12 +40,6 @@ fn parse<T: DeserializeOwned>(item: &std::collections::HashMap<String, Attribute
     item.get("body").and_then(|b| b.as_s().ok()).and_then(|text| serde_json::from_str(text).ok())
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
-    error: &aws_sdk_dynamodb::error::SdkError<E>,
-) -> bool {
-    error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
-}
-
 impl DynamoLedger {
     pub fn new(client: aws_sdk_dynamodb::Client, table: &str) -> Self {
         Self { client, table: table.to_owned() }
@@ -67,7 +61,7 @@ impl DynamoLedger {
             .item("expires_at", n(expires.timestamp()))
             .send()
             .await
-            .map_err(|e| PortError::new("write ledger", describe(&e)))?;
+            .map_err(|e| PortError::sdk("write ledger", &e))?;
         Ok(())
     }
 }
@@ -88,7 +82,7 @@ impl LedgerStore for DynamoLedger {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| PortError::new("read ledger", describe(&e)))?;
+                .map_err(|e| PortError::sdk("read ledger", &e))?;
             for item in page.items() {
                 let sk = item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
                 if sk.starts_with("offering#") {
@@ -144,8 +138,8 @@ impl LedgerStore for DynamoLedger {
         };
         match put.send().await {
             Ok(_) => Ok(SaveOutcome::Saved),
-            Err(e) if is_condition_failure(&e) => Ok(SaveOutcome::Conflict),
-            Err(e) => Err(PortError::new("save fleet state", describe(&e))),
+            Err(e) if lost_condition(&e) => Ok(SaveOutcome::Conflict),
+            Err(e) => Err(PortError::sdk("save fleet state", &e)),
         }
     }
 
@@ -174,7 +168,7 @@ impl LedgerStore for DynamoLedger {
             .await;
         match put {
             Ok(_) => Ok(LockOutcome::Acquired),
-            Err(e) if is_condition_failure(&e) => {
+            Err(e) if lost_condition(&e) => {
                 let held = self
                     .client
                     .get_item()
@@ -184,7 +178,7 @@ impl LedgerStore for DynamoLedger {
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| PortError::new("read fleet lock", describe(&e)))?;
+                    .map_err(|e| PortError::sdk("read fleet lock", &e))?;
                 let until = held
                     .item()
                     .and_then(|i| i.get("lease_until"))
@@ -194,7 +188,7 @@ impl LedgerStore for DynamoLedger {
                     .unwrap_or(now);
                 Ok(LockOutcome::HeldElsewhere { until })
             }
-            Err(e) => Err(PortError::new("take fleet lock", describe(&e))),
+            Err(e) => Err(PortError::sdk("take fleet lock", &e)),
         }
     }
 
@@ -212,8 +206,8 @@ impl LedgerStore for DynamoLedger {
             .await;
         match delete {
             Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(PortError::new("release fleet lock", describe(&e))),
+            Err(e) if lost_condition(&e) => Ok(()),
+            Err(e) => Err(PortError::sdk("release fleet lock", &e)),
         }
     }
 
@@ -227,7 +221,7 @@ impl LedgerStore for DynamoLedger {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| PortError::new("read done marker", describe(&e)))?;
+            .map_err(|e| PortError::sdk("read done marker", &e))?;
         Ok(item.item().is_some())
     }
 
@@ -241,7 +235,7 @@ impl LedgerStore for DynamoLedger {
             .item("expires_at", n((now + DONE_RETENTION).timestamp()))
             .send()
             .await
-            .map_err(|e| PortError::new("write done marker", describe(&e)))?;
+            .map_err(|e| PortError::sdk("write done marker", &e))?;
         Ok(())
     }
 }

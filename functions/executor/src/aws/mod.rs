@@ -118,18 +118,6 @@ impl Clock for AwsWorld {
     }
 }
 
-/// An SDK error as one line, with the service's code where there is one.
-fn describe<E: std::error::Error + 'static>(error: &E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
 impl crate::ports::LedgerStore for AwsWorld {
     async fn load_ledger(
         &self,

@@ -3,7 +3,7 @@
 use aws_sdk_ecs::types::ContainerInstanceStatus;
 use gameforge_planner::config::RegionStamp;
 
-use super::{AwsWorld, describe};
+use super::AwsWorld;
 use crate::ports::{Orchestrator, PortError, Readiness};
 
 /// The file every diffusers-format pipeline folder has; its presence means the weights were uploaded.
@@ -19,7 +19,7 @@ impl AwsWorld {
         let ecs = self.ecs(&stamp.region);
         let mut pages = ecs.list_container_instances().cluster(&stamp.ecs_cluster).into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| PortError::new("ListContainerInstances", describe(&e)))?;
+            let page = page.map_err(|e| PortError::sdk("ListContainerInstances", &e))?;
             let arns = page.container_instance_arns().to_vec();
             if arns.is_empty() {
                 continue;
@@ -30,7 +30,7 @@ impl AwsWorld {
                 .set_container_instances(Some(arns))
                 .send()
                 .await
-                .map_err(|e| PortError::new("DescribeContainerInstances", describe(&e)))?;
+                .map_err(|e| PortError::sdk("DescribeContainerInstances", &e))?;
             if let Some(found) =
                 described.container_instances().iter().find(|c| c.ec2_instance_id() == Some(instance_id))
             {
@@ -53,7 +53,7 @@ impl Orchestrator for AwsWorld {
             .status(ContainerInstanceStatus::Draining)
             .send()
             .await
-            .map_err(|e| PortError::new("UpdateContainerInstancesState", describe(&e)))?;
+            .map_err(|e| PortError::sdk("UpdateContainerInstancesState", &e))?;
         Ok(())
     }
 
@@ -72,7 +72,7 @@ impl Orchestrator for AwsWorld {
             .desired_count(count as i32)
             .send()
             .await
-            .map_err(|e| PortError::new("UpdateService", describe(&e)))?;
+            .map_err(|e| PortError::sdk("UpdateService", &e))?;
         Ok(())
     }
 
@@ -83,7 +83,7 @@ impl Orchestrator for AwsWorld {
             .clusters(&stamp.ecs_cluster)
             .send()
             .await
-            .map_err(|e| PortError::new("DescribeClusters", describe(&e)))?;
+            .map_err(|e| PortError::sdk("DescribeClusters", &e))?;
         let cluster = clusters.clusters().iter().any(|c| c.status() == Some("ACTIVE"));
         let task_definition =
             ecs.describe_task_definition().task_definition(&stamp.task_definition).send().await.is_ok();

@@ -6,7 +6,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use gameforge_contract::{ControlJob, Message};
 use gameforge_planner::scaling::Demand;
 
-use super::{AwsWorld, describe};
+use super::AwsWorld;
 use crate::ports::{Backlog, PortError, RetryQueue};
 
 impl Backlog for AwsWorld {
@@ -19,7 +19,7 @@ impl Backlog for AwsWorld {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .map_err(|e| PortError::new("GetQueueAttributes", describe(&e)))?;
+            .map_err(|e| PortError::sdk("GetQueueAttributes", &e))?;
         let get = |name| attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(Demand {
             queued: get(QueueAttributeName::ApproximateNumberOfMessages),
@@ -39,7 +39,7 @@ impl RetryQueue for AwsWorld {
             .delay_seconds(seconds)
             .send()
             .await
-            .map_err(|e| PortError::new("schedule retry", describe(&e)))?;
+            .map_err(|e| PortError::sdk("schedule retry", &e))?;
         Ok(())
     }
 }

@@ -6,15 +6,20 @@
 use chrono::{DateTime, Utc};
 use executor::aws::{AwsClock, AwsWorld, Resources};
 use executor::{Executor, Handled};
-use gameforge_contract::{CONTRACT_VERSION, ControlCommand, ControlJob};
-use gameforge_localaws::{Deployment, Emulator, deploy_standby};
+use gameforge_contract::{CONTRACT_VERSION, CapacityType, ControlCommand, ControlJob, InterruptionNotice, NoticeKind};
+use gameforge_localaws::{Deployment, Emulator, RoleCredentials, deploy_standby};
 use gameforge_planner::FleetConfig;
 use gameforge_planner::config::RegionStamp;
 use serde_json::json;
 
 pub struct Rig {
     pub emulator: Emulator,
+    /// The account's own access, for what the test does as AWS or as an operator.
     pub config: aws_config::SdkConfig,
+    /// The executor's role from the template, enforced: what the executors under test (and their event
+    /// sources, as Lambda polls with the function's role) act with.
+    pub executor_role: RoleCredentials,
+    pub executor_config: aws_config::SdkConfig,
     pub deployment: Deployment,
     pub stamps: Vec<RegionStamp>,
     pub fleet: FleetConfig,
@@ -60,9 +65,13 @@ pub async fn rig(regions: &[(&str, &[&str], bool)]) -> Rig {
         .as_bytes(),
     )
     .unwrap();
+    let executor_role = emulator.assume_role(&deployment.role_name("executor"), "executor").await.unwrap();
+    let executor_config = emulator.sdk_config_as(&executor_role, home).await;
     Rig {
         emulator,
         config,
+        executor_role,
+        executor_config,
         deployment,
         stamps,
         fleet,
@@ -82,7 +91,7 @@ impl Rig {
     }
 
     pub fn executor(&self, owner: &str) -> Executor<AwsWorld> {
-        let world = AwsWorld::new(self.config.clone(), self.resources(), AwsClock::Manual(self.start.into()));
+        let world = AwsWorld::new(self.executor_config.clone(), self.resources(), AwsClock::Manual(self.start.into()));
         Executor::new(self.fleet.clone(), world, owner)
     }
 
@@ -116,6 +125,26 @@ impl Rig {
             emitted_at: self.start,
             command,
         }
+    }
+
+    /// A spot interruption warning for `instance_id` in us-east-1, observed at `at`, as on-signal sends it.
+    pub fn spot_warning(&self, instance_id: &str, at: DateTime<Utc>) -> ControlJob {
+        let notice = InterruptionNotice {
+            event_id: "spot-1".into(),
+            region: "us-east-1".into(),
+            instance_id: Some(instance_id.to_owned()),
+            notice: NoticeKind::SpotInterruption,
+            deadline: Some(at + chrono::Duration::minutes(2)),
+            observed_at: Some(at),
+            action: None,
+            state: None,
+            availability_zone: None,
+            capacity_type: Some(CapacityType::Spot),
+            other_instance_ids: Vec::new(),
+            scope: None,
+            message: None,
+        };
+        ControlJob { emitted_at: at, ..self.job("sig-spot-1-0", ControlCommand::HandleInterruption { notice }) }
     }
 
     pub async fn reconcile(&self, executor: &Executor<AwsWorld>, id: &str) -> Handled {

@@ -8,8 +8,8 @@ pub mod health;
 
 use chrono::{DateTime, Utc};
 use gameforge_contract::{
-    CapacityShortage, CapacityType, IgnoreReason, IgnoredEvent, InterruptionNotice, NoticeKind, ShortageCause, Signal,
-    SignalSource,
+    CapacityShortage, CapacityType, IgnoreReason, IgnoredEvent, InstanceAction, InterruptionNotice, NoticeKind,
+    ShortageCause, Signal, SignalSource,
 };
 use serde_json::Value;
 
@@ -69,6 +69,45 @@ fn two_minutes_after(time: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     time.map(|t| t + chrono::Duration::seconds(120))
 }
 
+/// The termination time an EC2 warning states itself. It wins over any deadline implied by the event's `time`:
+/// the sender knows when it will act, and `time` says only when the event was written.
+fn stated_deadline(event: &EventEnvelope) -> Option<DateTime<Utc>> {
+    event.detail_str(&["instance-termination-time"]).and_then(text::time::read)
+}
+
+/// `instance-action`, in any case.
+fn instance_action(event: &EventEnvelope) -> Option<InstanceAction> {
+    match event.detail_str(&["instance-action"])?.to_ascii_lowercase().as_str() {
+        "terminate" => Some(InstanceAction::Terminate),
+        "stop" => Some(InstanceAction::Stop),
+        "hibernate" => Some(InstanceAction::Hibernate),
+        _ => None,
+    }
+}
+
+/// The instance an EC2 event is about: `detail.instance-id`, else the first instance named in `resources`
+/// (some senders give only the instance's ARN there).
+fn instance_id(event: &EventEnvelope) -> Option<String> {
+    event
+        .detail_str(&["instance-id"])
+        .map(|id| instance_named(id).unwrap_or(id))
+        .or_else(|| event.resources.iter().find_map(|r| instance_named(r)))
+        .map(str::to_owned)
+}
+
+/// The instance id in `i-…` or in an instance ARN. Only the ARN's last part is read: public samples put a zone
+/// in its region slot. Emulators name instances loosely (`i-1`), so the id is not held to EC2's 8 or 17 hex
+/// digits.
+fn instance_named(text: &str) -> Option<&str> {
+    let text = text.trim();
+    let id = match text.rsplit_once(":instance/") {
+        Some((_, id)) => id,
+        None => text,
+    };
+    let rest = id.strip_prefix("i-")?;
+    (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(id)
+}
+
 /// Depth-first search for a key, ignoring case, since CloudTrail and the EC2 API differ in casing.
 fn find_key<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
     match value {
@@ -95,5 +134,84 @@ fn capacity_type_named(text: &str) -> Option<CapacityType> {
         Some(CapacityType::OnDemand)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(resources: &[&str], detail: Value) -> EventEnvelope {
+        EventEnvelope {
+            id: "1".into(),
+            source: "aws.ec2".into(),
+            detail_type: "x".into(),
+            region: "us-east-1".into(),
+            time: Some("2026-11-27T10:20:00Z".parse().unwrap()),
+            resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+            detail,
+        }
+    }
+
+    #[test]
+    fn names_an_instance_by_id_or_by_arn() {
+        assert_eq!(instance_named("i-0e884a1b153500dc2"), Some("i-0e884a1b153500dc2"));
+        assert_eq!(instance_named("i-0e884a1b"), Some("i-0e884a1b"));
+        assert_eq!(
+            instance_named("arn:aws:ec2:us-east-1:123456789012:instance/i-0e884a1b153500dc2"),
+            Some("i-0e884a1b153500dc2")
+        );
+        // A zone in the region slot, as in public samples, and another partition.
+        assert_eq!(instance_named("arn:aws:ec2:us-east-1b:instance/i-0b662ef9931388ba0"), Some("i-0b662ef9931388ba0"));
+        assert_eq!(
+            instance_named("arn:aws-cn:ec2:cn-north-1:123456789012:instance/i-0e884a1b153500dc2"),
+            Some("i-0e884a1b153500dc2")
+        );
+        for other in [
+            "arn:aws:ec2:us-east-1:123456789012:volume/vol-0e884a1b153500dc2",
+            "arn:aws:ecs:us-east-1:123456789012:task/gameforge/8f0a2c4e6a8c4e0a9c2e4a6c8e0a2c4e",
+            "arn:aws:ec2:us-east-1:123456789012:instance/",
+            "i-",
+            "i-0e884a1b153500dc2/extra",
+            "instance/i-0e884a1b153500dc2",
+            "",
+        ] {
+            assert_eq!(instance_named(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_instance_comes_from_resources_when_the_detail_lacks_it() {
+        let arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0e884a1b153500dc2";
+        let volume = "arn:aws:ec2:us-east-1:123456789012:volume/vol-0a1b2c3d4e5f67890";
+        assert_eq!(instance_id(&event(&[volume, arn], serde_json::json!({}))).as_deref(), Some("i-0e884a1b153500dc2"));
+        assert_eq!(
+            instance_id(&event(&[arn], serde_json::json!({"instance-id": ""}))).as_deref(),
+            Some("i-0e884a1b153500dc2")
+        );
+        assert_eq!(
+            instance_id(&event(&[arn], serde_json::json!({"instance-id": "i-0b662ef9931388ba0"}))).as_deref(),
+            Some("i-0b662ef9931388ba0"),
+            "the detail's own id comes first"
+        );
+        assert_eq!(instance_id(&event(&[volume], serde_json::json!({}))), None);
+    }
+
+    #[test]
+    fn a_stated_termination_time_is_read_and_an_unusable_one_ignored() {
+        let stated = event(&[], serde_json::json!({"instance-termination-time": "2026-11-27T10:25:00Z"}));
+        assert_eq!(stated_deadline(&stated), Some("2026-11-27T10:25:00Z".parse().unwrap()));
+        for unusable in ["", "TIME", "soon"] {
+            assert_eq!(stated_deadline(&event(&[], serde_json::json!({"instance-termination-time": unusable}))), None);
+        }
+    }
+
+    #[test]
+    fn reads_the_instance_action_in_any_case() {
+        let action = |a: &str| instance_action(&event(&[], serde_json::json!({"instance-action": a})));
+        assert_eq!(action("terminate"), Some(InstanceAction::Terminate));
+        assert_eq!(action("STOP"), Some(InstanceAction::Stop));
+        assert_eq!(action(" Hibernate "), Some(InstanceAction::Hibernate));
+        assert_eq!(action("reboot"), None);
     }
 }

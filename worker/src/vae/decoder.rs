@@ -1,0 +1,153 @@
+//! The VAE decoder (`decoder.*` and `post_quant_conv`), laid out as diffusers' `Decoder`.
+//!
+//! Ours rather than candle's because candle's mid-block attention always holds the full score matrix: one
+//! `(tokens × tokens)` f32 matrix, 17 GB for a 2048² SDXL latent and terabytes for a tiny VAE that downsamples
+//! less. Here the attention takes a [`Slicing`]; the resnets and up blocks are candle's.
+
+use candle_core::{D, DType, Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use candle_transformers::models::stable_diffusion::unet_2d_blocks::{UpDecoderBlock2D, UpDecoderBlock2DConfig};
+
+use crate::attention::{Slicing, attend};
+use crate::config::VaeConfig;
+
+/// The VAE's norms use this epsilon throughout, as diffusers builds them.
+pub(super) const EPS: f64 = 1e-6;
+
+pub(super) fn conv3x3(vb: VarBuilder, in_c: usize, out_c: usize) -> candle_core::Result<Conv2d> {
+    candle_nn::conv2d(in_c, out_c, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb)
+}
+
+pub(super) fn resnet(vb: VarBuilder, in_c: usize, out_c: usize, groups: usize) -> candle_core::Result<ResnetBlock2D> {
+    let config =
+        ResnetBlock2DConfig { out_channels: Some(out_c), temb_channels: None, groups, eps: EPS, ..Default::default() };
+    ResnetBlock2D::new(vb, in_c, config)
+}
+
+/// A projection saved either as a linear layer or (older checkpoints) as a 1×1 convolution.
+fn projection(vb: VarBuilder, channels: usize) -> candle_core::Result<Linear> {
+    match vb.get((channels, channels), "weight") {
+        Ok(_) => candle_nn::linear(channels, channels, vb),
+        Err(_) => {
+            let weight = vb.get((channels, channels, 1, 1), "weight")?.reshape((channels, channels))?;
+            Ok(Linear::new(weight, Some(vb.get(channels, "bias")?)))
+        }
+    }
+}
+
+/// The mid block's single-head self-attention over every latent position, computed in f32.
+#[derive(Debug)]
+struct SpatialAttention {
+    norm: GroupNorm,
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+}
+
+impl SpatialAttention {
+    fn new(vb: VarBuilder, channels: usize, groups: usize) -> candle_core::Result<Self> {
+        // Current diffusers names first; checkpoints from before the rename use query/key/value/proj_attn.
+        let names = if vb.contains_tensor("to_q.weight") {
+            ["to_q", "to_k", "to_v", "to_out.0"]
+        } else {
+            ["query", "key", "value", "proj_attn"]
+        };
+        Ok(Self {
+            norm: candle_nn::group_norm(groups, channels, EPS, vb.pp("group_norm"))?,
+            to_q: projection(vb.pp(names[0]), channels)?,
+            to_k: projection(vb.pp(names[1]), channels)?,
+            to_v: projection(vb.pp(names[2]), channels)?,
+            to_out: projection(vb.pp(names[3]), channels)?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, slicing: Slicing) -> candle_core::Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        let tokens = self.norm.forward(xs)?.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
+        // One head: (b, 1, tokens, c), in f32 like the reference's upcast VAE attention.
+        let head = |linear: &Linear| -> candle_core::Result<Tensor> {
+            linear.forward(&tokens)?.to_dtype(DType::F32)?.unsqueeze(1)
+        };
+        let (q, k, v) = (head(&self.to_q)?, head(&self.to_k)?, head(&self.to_v)?);
+        drop(tokens);
+        let attended = attend(&q, &k, &v, (c as f64).powf(-0.5), slicing)?.squeeze(1)?.to_dtype(xs.dtype())?;
+        drop((q, k, v));
+        let out = self.to_out.forward(&attended)?.transpose(D::Minus1, D::Minus2)?.reshape((b, c, h, w))?;
+        out + xs
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Decoder {
+    post_quant_conv: Option<Conv2d>,
+    conv_in: Conv2d,
+    mid_first: ResnetBlock2D,
+    mid_attention: SpatialAttention,
+    mid_second: ResnetBlock2D,
+    up: Vec<UpDecoderBlock2D>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Decoder {
+    /// `vb` is the VAE's root: the decoder reads `decoder.*` and `post_quant_conv.*`.
+    pub(super) fn new(vb: &VarBuilder, config: &VaeConfig) -> candle_core::Result<Self> {
+        let groups = config.norm_num_groups;
+        let channels = &config.block_out_channels;
+        let deepest = *channels.last().expect("VaeConfig::check refuses a VAE without blocks");
+        let post_quant_conv = config
+            .use_post_quant_conv
+            .then(|| {
+                let latent = config.latent_channels;
+                candle_nn::conv2d(latent, latent, 1, Default::default(), vb.pp("post_quant_conv"))
+            })
+            .transpose()?;
+        let vb = vb.pp("decoder");
+        let mid = vb.pp("mid_block");
+        let reversed: Vec<usize> = channels.iter().rev().copied().collect();
+        let up = (0..reversed.len())
+            .map(|i| {
+                let config = UpDecoderBlock2DConfig {
+                    num_layers: config.layers_per_block + 1,
+                    resnet_eps: EPS,
+                    resnet_groups: groups,
+                    output_scale_factor: 1.0,
+                    add_upsample: i + 1 < reversed.len(),
+                };
+                let input = if i == 0 { reversed[0] } else { reversed[i - 1] };
+                UpDecoderBlock2D::new(vb.pp("up_blocks").pp(i.to_string()), input, reversed[i], config)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            post_quant_conv,
+            conv_in: conv3x3(vb.pp("conv_in"), config.latent_channels, deepest)?,
+            mid_first: resnet(mid.pp("resnets.0"), deepest, deepest, groups)?,
+            mid_attention: SpatialAttention::new(mid.pp("attentions.0"), deepest, groups)?,
+            mid_second: resnet(mid.pp("resnets.1"), deepest, deepest, groups)?,
+            up,
+            norm_out: candle_nn::group_norm(groups, channels[0], EPS, vb.pp("conv_norm_out"))?,
+            conv_out: conv3x3(vb.pp("conv_out"), channels[0], config.out_channels)?,
+        })
+    }
+
+    /// Unscaled latents in, the image (nominally in [-1, 1]) out, in the VAE's dtype.
+    pub(super) fn forward(&self, latents: &Tensor, slicing: Slicing) -> candle_core::Result<Tensor> {
+        // One binding, reassigned: each stage's input is freed as soon as its output exists (the memory plan
+        // counts on it).
+        let mut xs = match &self.post_quant_conv {
+            Some(conv) => conv.forward(latents)?,
+            None => latents.clone(),
+        };
+        xs = self.conv_in.forward(&xs)?;
+        xs = self.mid_first.forward(&xs, None)?;
+        xs = self.mid_attention.forward(&xs, slicing)?;
+        xs = self.mid_second.forward(&xs, None)?;
+        for block in &self.up {
+            xs = block.forward(&xs)?;
+        }
+        xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
+        self.conv_out.forward(&xs)
+    }
+}
