@@ -57,6 +57,11 @@ fn outage_schedule_length(outage: Duration) -> Duration {
 /// No reply for this long, with jobs still waiting, ends the run as stalled.
 const STALL: Duration = Duration::from_secs(240);
 
+/// The longest a job message stays hidden after the faults stop: a worker's longest hand-back (2 minutes,
+/// after a failed dead-letter send) plus the lease of a run a killed worker left, with a margin. Until then a
+/// malformed job may still be on its way to the dead-letter queue.
+const LONGEST_HIDDEN: Duration = Duration::from_secs(120 + 60 + 30);
+
 /// Every service the system calls, by its signing name.
 const SERVICES: &[&str] = &["sqs", "dynamodb", "s3", "events", "ec2", "ecs"];
 
@@ -77,7 +82,8 @@ pub struct Report {
     pub seed: u64,
     pub duration_s: f64,
     pub succeeded: u32,
-    /// Jobs without a final answer, or answered `succeeded` without their image in S3, at the end.
+    /// Jobs without a final answer, or answered `succeeded` without their image in S3, at the end, each as
+    /// `id: why`.
     pub lost: Vec<String>,
     /// Jobs answered `failed` because their worker died under them twice (the poison rule), not lost: the
     /// backend got a failed result.
@@ -407,7 +413,14 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             }
         }
     }
-    // Faults stop; whatever is left must still finish.
+    // Faults stop, bursts with answers left included: whatever is left must still finish, and the checks below
+    // must not be answered by a fault.
+    for (_, _, handle, _, _) in &bursts {
+        handle.end();
+    }
+    for handle in outages.iter().flat_map(|(_, _, handles, _)| handles) {
+        handle.end();
+    }
     let all_done = async {
         loop {
             let done = replies.lock().unwrap_or_else(|p| p.into_inner()).by_job.len();
@@ -427,7 +440,7 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(90), queue_empty).await;
+    let _ = tokio::time::timeout(LONGEST_HIDDEN, queue_empty).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     collector.abort();
     report.duration_s = at();
@@ -487,14 +500,25 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
         let status = system.client.status(id).await.with_context(|| format!("status of {id}"))?;
         let stored = status.as_ref().and_then(|s| s.result.clone());
         let received = replies.by_job.get(id).map(Vec::as_slice).unwrap_or_default();
-        let image_ok = match stored.as_ref().and_then(|r| r.image.clone()) {
-            Some(image) => s3.head_object().bucket(image.bucket()).key(image.prefix()).send().await.is_ok(),
-            None => false,
+        let image = match stored.as_ref().and_then(|r| r.image.clone()) {
+            Some(image) => s3
+                .head_object()
+                .bucket(image.bucket())
+                .key(image.prefix())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("image {image} unreadable: {}", gameforge_aws::sdk_error::describe(&e))),
+            None => Err("no image in the stored result".to_owned()),
         };
-        match status.as_ref().map(|s| s.state) {
-            Some(JobState::Succeeded) if image_ok => report.succeeded += 1,
-            Some(JobState::Failed) if !received.is_empty() => report.failed_as_poison.push(id.clone()),
-            _ => report.lost.push(id.clone()),
+        match (status.as_ref().map(|s| s.state), image) {
+            (Some(JobState::Succeeded), Ok(())) => report.succeeded += 1,
+            (Some(JobState::Failed), _) if !received.is_empty() => report.failed_as_poison.push(id.clone()),
+            (None, _) => report.lost.push(format!("{id}: no record in the status store")),
+            (Some(JobState::Succeeded), Err(why)) => report.lost.push(format!("{id}: succeeded but {why}")),
+            (Some(state), _) => {
+                report.lost.push(format!("{id}: {state:?} in the store with {} replies received", received.len()))
+            }
         }
         if received.is_empty() && status.as_ref().is_some_and(|s| s.state.is_final()) {
             report.unannounced.push(id.clone());
@@ -523,6 +547,8 @@ async fn play(system: &System, options: &ChaosOptions) -> anyhow::Result<Report>
     }
     for message in gameforge_localaws::drain_queue(&system.config, &system.deployment.job_dead_letter_url).await? {
         match GenerationJob::from_json(message.body().unwrap_or_default().as_bytes()) {
+            // The poison rule answers a job `failed` and moves it aside by design; the backend got its answer.
+            Ok(job) if report.failed_as_poison.contains(&job.job_id) => {}
             Ok(_) => report.valid_jobs_dead_lettered += 1,
             Err(_) => report.malformed_jobs_dead_lettered += 1,
         }

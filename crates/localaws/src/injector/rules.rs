@@ -1,7 +1,7 @@
 //! Fault rules: which requests to answer with what, how often, how late.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::protocol::AwsError;
@@ -150,6 +150,7 @@ impl Rule {
 pub struct RuleHandle {
     seen: Arc<AtomicU32>,
     applied: Arc<AtomicU32>,
+    ended: Arc<AtomicBool>,
 }
 
 impl RuleHandle {
@@ -161,6 +162,12 @@ impl RuleHandle {
     /// Requests that matched the rule's conditions, applied or not.
     pub fn matched(&self) -> u32 {
         self.seen.load(Ordering::SeqCst)
+    }
+
+    /// Ends the rule now, whatever answers it has left: a run that has stopped throwing faults must not have
+    /// its own checks answered by a burst still waiting for requests.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
     }
 }
 
@@ -195,7 +202,7 @@ impl RuleSet {
 
     pub fn decide(&self, request: &RequestInfo) -> Option<Effect> {
         for installed in &self.rules {
-            if !installed.rule.matches(request) {
+            if installed.handle.ended.load(Ordering::SeqCst) || !installed.rule.matches(request) {
                 continue;
             }
             let seen = installed.handle.seen.fetch_add(1, Ordering::SeqCst) + 1;
@@ -273,6 +280,16 @@ mod tests {
             })
             .collect();
         assert_eq!(codes, vec!["RequestLimitExceeded", "InternalFailure"]);
+    }
+
+    #[test]
+    fn an_ended_rule_answers_nothing_more_and_keeps_its_counts() {
+        let mut rules = RuleSet::default();
+        let handle = rules.add(Rule::for_service("ec2").times(5).fail(AwsError::internal_error()));
+        assert!(rules.decide(&request("RunInstances", &[])).is_some());
+        handle.end();
+        assert!(rules.decide(&request("RunInstances", &[])).is_none());
+        assert_eq!((handle.hits(), handle.matched()), (1, 1));
     }
 
     #[test]
