@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aws_config::{Region, SdkConfig};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use gameforge_contract::{ControlJob, Message, Signal};
 use gameforge_jobs::{Client, ClientSettings};
 use gameforge_localaws::{
@@ -444,18 +445,19 @@ async fn schedule(host: Arc<LambdaHost>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         tick += 1;
-        let now = chrono::Utc::now();
-        let event = json!({
-            "version": "0",
-            "id": format!("local-{}-{tick}", now.timestamp()),
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": "123456789012",
-            "time": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "region": HOME.0,
-            "resources": [format!("arn:aws:events:{}:123456789012:rule/{PREFIX}-reconcile", HOME.0)],
-            "detail": {},
-        });
+        // EventBridge stamps events to the second.
+        let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0);
+        let mut event = EventBridgeEvent::<Value>::default();
+        event.version = Some("0".into());
+        event.id = Some(format!("local-{}-{tick}", now.timestamp()));
+        event.detail_type = "Scheduled Event".into();
+        event.source = "aws.events".into();
+        event.account = Some("123456789012".into());
+        event.time = Some(now);
+        event.region = Some(HOME.0.into());
+        event.resources = Some(vec![format!("arn:aws:events:{}:123456789012:rule/{PREFIX}-reconcile", HOME.0)]);
+        event.detail = json!({});
+        let event = serde_json::to_value(&event).unwrap_or_default();
         if let Err(error) = host.invoke(&event, Duration::from_secs(60)).await {
             tracing::warn!(%error, "scheduled reconcile");
         }

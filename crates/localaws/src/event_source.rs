@@ -7,8 +7,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_lambda_events::encodings::Base64Data;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use serde_json::{Map, Value, json};
+use gameforge_aws::sqs_batch::{SqsEvent, SqsMessage, SqsMessageAttribute, batch_outcome};
 
 use crate::Error;
 use crate::lambda_host::LambdaHost;
@@ -106,25 +107,13 @@ impl SqsEventSource {
         if messages.is_empty() {
             return Ok(EventSourceStats::default());
         }
-        let records: Vec<Value> = messages.iter().map(|m| self.record(m)).collect();
+        let mut event = SqsEvent::default();
+        event.records = messages.iter().map(|m| self.record(m)).collect();
+        let payload = serde_json::to_value(&event).map_err(|e| Error::Emulator(format!("SQS event: {e}")))?;
         let mut stats = EventSourceStats { received: messages.len(), ..Default::default() };
         let ids: HashSet<&str> = messages.iter().filter_map(|m| m.message_id()).collect();
-        let failed: Option<HashSet<String>> = match host
-            .invoke(&json!({ "Records": records }), self.invoke_timeout)
-            .await
-        {
-            Ok(invocation) => {
-                let failures: Vec<String> = invocation.response["batchItemFailures"]
-                    .as_array()
-                    .map(|items| items.iter().filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default();
-                // Lambda treats an answer that names a record it did not send as a failure of the whole batch.
-                if failures.iter().all(|id| ids.contains(id.as_str())) {
-                    Some(failures.into_iter().collect())
-                } else {
-                    None
-                }
-            }
+        let failed: Option<HashSet<String>> = match host.invoke(&payload, self.invoke_timeout).await {
+            Ok(invocation) => batch_outcome(&invocation.response, &ids),
             Err(error) => {
                 tracing::warn!(%error, "invocation failed; the batch will reappear");
                 stats.invocation_errors += 1;
@@ -175,34 +164,46 @@ impl SqsEventSource {
         Ok(total)
     }
 
-    fn record(&self, message: &Message) -> Value {
-        let mut attributes = Map::new();
-        for (name, value) in message.attributes().into_iter().flatten() {
-            attributes.insert(name.as_str().to_owned(), json!(value));
-        }
-        let mut message_attributes = Map::new();
-        for (name, value) in message.message_attributes().into_iter().flatten() {
-            message_attributes.insert(
-                name.clone(),
-                json!({
-                    "stringValue": value.string_value(),
-                    "binaryValue": null,
-                    "stringListValues": [],
-                    "binaryListValues": [],
-                    "dataType": value.data_type(),
-                }),
-            );
-        }
-        json!({
-            "messageId": message.message_id(),
-            "receiptHandle": message.receipt_handle(),
-            "body": message.body().unwrap_or_default(),
-            "attributes": attributes,
-            "messageAttributes": message_attributes,
-            "md5OfBody": message.md5_of_body(),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": self.region,
-        })
+    /// The record as the event source mapping hands it over: system attributes and message attributes (binary
+    /// values base64) as AWS documents them.
+    fn record(&self, message: &Message) -> SqsMessage {
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id().map(str::to_owned);
+        record.receipt_handle = message.receipt_handle().map(str::to_owned);
+        record.body = Some(message.body().unwrap_or_default().to_owned());
+        record.md5_of_body = message.md5_of_body().map(str::to_owned);
+        record.md5_of_message_attributes = message.md5_of_message_attributes().map(str::to_owned);
+        record.attributes = message
+            .attributes()
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
+            .collect();
+        record.message_attributes = message
+            .message_attributes()
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| {
+                let mut attribute = SqsMessageAttribute::default();
+                attribute.data_type = Some(value.data_type().to_owned());
+                attribute.string_value = value.string_value().map(str::to_owned);
+                attribute.binary_value = value.binary_value().map(|b| base64_data(b.as_ref()));
+                attribute.string_list_values = value.string_list_values().to_vec();
+                attribute.binary_list_values =
+                    value.binary_list_values().iter().map(|b| base64_data(b.as_ref())).collect();
+                (name.clone(), attribute)
+            })
+            .collect();
+        record.event_source = Some("aws:sqs".into());
+        record.event_source_arn = Some(self.queue_arn.clone());
+        record.aws_region = Some(self.region.clone());
+        record
     }
+}
+
+/// The published type keeps its constructor to itself.
+fn base64_data(bytes: &[u8]) -> Base64Data {
+    let mut data = Base64Data::default();
+    data.extend_from_slice(bytes);
+    data
 }

@@ -6,6 +6,13 @@
 
 use std::time::Duration;
 
+use aws_lambda_events::http::HeaderValue;
+use aws_lambda_events::http::header::{CONTENT_TYPE, HOST};
+use aws_lambda_events::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlRequestContext, LambdaFunctionUrlRequestContextAuthorizerDescription,
+    LambdaFunctionUrlRequestContextAuthorizerIamDescription, LambdaFunctionUrlRequestContextHttpDescription,
+    LambdaFunctionUrlResponse,
+};
 use serde_json::{Value, json};
 
 use crate::iam::Check;
@@ -64,13 +71,48 @@ impl<'a> FunctionUrl<'a> {
             return Ok(forbidden());
         }
         let answer = self.host.invoke(&event(caller, method, path, body), self.timeout).await?;
-        let status = answer.response["statusCode"].as_u64().unwrap_or(502) as u16;
-        let body = match answer.response["body"].as_str() {
-            Some(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())),
-            None => Value::Null,
-        };
-        Ok(UrlResponse { status, headers: answer.response["headers"].clone(), body, refused_by_url: false })
+        Ok(read_answer(answer.response))
     }
+}
+
+/// The function's answer as a URL reads it: an answer with a `statusCode` is a response (AWS's published
+/// shape); any other answer is the body of a 200; a response that does not read is a 502.
+fn read_answer(answer: Value) -> UrlResponse {
+    let bad_gateway = || UrlResponse {
+        status: 502,
+        headers: json!({"content-type": "application/json"}),
+        body: json!({"Message": "Internal Server Error"}),
+        refused_by_url: true,
+    };
+    if answer.get("statusCode").is_none() {
+        return UrlResponse {
+            status: 200,
+            headers: json!({"content-type": "application/json"}),
+            body: answer,
+            refused_by_url: false,
+        };
+    }
+    // The fields a function may leave out, as AWS fills them.
+    let mut answer = answer;
+    for (field, default) in [("isBase64Encoded", json!(false)), ("cookies", json!([]))] {
+        if let Some(map) = answer.as_object_mut() {
+            map.entry(field).or_insert(default);
+        }
+    }
+    let Ok(response) = serde_json::from_value::<LambdaFunctionUrlResponse>(answer) else { return bad_gateway() };
+    let Ok(status) = u16::try_from(response.status_code) else { return bad_gateway() };
+    let text = response.body.unwrap_or_default();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
+    };
+    let headers = response
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), json!(value.to_str().unwrap_or_default())))
+        .collect::<serde_json::Map<_, _>>();
+    UrlResponse { status, headers: Value::Object(headers), body, refused_by_url: false }
 }
 
 /// The request as payload format 2.0, with the caller's identity as AWS fills it in after verifying the
@@ -80,23 +122,84 @@ fn event(caller: &RoleCredentials, method: &str, path: &str, body: Option<&Value
     let session = caller.arn.rsplit('/').next().unwrap_or_default();
     let role_id = format!("AROA{}", caller.access_key_id.trim_start_matches("ASIA"));
     let now = now_millis();
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": "application/json", "host": "local.lambda-url.us-east-1.on.aws"},
-        "requestContext": {
-            "accountId": ACCOUNT, "apiId": "local",
-            "authorizer": {"iam": {
-                "accessKey": caller.access_key_id, "accountId": ACCOUNT, "callerId": format!("{role_id}:{session}"),
-                "cognitoIdentity": null, "principalOrgId": null, "userArn": caller.arn, "userId": role_id
-            }},
-            "domainName": "local.lambda-url.us-east-1.on.aws", "domainPrefix": "local",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "localaws"},
-            "requestId": format!("r-{now}"), "routeKey": "$default", "stage": "$default", "timeEpoch": now
-        },
-        "body": body.map(Value::to_string), "isBase64Encoded": false
-    })
+    let domain = "local.lambda-url.us-east-1.on.aws";
+
+    let mut iam = LambdaFunctionUrlRequestContextAuthorizerIamDescription::default();
+    iam.access_key = Some(caller.access_key_id.clone());
+    iam.account_id = Some(ACCOUNT.to_owned());
+    iam.caller_id = Some(format!("{role_id}:{session}"));
+    iam.user_arn = Some(caller.arn.clone());
+    iam.user_id = Some(role_id);
+    let mut authorizer = LambdaFunctionUrlRequestContextAuthorizerDescription::default();
+    authorizer.iam = Some(iam);
+
+    let mut http = LambdaFunctionUrlRequestContextHttpDescription::default();
+    http.method = Some(method.to_owned());
+    http.path = Some(path.to_owned());
+    http.protocol = Some("HTTP/1.1".to_owned());
+    http.source_ip = Some("127.0.0.1".to_owned());
+    http.user_agent = Some("localaws".to_owned());
+
+    let mut context = LambdaFunctionUrlRequestContext::default();
+    context.account_id = Some(ACCOUNT.to_owned());
+    context.apiid = Some("local".to_owned());
+    context.authorizer = Some(authorizer);
+    context.domain_name = Some(domain.to_owned());
+    context.domain_prefix = Some("local".to_owned());
+    context.request_id = Some(format!("r-{now}"));
+    context.time_epoch = now;
+    context.http = http;
+
+    let mut request = LambdaFunctionUrlRequest::default();
+    request.version = Some("2.0".to_owned());
+    request.raw_path = Some(path.to_owned());
+    request.raw_query_string = Some(String::new());
+    request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request.headers.insert(HOST, HeaderValue::from_static(domain));
+    request.request_context = context;
+    request.body = body.map(Value::to_string);
+    request.is_base64_encoded = false;
+    serde_json::to_value(&request).unwrap_or_default()
 }
 
-fn now_millis() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_a_url_reads_them() {
+        let full = read_answer(json!({
+            "statusCode": 201, "headers": {"content-type": "application/json"}, "body": "{\"job_id\":\"a\"}",
+            "isBase64Encoded": false, "cookies": []
+        }));
+        assert_eq!((full.status, full.body.clone(), full.refused_by_url), (201, json!({"job_id": "a"}), false));
+        assert_eq!(full.headers["content-type"], "application/json");
+        let short = read_answer(json!({"statusCode": 404, "body": "no such job"}));
+        assert_eq!((short.status, short.body), (404, json!("no such job")));
+        let bare = read_answer(json!({"job_id": "a"}));
+        assert_eq!((bare.status, bare.body), (200, json!({"job_id": "a"})));
+        for unreadable in [json!({"statusCode": "two hundred"}), json!({"statusCode": 70000})] {
+            assert_eq!(read_answer(unreadable).status, 502);
+        }
+    }
+
+    #[test]
+    fn the_request_is_the_published_shape_with_the_callers_identity() {
+        let caller = RoleCredentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            session_token: "token".into(),
+            arn: "arn:aws:sts::123456789012:assumed-role/game-backend/session".into(),
+        };
+        let request: LambdaFunctionUrlRequest =
+            serde_json::from_value(event(&caller, "POST", "/jobs", Some(&json!({"a": 1})))).unwrap();
+        let iam = request.request_context.authorizer.and_then(|a| a.iam).unwrap();
+        assert_eq!(iam.user_arn.as_deref(), Some("arn:aws:sts::123456789012:assumed-role/game-backend/session"));
+        assert_eq!(request.request_context.http.method.as_deref(), Some("POST"));
+        assert_eq!(request.body.as_deref(), Some("{\"a\":1}"));
+    }
 }

@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use gameforge_aws::backoff::Backoff;
 use gameforge_aws::dead_letter::DeadLetter;
 use gameforge_aws::invocation::Deadline;
 use gameforge_aws::metrics::Metrics;
-use gameforge_aws::sqs_batch::{BatchResponse, SqsEvent, SqsRecord, is_sqs_batch};
+use gameforge_aws::sqs_batch::{Payload, SqsBatchResponse, SqsMessage, SqsRecordExt};
 use gameforge_contract::{CONTRACT_VERSION, ControlCommand, ControlJob, Message};
 use serde_json::{Value, json};
 
@@ -32,7 +33,7 @@ pub trait ControlQueues: Send + Sync {
     /// Keeps a failed record hidden for `delay` before its next delivery.
     fn delay_redelivery(
         &self,
-        record: &SqsRecord,
+        record: &SqsMessage,
         delay: Duration,
     ) -> impl std::future::Future<Output = Result<(), PortError>> + Send;
 }
@@ -61,19 +62,21 @@ pub enum HandlerError {
     Port(#[from] PortError),
 }
 
+/// The `detail-type` of the event a schedule rule sends.
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
+
 /// A control job from a message body: a control job, or the scheduled event that asks for a reconcile (a
 /// schedule's constant input is not always delivered, so its envelope is understood too).
 pub fn parse_job(body: &str, fleet: &str) -> Result<ControlJob, HandlerError> {
     let value: Value = serde_json::from_str(body).map_err(|e| HandlerError::Malformed(e.to_string()))?;
-    if value.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        let id = value.get("id").and_then(Value::as_str).unwrap_or("schedule");
-        let emitted_at =
-            value.get("time").and_then(Value::as_str).and_then(|t| t.parse().ok()).unwrap_or_else(chrono::Utc::now);
+    if value.get("detail-type").and_then(Value::as_str) == Some(SCHEDULED_EVENT) {
+        let schedule: EventBridgeEvent = serde_json::from_value(value)
+            .map_err(|e| HandlerError::Malformed(format!("not a scheduled event: {e}")))?;
         return Ok(ControlJob {
             version: CONTRACT_VERSION,
-            control_id: format!("schedule-{id}"),
+            control_id: format!("schedule-{}", schedule.id.as_deref().unwrap_or("schedule")),
             fleet: fleet.to_owned(),
-            emitted_at,
+            emitted_at: schedule.time.unwrap_or_else(chrono::Utc::now),
             command: ControlCommand::Reconcile,
         });
     }
@@ -90,16 +93,17 @@ impl<W: World, Q: ControlQueues> ControlHandler<W, Q> {
     }
 
     pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
+        let payload = Payload::from_value(payload).map_err(|e| HandlerError::Malformed(e.to_string()))?;
         self.handle_until(payload, Deadline::NONE).await
     }
 
     /// [`ControlHandler::handle`] within an invocation that is stopped at `deadline`.
-    pub async fn handle_until(&self, payload: Value, deadline: Deadline) -> Result<Value, HandlerError> {
-        if !is_sqs_batch(&payload) {
-            return self.handle_waiting(&payload.to_string(), deadline).await;
-        }
-        let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| HandlerError::Malformed(e.to_string()))?;
-        let mut response = BatchResponse::default();
+    pub async fn handle_until(&self, payload: Payload, deadline: Deadline) -> Result<Value, HandlerError> {
+        let batch = match payload {
+            Payload::Direct(event) => return self.handle_waiting(&event.to_string(), deadline).await,
+            Payload::Batch(batch) => batch,
+        };
+        let mut response = SqsBatchResponse::default();
         // Why the batch stopped: every record from there on goes back, hidden for the same reason.
         let mut stopped: Option<Retry> = None;
         for record in &batch.records {
@@ -107,18 +111,18 @@ impl<W: World, Q: ControlQueues> ControlHandler<W, Q> {
                 self.retry(record, retry, &mut response).await;
                 continue;
             }
-            match self.handle_waiting(&record.body, deadline).await {
+            match self.handle_waiting(record.text(), deadline).await {
                 Ok(_) => {}
                 Err(HandlerError::Malformed(reason)) => {
-                    tracing::warn!(message_id = %record.message_id, %reason, "malformed control job, dead-lettering");
-                    if let Err(error) = self.queues.dead_letter(&record.body, &record.message_id, &reason).await {
+                    tracing::warn!(message_id = record.id(), %reason, "malformed control job, dead-lettering");
+                    if let Err(error) = self.queues.dead_letter(record.text(), record.id(), &reason).await {
                         tracing::warn!(%error, "dead-lettering failed; retrying");
                         stopped = Some(Retry::Transient);
                         self.retry(record, Retry::Transient, &mut response).await;
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(message_id = %record.message_id, %error, "control job not handled now; it and the rest of the batch will be retried");
+                    tracing::warn!(message_id = record.id(), %error, "control job not handled now; it and the rest of the batch will be retried");
                     let retry = if matches!(error, HandlerError::Busy(_)) { Retry::Busy } else { Retry::Transient };
                     stopped = Some(retry);
                     self.retry(record, retry, &mut response).await;
@@ -129,8 +133,8 @@ impl<W: World, Q: ControlQueues> ControlHandler<W, Q> {
     }
 
     /// Reports `record` failed and hides it until its retry is due.
-    async fn retry(&self, record: &SqsRecord, retry: Retry, response: &mut BatchResponse) {
-        response.fail(&record.message_id);
+    async fn retry(&self, record: &SqsMessage, retry: Retry, response: &mut SqsBatchResponse) {
+        response.add_failure(record.id());
         let attempt = record.receive_count().saturating_sub(1);
         let delay = match retry {
             Retry::Busy => BUSY_REDELIVERY.redelivery(0, &mut rand::rng()),
@@ -138,7 +142,7 @@ impl<W: World, Q: ControlQueues> ControlHandler<W, Q> {
         };
         if let Err(error) = self.queues.delay_redelivery(record, delay).await {
             // The queue's own visibility timeout still applies.
-            tracing::warn!(message_id = %record.message_id, %error, "could not set the retry delay");
+            tracing::warn!(message_id = record.id(), %error, "could not set the retry delay");
         }
     }
 
@@ -197,12 +201,12 @@ pub struct SqsControlQueues {
 }
 
 impl ControlQueues for SqsControlQueues {
-    async fn delay_redelivery(&self, record: &SqsRecord, delay: Duration) -> Result<(), PortError> {
+    async fn delay_redelivery(&self, record: &SqsMessage, delay: Duration) -> Result<(), PortError> {
         let queue = record.queue_url().ok_or_else(|| PortError::new("redelivery", "the record names no queue"))?;
         self.client
             .change_message_visibility()
             .queue_url(queue)
-            .receipt_handle(&record.receipt_handle)
+            .receipt_handle(record.receipt())
             .visibility_timeout(delay.as_secs().clamp(0, 43_200) as i32)
             .send()
             .await
@@ -236,4 +240,30 @@ fn emit(tally: Tally) {
         metrics.count("desired_workers", u64::from(desired));
     }
     metrics.emit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_asks_for_a_reconcile_stamped_with_its_time() {
+        let body = r#"{"version":"0","id":"5e1f3c9a","detail-type":"Scheduled Event","source":"aws.events",
+            "account":"123456789012","time":"2026-11-27T10:00:00Z","region":"us-east-1",
+            "resources":["arn:aws:events:us-east-1:123456789012:rule/gameforge-reconcile"],"detail":{}}"#;
+        let job = parse_job(body, "gameforge").unwrap();
+        assert_eq!(job.command, ControlCommand::Reconcile);
+        assert_eq!(job.control_id, "schedule-5e1f3c9a");
+        assert_eq!(job.fleet, "gameforge");
+        assert_eq!(job.emitted_at.to_rfc3339(), "2026-11-27T10:00:00+00:00");
+    }
+
+    #[test]
+    fn a_schedule_that_is_not_the_published_shape_is_malformed() {
+        let body = r#"{"detail-type":"Scheduled Event","source":"aws.events","time":"yesterday","detail":{}}"#;
+        assert!(
+            matches!(parse_job(body, "gameforge"), Err(HandlerError::Malformed(reason)) if reason.contains("scheduled"))
+        );
+        assert!(matches!(parse_job("{\"type\": \"nothing\"}", "gameforge"), Err(HandlerError::Malformed(_))));
+    }
 }

@@ -5,8 +5,8 @@ use anyhow::Context;
 use executor::aws::{AwsClock, AwsWorld};
 use executor::handler::{ControlHandler, SqsControlQueues};
 use executor::settings::Settings;
+use gameforge_aws::sqs_batch::Payload;
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
 use tracing::Instrument;
 
 #[tokio::main]
@@ -28,7 +28,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let handler = ControlHandler::new(executor, queues);
     let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Payload>| {
         let span = gameforge_aws::telemetry::invocation_span(
             &event.context.request_id,
             event.context.xray_trace_id.as_deref(),

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use gameforge_aws::backoff::Backoff;
 use gameforge_aws::invocation::Deadline;
 use gameforge_aws::metrics::Metrics;
-use gameforge_aws::sqs_batch::{BatchResponse, SqsEvent, SqsRecord, is_sqs_batch};
+use gameforge_aws::sqs_batch::{Payload, SqsBatchResponse, SqsEvent, SqsMessage, SqsRecordExt};
 use gameforge_contract::{IgnoreReason, Message, Signal};
 use gameforge_signals::{EventEnvelope, classify, control_jobs};
 use serde_json::{Value, json};
@@ -87,45 +87,47 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
     /// The Lambda entry point. An SQS batch answers with its partial failures; a direct event answers with its
     /// outcome, or fails so that EventBridge retries it.
     pub async fn handle(&self, payload: Value) -> Result<Value, InvocationError> {
+        let payload = Payload::from_value(payload).map_err(|e| InvocationError::Payload(e.to_string()))?;
         self.handle_until(payload, Deadline::NONE).await
     }
 
     /// [`SignalHandler::handle`] within an invocation that is stopped at `deadline`.
-    pub async fn handle_until(&self, payload: Value, deadline: Deadline) -> Result<Value, InvocationError> {
+    pub async fn handle_until(&self, payload: Payload, deadline: Deadline) -> Result<Value, InvocationError> {
         let started = Instant::now();
         let mut metrics = Metrics::new("gameforge").dimension("function", "on-signal");
-        let answer = if is_sqs_batch(&payload) {
-            let batch: SqsEvent =
-                serde_json::from_value(payload).map_err(|e| InvocationError::Payload(e.to_string()))?;
-            let response = self.handle_batch(batch, deadline, &mut metrics).await;
-            serde_json::to_value(response).map_err(|e| InvocationError::Payload(e.to_string()))
-        } else {
-            let outcome = self.handle_event_until(&payload.to_string(), deadline).await;
-            count(&mut metrics, &outcome);
-            outcome.map(|outcome| describe(&outcome)).map_err(InvocationError::from)
+        let answer = match payload {
+            Payload::Batch(batch) => {
+                let response = self.handle_batch(batch, deadline, &mut metrics).await;
+                serde_json::to_value(response).map_err(|e| InvocationError::Payload(e.to_string()))
+            }
+            Payload::Direct(event) => {
+                let outcome = self.handle_event_until(&event.to_string(), deadline).await;
+                count(&mut metrics, &outcome);
+                outcome.map(|outcome| describe(&outcome)).map_err(InvocationError::from)
+            }
         };
         metrics.duration("invocation_latency", started.elapsed());
         metrics.emit();
         answer
     }
 
-    pub async fn handle_batch(&self, batch: SqsEvent, deadline: Deadline, metrics: &mut Metrics) -> BatchResponse {
+    pub async fn handle_batch(&self, batch: SqsEvent, deadline: Deadline, metrics: &mut Metrics) -> SqsBatchResponse {
         metrics.count("records", batch.records.len() as u64);
         let results = futures::future::join_all(
             batch
                 .records
                 .iter()
-                .map(|record| async move { (record, self.handle_event_until(&record.body, deadline).await) }),
+                .map(|record| async move { (record, self.handle_event_until(record.text(), deadline).await) }),
         )
         .await;
 
-        let mut response = BatchResponse::default();
+        let mut response = SqsBatchResponse::default();
         for (record, outcome) in results {
             count(metrics, &outcome);
             if let Err(error) = outcome
                 && !self.settle_failure(record, &error).await
             {
-                response.fail(&record.message_id);
+                response.add_failure(record.id());
             }
         }
         response
@@ -194,13 +196,13 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
 
     /// Deals with a failed record. Returns true when the record is settled (dead-lettered) and must not be
     /// reported as a failure.
-    async fn settle_failure(&self, record: &SqsRecord, error: &RecordError) -> bool {
+    async fn settle_failure(&self, record: &SqsMessage, error: &RecordError) -> bool {
         match error {
             RecordError::Malformed(reason) => {
-                tracing::warn!(message_id = %record.message_id, %reason, "malformed record, dead-lettering");
-                match self.queue.dead_letter(&record.body, &record.message_id, reason).await {
+                tracing::warn!(message_id = record.id(), %reason, "malformed record, dead-lettering");
+                match self.queue.dead_letter(record.text(), record.id(), reason).await {
                     Ok(()) => return true,
-                    Err(e) => tracing::warn!(message_id = %record.message_id, %e, "dead-lettering failed; retrying"),
+                    Err(e) => tracing::warn!(message_id = record.id(), %e, "dead-lettering failed; retrying"),
                 }
                 self.delay(record, self.retry_delay(record)).await;
             }
@@ -210,21 +212,21 @@ impl<D: DedupStore, C: ControlSink, Q: SignalQueue> SignalHandler<D, C, Q> {
                 self.delay(record, wait + self.retry_delay(record)).await;
             }
             RecordError::Transient(e) => {
-                tracing::warn!(message_id = %record.message_id, error = %e, "transient failure; retrying");
+                tracing::warn!(message_id = record.id(), error = %e, "transient failure; retrying");
                 self.delay(record, self.retry_delay(record)).await;
             }
         }
         false
     }
 
-    fn retry_delay(&self, record: &SqsRecord) -> Duration {
+    fn retry_delay(&self, record: &SqsMessage) -> Duration {
         self.config.retry.redelivery(record.receive_count().saturating_sub(1), &mut rand::rng())
     }
 
-    async fn delay(&self, record: &SqsRecord, delay: Duration) {
-        if let Err(e) = self.queue.delay_redelivery(&record.receipt_handle, delay).await {
+    async fn delay(&self, record: &SqsMessage, delay: Duration) {
+        if let Err(e) = self.queue.delay_redelivery(record.receipt(), delay).await {
             // The queue's own visibility timeout still applies.
-            tracing::warn!(message_id = %record.message_id, %e, "could not set the retry delay");
+            tracing::warn!(message_id = record.id(), %e, "could not set the retry delay");
         }
     }
 }

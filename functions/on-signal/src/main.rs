@@ -2,8 +2,8 @@
 #![recursion_limit = "256"]
 
 use anyhow::Context;
+use gameforge_aws::sqs_batch::Payload;
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
 use tracing::Instrument;
 
 #[tokio::main]
@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = gameforge_aws::config::load().await;
     let handler = on_signal::deployed_handler(&settings, &config);
     let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Payload>| {
         let span = gameforge_aws::telemetry::invocation_span(
             &event.context.request_id,
             event.context.xray_trace_id.as_deref(),

@@ -187,7 +187,7 @@ async fn an_sqs_outage_that_outlasts_the_retries_fails_the_record_and_hides_it_f
     let handler = on_signal::deployed_handler(&setup.settings, &setup.role);
     let mut metrics = Metrics::new("test");
     let answer = handler.handle_batch(serde_json::from_value(payload).unwrap(), Deadline::NONE, &mut metrics).await;
-    assert_eq!(answer.failed_ids().collect::<Vec<_>>(), vec![message.message_id().unwrap()]);
+    assert_eq!(answer, gameforge_aws::sqs_batch::failures([message.message_id().unwrap()]));
     assert_eq!(throttle.hits(), attempts);
     assert_eq!(metrics.get("transient_failures"), Some(1.0));
     assert_eq!(setup.emulator.faults().count("sqs", "ChangeMessageVisibility"), 1, "the retry is delayed");
@@ -206,7 +206,7 @@ async fn a_dynamodb_outage_does_not_hold_a_spot_warning_back() {
     let handler = on_signal::deployed_handler(&setup.settings, &setup.role);
     let mut metrics = Metrics::new("test");
     let answer = handler.handle_batch(serde_json::from_value(payload).unwrap(), Deadline::NONE, &mut metrics).await;
-    assert_eq!(answer.failed_ids().count(), 0);
+    assert!(answer.batch_item_failures.is_empty());
     assert!(outage.hits() > 0);
     let jobs = control_jobs(&drain_queue(&setup.config, &setup.deployment.control_queue_url).await.unwrap());
     assert_eq!(jobs.len(), 1, "the replacement is asked for while DynamoDB is away");

@@ -22,7 +22,7 @@ use gameforge_jobs::{
 };
 use serde_json::{Value, json};
 
-use crate::http::{Request, Response};
+use crate::http::{Answer, LambdaFunctionUrlRequest as Request, LambdaFunctionUrlResponse as Response, RequestExt};
 use crate::rate_limit::{Admission, RateLimiter};
 
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ impl<S: JobStore, Q: JobSender, P: ReplyQueues, R: RateLimiter> Handler<S, Q, P,
             Ok(Admission::Limited { retry_after }) => {
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 return Response::json(429, &json!({"error": "rate limited", "retry_after_seconds": seconds}))
-                    .with_header("retry-after", seconds.to_string());
+                    .with_header("retry-after", &seconds.to_string());
             }
             // An unavailable limiter must not take the endpoint down with it.
             Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; letting the request through"),

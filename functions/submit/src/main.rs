@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use lambda_runtime::{LambdaEvent, service_fn};
-use submit::http::{Request, Response};
+use submit::http::{Answer, LambdaFunctionUrlRequest, LambdaFunctionUrlResponse};
 use tracing::Instrument;
 
 #[tokio::main]
@@ -20,11 +20,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         );
         async move {
             // A payload that is not a function URL request is answered, not failed: a URL caller gets a 400.
-            let response = match serde_json::from_value::<Request>(event.payload) {
+            let response = match serde_json::from_value::<LambdaFunctionUrlRequest>(event.payload) {
                 Ok(request) => handler.handle(&request).await,
-                Err(e) => Response::error(400, format!("not a function URL request: {e}")),
+                Err(e) => LambdaFunctionUrlResponse::error(400, format!("not a function URL request: {e}")),
             };
-            Ok::<Response, lambda_runtime::Error>(response)
+            Ok::<LambdaFunctionUrlResponse, lambda_runtime::Error>(response)
         }
         .instrument(span)
     }))
