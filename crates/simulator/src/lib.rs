@@ -282,6 +282,7 @@ impl<E: FnMut(&Value)> Sim<'_, E> {
                     .values()
                     .filter(|i| {
                         i.offering.region == interrupt.region
+                            && interrupt.zone.as_ref().is_none_or(|zone| *zone == i.offering.availability_zone)
                             && i.offering.capacity_type == CapacityType::Spot
                             && matches!(i.phase, Phase::Running | Phase::Pending)
                             && i.reclaim_at.is_none()

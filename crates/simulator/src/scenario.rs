@@ -67,6 +67,9 @@ pub struct ScenarioEvent {
 #[serde(deny_unknown_fields)]
 pub struct Interrupt {
     pub region: String,
+    /// Only workers in this zone (a flapping capacity pool); any zone of the region when absent.
+    #[serde(default)]
+    pub zone: Option<String>,
     #[serde(default = "one")]
     pub count: u32,
 }

@@ -16,7 +16,7 @@ use gameforge_contract::{CapacityType, ControlJob};
 use gameforge_planner::config::RegionStamp;
 use gameforge_planner::fleet::{Worker, WorkerState};
 use gameforge_planner::ladder::LaunchRequest;
-use gameforge_planner::ledger::{LedgerView, OfferingBlock, QuotaBlock};
+use gameforge_planner::ledger::{Interruption, LedgerView, OfferingBlock, QuotaBlock};
 use gameforge_planner::scaling::Demand;
 use gameforge_planner::{FleetConfig, Offering};
 
@@ -167,8 +167,8 @@ impl LedgerStore for SimWorld {
         Ok(())
     }
 
-    async fn put_interruptions(&self, _fleet: &str, region: &str, times: &[DateTime<Utc>]) -> Result<(), PortError> {
-        self.state().view.interruptions.insert(region.to_owned(), times.to_vec());
+    async fn put_interruptions(&self, _fleet: &str, region: &str, recent: &[Interruption]) -> Result<(), PortError> {
+        self.state().view.interruptions.insert(region.to_owned(), recent.to_vec());
         Ok(())
     }
 

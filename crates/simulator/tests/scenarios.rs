@@ -72,6 +72,30 @@ fn a_burst_scales_out_and_the_idle_fleet_scales_to_zero() {
     assert_eq!(summary.migrations, 0);
     let peak = lines.iter().filter(|l| l["event"] == "scale").filter_map(|l| l["desired"].as_u64()).max().unwrap();
     assert!(peak >= 2, "the burst needed more than one worker");
+    let zero = lines.iter().find(|l| l["event"] == "scale" && l["desired"] == 0).expect("scaled to zero");
+    assert!(zero["t"].as_i64().unwrap() >= 60 * 60, "not before 15 idle minutes after the last job at 45: {zero}");
+}
+
+#[test]
+fn one_flapping_zone_does_not_drive_the_fleet_out_of_a_healthy_region() {
+    let (summary, lines) = play("flapping-zone.json");
+    assert!(summary.interruptions >= 8, "the zone kept reclaiming: {summary:?}");
+    assert_eq!(migrations(&lines), vec![], "the other zones are healthy (the old per-region count left three times)");
+    assert_eq!(summary.final_region, "us-east-1");
+    assert!(summary.jobs_pending < 30, "{summary:?}");
+}
+
+#[test]
+fn a_steady_flow_keeps_its_warm_workers() {
+    let (summary, lines) = play("steady-demand.json");
+    let settled = 40 * 60;
+    let shrinks: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "scale" && l["t"].as_i64().unwrap() > settled)
+        .filter(|l| l["desired"].as_u64() < l["current"].as_u64())
+        .collect();
+    assert!(shrinks.is_empty(), "no scale-in under a steady flow once settled: {shrinks:?}");
+    assert!(summary.jobs_pending < 20, "{summary:?}");
 }
 
 #[test]

@@ -244,9 +244,13 @@ impl<W: World> Executor<W> {
         let region = worker.offering.region.clone();
         match notice.notice {
             NoticeKind::SpotInterruption | NoticeKind::CapacityReservation => {
-                cx.view.apply_interruption(&region, cx.now, self.config.ledger.interruption_window.as_chrono());
-                let times = cx.view.interruptions.get(&region).cloned().unwrap_or_default();
-                self.world.put_interruptions(&self.config.fleet, &region, &times).await?;
+                cx.view.apply_interruption(
+                    &worker.offering,
+                    cx.now,
+                    self.config.ledger.interruption_window.as_chrono(),
+                );
+                let recent = cx.view.interruptions.get(&region).cloned().unwrap_or_default();
+                self.world.put_interruptions(&self.config.fleet, &region, &recent).await?;
                 if worker.offering.capacity_type == CapacityType::Spot {
                     self.block(cx, &worker.offering, BlockCause::Interrupted).await?;
                 }
@@ -266,12 +270,12 @@ impl<W: World> Executor<W> {
     async fn scale(&self, cx: &mut Cx) -> Result<(), PortError> {
         let demand = self.world.demand().await?;
         let current = cx.state.desired;
-        let decision = desired_workers(&self.config.workers, demand, current, cx.state.last_busy_at, cx.now);
+        let decision = desired_workers(&self.config.workers, demand, current, cx.state.scale, cx.now);
         if decision.desired != current {
             cx.note(Event::Scale { demand, current, desired: decision.desired });
         }
         cx.state.desired = decision.desired;
-        cx.state.last_busy_at = decision.last_busy_at;
+        cx.state.scale = decision.memory;
         Ok(())
     }
 
@@ -360,9 +364,11 @@ impl<W: World> Executor<W> {
             let region = cx.state.placement.active_region.clone();
             let here = cx.workers.active_in(&region);
             let deficit = desired.saturating_sub(here as u32);
-            let reason = should_leave(&self.config, &cx.view, &cx.state.placement, here, cx.now).or_else(|| {
-                (deficit > 0 && !self.launchable(cx, &region, deficit)).then_some(MigrationReason::Exhausted)
-            });
+            let fleet_size = desired as usize;
+            let reason =
+                should_leave(&self.config, &cx.view, &cx.state.placement, here, fleet_size, cx.now).or_else(|| {
+                    (deficit > 0 && !self.launchable(cx, &region, deficit)).then_some(MigrationReason::Exhausted)
+                });
             // Leaving for a rate of interruptions is only worth it when the fleet runs at all.
             if let Some(reason) = reason.filter(|r| matches!(r, MigrationReason::Exhausted) || desired > 0) {
                 match self.choose(cx).await? {

@@ -12,7 +12,7 @@ use gameforge_planner::Offering;
 use gameforge_planner::config::RegionStamp;
 use gameforge_planner::fleet::Worker;
 use gameforge_planner::ladder::LaunchRequest;
-use gameforge_planner::ledger::{LedgerView, OfferingBlock, QuotaBlock};
+use gameforge_planner::ledger::{Interruption, LedgerView, OfferingBlock, QuotaBlock};
 use gameforge_planner::scaling::Demand;
 use serde::Serialize;
 
@@ -39,7 +39,7 @@ pub trait LedgerStore: Send + Sync {
         &self,
         fleet: &str,
         region: &str,
-        times: &[DateTime<Utc>],
+        recent: &[Interruption],
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// Saves the state if the stored one is still at `state.version - 1` (or absent for version 1).
     fn save_state(

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use gameforge_planner::FleetConfig;
 use gameforge_planner::placement::PlacementState;
+use gameforge_planner::scaling::ScaleMemory;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -10,9 +11,9 @@ pub struct FleetState {
     pub placement: PlacementState,
     /// Workers wanted, from the last reconcile.
     pub desired: u32,
-    /// The last moment demand needed at least the fleet's size (scaling in waits for the idle time after it).
+    /// What scaling remembers between reconciles (a state saved before it existed reads as a fresh memory).
     #[serde(default)]
-    pub last_busy_at: Option<DateTime<Utc>>,
+    pub scale: ScaleMemory,
     /// Acquisition rounds that fell short in a row; drives the backoff.
     #[serde(default)]
     pub acquire_round: u32,
@@ -42,7 +43,7 @@ impl FleetState {
         Self {
             placement: PlacementState::at_home(config, now),
             desired: config.workers.min,
-            last_busy_at: None,
+            scale: ScaleMemory::default(),
             acquire_round: 0,
             next_attempt_at: None,
             config_error: None,

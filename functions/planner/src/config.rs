@@ -74,8 +74,17 @@ pub struct WorkerLimits {
     pub max: u32,
     /// Queued plus running jobs one worker is expected to carry.
     pub target_backlog_per_worker: u32,
-    /// How long demand must stay below the fleet's size before it shrinks (down to zero when there is none).
+    /// How long nothing may wait or run before the last warm worker goes (down to `min`).
     pub idle_before_zero: Span,
+    /// How long demand must need fewer workers than the fleet has before the fleet shrinks, to the most it needed
+    /// over that time.
+    #[serde(default = "default_scale_in_delay")]
+    pub scale_in_delay: Span,
+}
+
+/// Ten minutes: longer than the lulls of a steady flow of jobs, shorter than paying for idle GPUs for long.
+fn default_scale_in_delay() -> Span {
+    Span::minutes(10)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -233,6 +242,7 @@ impl FleetConfig {
         check(self.retry.cap >= self.retry.base, "retry.cap", "must be at least retry.base");
         for (field, span) in [
             ("workers.idle_before_zero", self.workers.idle_before_zero),
+            ("workers.scale_in_delay", self.workers.scale_in_delay),
             ("ledger.shortage_ttl", self.ledger.shortage_ttl),
             ("ledger.shortage_ttl_max", self.ledger.shortage_ttl_max),
             ("ledger.quota_ttl", self.ledger.quota_ttl),

@@ -92,13 +92,51 @@ impl LedgerPolicy {
     }
 }
 
+/// One interruption of a worker of the fleet, and the offering (capacity pool) it ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredInterruption")]
+pub struct Interruption {
+    pub at: DateTime<Utc>,
+    /// The offering's key; `None` for an interruption recorded before offerings were (it counts as a pool of its
+    /// own).
+    pub offering: Option<String>,
+}
+
+/// What the ledger may hold: an interruption with its offering, or a bare time as saved before offerings were.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredInterruption {
+    Full { at: DateTime<Utc>, offering: Option<String> },
+    Bare(DateTime<Utc>),
+}
+
+impl From<StoredInterruption> for Interruption {
+    fn from(stored: StoredInterruption) -> Self {
+        match stored {
+            StoredInterruption::Full { at, offering } => Interruption { at, offering },
+            StoredInterruption::Bare(at) => Interruption { at, offering: None },
+        }
+    }
+}
+
+/// How often one capacity pool's interruptions count towards its region's pressure.
+pub const POOL_COUNT_CAP: usize = 2;
+
+/// The interruptions of a region within a window, and how many of them count against the region as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pressure {
+    pub interruptions: usize,
+    pub counted: usize,
+    pub zones: usize,
+}
+
 /// Everything the ledger holds for one fleet, as read at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerView {
     pub offerings: HashMap<String, OfferingBlock>,
     pub quotas: HashMap<String, QuotaBlock>,
-    /// Interruption times per region, newest last.
-    pub interruptions: HashMap<String, Vec<DateTime<Utc>>>,
+    /// Interruptions per region, oldest first.
+    pub interruptions: HashMap<String, Vec<Interruption>>,
 }
 
 impl LedgerView {
@@ -132,17 +170,47 @@ impl LedgerView {
         self.quotas.insert(block.bucket.key(), block);
     }
 
-    /// Records an interruption and forgets those older than `window`.
-    pub fn apply_interruption(&mut self, region: &str, at: DateTime<Utc>, window: chrono::Duration) {
-        let times = self.interruptions.entry(region.to_owned()).or_default();
-        times.push(at);
-        times.sort();
+    /// Records an interruption on `offering` and forgets its region's interruptions older than `window`.
+    pub fn apply_interruption(&mut self, offering: &Offering, at: DateTime<Utc>, window: chrono::Duration) {
+        let list = self.interruptions.entry(offering.region.clone()).or_default();
+        list.push(Interruption { at, offering: Some(offering.key()) });
+        list.sort_by_key(|i| i.at);
         let horizon = at - window;
-        times.retain(|t| *t >= horizon);
+        list.retain(|i| i.at >= horizon);
     }
 
     pub fn interruptions_since(&self, region: &str, since: DateTime<Utc>) -> usize {
-        self.interruptions.get(region).map_or(0, |times| times.iter().filter(|t| **t >= since).count())
+        self.recent(region, since).count()
+    }
+
+    /// The interruptions of `region` since `since` that speak against the region as a whole. A capacity pool
+    /// reclaimed again and again is that pool's trouble, which the ledger's doubling block already answers: it
+    /// counts at most [`POOL_COUNT_CAP`] times. Interruptions all in one zone are that zone's trouble and count for
+    /// nothing region-wide.
+    pub fn interruption_pressure(&self, region: &str, since: DateTime<Utc>) -> Pressure {
+        let mut per_pool: HashMap<String, usize> = HashMap::new();
+        let mut unknown = 0;
+        for interruption in self.recent(region, since) {
+            match &interruption.offering {
+                Some(key) => *per_pool.entry(key.clone()).or_default() += 1,
+                None => unknown += 1,
+            }
+        }
+        let mut zones: Vec<&str> = per_pool.keys().filter_map(|key| key.split('/').nth(1)).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        // An interruption saved without its offering could have been anywhere: a zone of its own.
+        let zones = zones.len() + unknown;
+        let counted = per_pool.values().map(|n| (*n).min(POOL_COUNT_CAP)).sum::<usize>() + unknown;
+        Pressure {
+            interruptions: self.interruptions_since(region, since),
+            counted: if zones >= 2 { counted } else { 0 },
+            zones,
+        }
+    }
+
+    fn recent(&self, region: &str, since: DateTime<Utc>) -> impl Iterator<Item = &Interruption> {
+        self.interruptions.get(region).into_iter().flatten().filter(move |i| i.at >= since)
     }
 }
 
@@ -223,11 +291,40 @@ mod tests {
     fn interruptions_outside_the_window_are_forgotten() {
         let mut ledger = LedgerView::default();
         for minute in [0, 30, 50, 95] {
-            ledger.apply_interruption("us-east-1", at(minute), chrono::Duration::hours(1));
+            ledger.apply_interruption(&g5a(), at(minute), chrono::Duration::hours(1));
         }
         // At 95 minutes the window reaches back to 35: only 50 and 95 remain.
-        assert_eq!(ledger.interruptions["us-east-1"], vec![at(50), at(95)]);
+        let times: Vec<DateTime<Utc>> = ledger.interruptions["us-east-1"].iter().map(|i| i.at).collect();
+        assert_eq!(times, vec![at(50), at(95)]);
         assert_eq!(ledger.interruptions_since("us-east-1", at(60)), 1);
         assert_eq!(ledger.interruptions_since("us-west-2", at(0)), 0);
+    }
+
+    #[test]
+    fn one_zones_trouble_is_not_the_regions_and_a_pool_counts_at_most_twice() {
+        let mut ledger = LedgerView::default();
+        let hour = chrono::Duration::hours(1);
+        let g4a = Offering::new("us-east-1", "us-east-1a", "g4dn.xlarge", CapacityType::Spot);
+        let g5b = Offering::new("us-east-1", "us-east-1b", "g5.xlarge", CapacityType::Spot);
+        for minute in [1, 2, 3, 4] {
+            ledger.apply_interruption(&g5a(), at(minute), hour);
+        }
+        ledger.apply_interruption(&g4a, at(5), hour);
+        let one_zone = ledger.interruption_pressure("us-east-1", at(0));
+        assert_eq!((one_zone.interruptions, one_zone.counted, one_zone.zones), (5, 0, 1));
+        ledger.apply_interruption(&g5b, at(6), hour);
+        let spread = ledger.interruption_pressure("us-east-1", at(0));
+        assert_eq!((spread.interruptions, spread.counted, spread.zones), (6, 2 + 1 + 1, 2));
+    }
+
+    #[test]
+    fn interruptions_saved_as_bare_times_still_read_each_as_a_pool_of_its_own() {
+        let saved = r#"["2026-11-27T10:01:00Z", {"at": "2026-11-27T10:02:00Z", "offering": "us-east-1/us-east-1a/g5.xlarge/spot"}]"#;
+        let read: Vec<Interruption> = serde_json::from_str(saved).unwrap();
+        assert_eq!(read[0], Interruption { at: at(1), offering: None });
+        assert_eq!(read[1].offering.as_deref(), Some("us-east-1/us-east-1a/g5.xlarge/spot"));
+        let ledger =
+            LedgerView { interruptions: HashMap::from([("us-east-1".to_owned(), read)]), ..LedgerView::default() };
+        assert_eq!(ledger.interruption_pressure("us-east-1", at(0)).zones, 2);
     }
 }

@@ -30,8 +30,9 @@ pub struct Departure {
 pub enum MigrationReason {
     /// Every allowed offering of the region is in the ledger.
     Exhausted,
-    /// Too many interruptions within the window for the fleet's size there.
-    InterruptionRate { interruptions: usize, workers: usize },
+    /// Too many interruptions spread over the region's zones within the window (`counted` of `interruptions`), for
+    /// the fleet's size there.
+    InterruptionRate { interruptions: usize, counted: usize, workers: usize },
     /// Home has capacity again and the hysteresis window has passed.
     ReturnHome,
     /// An operator asked for it.
@@ -94,12 +95,20 @@ pub fn region_exhausted(config: &FleetConfig, ledger: &LedgerView, region: &str,
     available_offerings(config, ledger, region, now) == 0
 }
 
-/// Whether the fleet should leave its active region now.
+/// Whether the fleet should leave its active region now, with `workers_there` running there and `fleet_size`
+/// wanted.
+///
+/// Interruptions make a region bad only when they are spread over its zones, and a capacity pool reclaimed again
+/// and again counts at most twice (see [`LedgerView::interruption_pressure`]): one flapping pool or zone is left to
+/// the ledger's blocks while the fleet runs in the others. The rate is taken over the fleet's size (the larger of
+/// what runs and what is wanted), not over whatever workers the interruptions left running, so that it does not
+/// climb as the region takes workers away.
 pub fn should_leave(
     config: &FleetConfig,
     ledger: &LedgerView,
     placement: &PlacementState,
     workers_there: usize,
+    fleet_size: usize,
     now: DateTime<Utc>,
 ) -> Option<MigrationReason> {
     let region = &placement.active_region;
@@ -110,11 +119,16 @@ pub fn should_leave(
     if now < placement.since + config.migration.cooldown.as_chrono() {
         return None;
     }
-    let interruptions = ledger.interruptions_since(region, now - config.ledger.interruption_window.as_chrono());
-    let rate = interruptions as f64 / workers_there.max(1) as f64;
-    (interruptions >= config.migration.min_interruptions.max(1) as usize
+    let pressure = ledger.interruption_pressure(region, now - config.ledger.interruption_window.as_chrono());
+    let workers = workers_there.max(fleet_size).max(1);
+    let rate = pressure.counted as f64 / workers as f64;
+    (pressure.counted >= config.migration.min_interruptions.max(1) as usize
         && rate >= config.migration.max_interruption_rate)
-        .then_some(MigrationReason::InterruptionRate { interruptions, workers: workers_there })
+        .then_some(MigrationReason::InterruptionRate {
+            interruptions: pressure.interruptions,
+            counted: pressure.counted,
+            workers,
+        })
 }
 
 /// The best region to move to: ready, not exhausted, not left within the hysteresis window; ranked by spot
@@ -183,7 +197,8 @@ pub fn should_return_home(
     let left_home = placement.departures.iter().rev().find(|d| d.region == config.home_region).map(|d| d.at);
     let hysteresis_passed = left_home.is_none_or(|at| now >= at + config.migration.hysteresis.as_chrono());
     let cooled_down = now >= placement.since + config.migration.cooldown.as_chrono();
-    let calm = ledger.interruptions_since(&config.home_region, now - config.ledger.interruption_window.as_chrono())
-        < config.migration.min_interruptions.max(1) as usize;
+    let calm =
+        ledger.interruption_pressure(&config.home_region, now - config.ledger.interruption_window.as_chrono()).counted
+            < config.migration.min_interruptions.max(1) as usize;
     hysteresis_passed && cooled_down && calm && !region_exhausted(config, ledger, &config.home_region, now)
 }

@@ -10,7 +10,7 @@ use gameforge_planner::ledger::{BlockCause, LedgerView};
 use gameforge_planner::placement::{
     MigrationReason, PlacementState, Unsuitable, choose_target, region_exhausted, should_leave, should_return_home,
 };
-use gameforge_planner::scaling::{Demand, desired_workers};
+use gameforge_planner::scaling::{Demand, ScaleMemory, desired_workers};
 use gameforge_planner::{FleetConfig, Offering};
 
 fn fleet() -> FleetConfig {
@@ -191,7 +191,7 @@ fn an_exhausted_region_is_left_for_the_best_ready_region() {
     let mut ledger = LedgerView::default();
     block_everything(&config, &mut ledger, "us-east-1", at(0));
     let placement = PlacementState::at_home(&config, at(0));
-    assert_eq!(should_leave(&config, &ledger, &placement, 3, at(1)), Some(MigrationReason::Exhausted));
+    assert_eq!(should_leave(&config, &ledger, &placement, 3, 3, at(1)), Some(MigrationReason::Exhausted));
 
     // us-west-2 has 16 offerings, us-east-2 has 12: without scores, more room wins.
     let target = choose_target(&config, &ledger, &placement, &all_ready(), &HashMap::new(), at(1)).unwrap();
@@ -248,11 +248,12 @@ fn home_is_tried_again_only_after_the_hysteresis_window() {
 fn a_home_left_for_its_interruptions_is_not_tried_until_they_age_out() {
     let config = fleet();
     let mut ledger = LedgerView::default();
-    for minute in [1, 2, 3] {
-        ledger.apply_interruption("us-east-1", at(minute), config.ledger.interruption_window.as_chrono());
+    for (minute, zone) in [(1, "us-east-1a"), (2, "us-east-1b"), (3, "us-east-1c")] {
+        ledger.apply_interruption(&spot_g5(zone), at(minute), config.ledger.interruption_window.as_chrono());
     }
     let mut placement = PlacementState::at_home(&config, at(0));
-    placement.migrate(&config, "us-east-2", MigrationReason::InterruptionRate { interruptions: 3, workers: 4 }, at(12));
+    let reason = MigrationReason::InterruptionRate { interruptions: 3, counted: 3, workers: 4 };
+    placement.migrate(&config, "us-east-2", reason, at(12));
     assert!(!should_return_home(&config, &ledger, &placement, at(45)), "hysteresis passed, interruptions still count");
     assert!(should_return_home(&config, &ledger, &placement, at(62)), "the first one left the one-hour window");
 }
@@ -262,33 +263,152 @@ fn many_interruptions_move_the_fleet_but_not_during_the_cooldown() {
     let config = fleet();
     let mut ledger = LedgerView::default();
     let placement = PlacementState::at_home(&config, at(0));
-    for minute in [1, 2, 3] {
-        ledger.apply_interruption("us-east-1", at(minute), config.ledger.interruption_window.as_chrono());
+    for (minute, zone) in [(1, "us-east-1a"), (2, "us-east-1b"), (3, "us-east-1c")] {
+        ledger.apply_interruption(&spot_g5(zone), at(minute), config.ledger.interruption_window.as_chrono());
     }
-    assert_eq!(should_leave(&config, &ledger, &placement, 4, at(5)), None, "cooldown after arriving");
+    assert_eq!(should_leave(&config, &ledger, &placement, 4, 4, at(5)), None, "cooldown after arriving");
     assert_eq!(
-        should_leave(&config, &ledger, &placement, 4, at(12)),
-        Some(MigrationReason::InterruptionRate { interruptions: 3, workers: 4 })
+        should_leave(&config, &ledger, &placement, 4, 4, at(12)),
+        Some(MigrationReason::InterruptionRate { interruptions: 3, counted: 3, workers: 4 })
     );
-    assert_eq!(should_leave(&config, &ledger, &placement, 7, at(12)), None, "3 of 7 is under half");
-    assert_eq!(should_leave(&config, &ledger, &placement, 4, at(62)), None, "the first one left the window");
+    assert_eq!(should_leave(&config, &ledger, &placement, 7, 7, at(12)), None, "3 of 7 is under half");
+    assert_eq!(should_leave(&config, &ledger, &placement, 4, 4, at(62)), None, "the first one left the window");
     let mut one = LedgerView::default();
-    one.apply_interruption("us-east-1", at(1), config.ledger.interruption_window.as_chrono());
-    assert_eq!(should_leave(&config, &one, &placement, 1, at(12)), None, "one interruption of one worker is bad luck");
+    one.apply_interruption(&spot_g5("us-east-1a"), at(1), config.ledger.interruption_window.as_chrono());
+    assert_eq!(
+        should_leave(&config, &one, &placement, 1, 1, at(12)),
+        None,
+        "one interruption of one worker is bad luck"
+    );
 }
 
 #[test]
-fn scaling_out_is_immediate_and_scaling_in_waits_for_the_idle_time() {
+fn one_pool_reclaimed_again_and_again_does_not_make_the_region_bad() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    let placement = PlacementState::at_home(&config, at(0));
+    // A flapping pool: six reclaims in us-east-1a while the fleet of four keeps running elsewhere in the region.
+    for minute in 1..=6 {
+        ledger.apply_interruption(
+            &spot_g5("us-east-1a"),
+            at(minute * 5),
+            config.ledger.interruption_window.as_chrono(),
+        );
+    }
+    assert_eq!(should_leave(&config, &ledger, &placement, 4, 4, at(31)), None);
+    // The same six spread over three zones are the region's trouble.
+    let mut spread = LedgerView::default();
+    for minute in 1..=6 {
+        let zone = ["us-east-1a", "us-east-1b", "us-east-1c"][minute as usize % 3];
+        spread.apply_interruption(&spot_g5(zone), at(minute * 5), config.ledger.interruption_window.as_chrono());
+    }
+    assert!(should_leave(&config, &spread, &placement, 4, 4, at(31)).is_some());
+}
+
+#[test]
+fn the_rate_is_over_the_fleets_size_not_over_the_workers_the_interruptions_left() {
+    let config = fleet();
+    let mut ledger = LedgerView::default();
+    let placement = PlacementState::at_home(&config, at(0));
+    for (minute, zone) in [(1, "us-east-1a"), (2, "us-east-1b"), (3, "us-east-1c")] {
+        ledger.apply_interruption(&spot_g5(zone), at(minute), config.ledger.interruption_window.as_chrono());
+    }
+    // Three pools of a fleet of eight reclaimed, two workers running while the replacements boot: 3/8 < 1/2.
+    assert_eq!(should_leave(&config, &ledger, &placement, 2, 8, at(12)), None);
+}
+
+fn spot_g5(zone: &str) -> Offering {
+    Offering::new("us-east-1", zone, "g5.xlarge", Spot)
+}
+
+#[test]
+fn scaling_out_is_immediate_and_follows_the_backlog() {
     let limits = fleet().workers;
     let demand = |queued| Demand { queued, in_flight: 0 };
-    let up = desired_workers(&limits, demand(30), 1, None, at(0));
-    assert_eq!((up.desired, up.last_busy_at), (3, Some(at(0))), "30 waiting jobs, 8 per worker");
-    assert_eq!(desired_workers(&limits, demand(3), 0, None, at(0)).desired, 1, "anything waiting needs a worker");
-    let lull = desired_workers(&limits, demand(0), 3, up.last_busy_at, at(10));
-    assert_eq!((lull.desired, lull.needed), (3, 0), "not yet idle for 15 minutes");
-    let idle = desired_workers(&limits, demand(0), 3, lull.last_busy_at, at(15));
-    assert_eq!(idle.desired, 0, "scaled to zero after 15 idle minutes");
-    assert_eq!(desired_workers(&limits, demand(10_000), 0, None, at(20)).desired, 20, "capped at max");
-    let busy = desired_workers(&limits, Demand { queued: 2, in_flight: 6 }, 1, None, at(0));
+    let none = ScaleMemory::default();
+    let up = desired_workers(&limits, demand(30), 1, none, at(0));
+    assert_eq!((up.desired, up.memory.last_work_at), (3, Some(at(0))), "30 waiting jobs, 8 per worker");
+    assert_eq!(desired_workers(&limits, demand(3), 0, none, at(0)).desired, 1, "anything waiting needs a worker");
+    assert_eq!(desired_workers(&limits, demand(10_000), 0, none, at(20)).desired, 20, "capped at max");
+    let busy = desired_workers(&limits, Demand { queued: 2, in_flight: 6 }, 1, none, at(0));
     assert_eq!(busy.desired, 6, "six busy workers; two waiting jobs are not a full worker's backlog");
+    assert_eq!(
+        desired_workers(&limits, demand(0), 0, ScaleMemory { last_work_at: Some(at(0)), ..none }, at(1)).desired,
+        0,
+        "the warm worker is kept, never started for nothing"
+    );
+}
+
+/// A reconcile a minute over a demand given per minute: the fleet's size after each.
+fn play(demands: &[Demand]) -> Vec<u32> {
+    let limits = fleet().workers;
+    let (mut current, mut memory) = (0, ScaleMemory::default());
+    demands
+        .iter()
+        .enumerate()
+        .map(|(minute, demand)| {
+            let decision = desired_workers(&limits, *demand, current, memory, at(minute as i64));
+            (current, memory) = (decision.desired, decision.memory);
+            current
+        })
+        .collect()
+}
+
+fn running(in_flight: u64) -> Demand {
+    Demand { queued: 0, in_flight }
+}
+
+#[test]
+fn a_steady_flow_with_momentary_dips_keeps_its_warm_workers() {
+    // Four workers busy, with a worker or two free for a minute now and then, and a job waiting now and then
+    // (the flow the old rule answered with 4 → 3 on the first dip and a cold boot minutes later).
+    let flow: Vec<Demand> = (0..240)
+        .map(|minute| match minute % 7 {
+            3 => running(3),
+            5 if minute % 2 == 0 => running(2),
+            6 => Demand { queued: 1, in_flight: 3 },
+            _ => running(4),
+        })
+        .collect();
+    let sizes = play(&flow);
+    assert!(sizes.iter().all(|size| *size == 4), "{sizes:?}");
+}
+
+#[test]
+fn a_falling_demand_steps_down_only_after_each_delay_and_to_the_most_it_needed() {
+    // 4 busy for 10 minutes, then 2 or 1 for 15 (the most: 2), then 1 for 15, then nothing.
+    let mut flow = vec![running(4); 10];
+    flow.extend((0..15).map(|m| running(if m % 3 == 0 { 2 } else { 1 })));
+    flow.extend(vec![running(1); 15]);
+    flow.extend(vec![running(0); 30]);
+    let sizes = play(&flow);
+    assert_eq!(sizes[9], 4);
+    assert!(sizes[10..20].iter().all(|s| *s == 4), "no shrinking before ten minutes below: {:?}", &sizes[10..20]);
+    assert_eq!(sizes[20], 2, "after ten minutes below, to the most needed since: {sizes:?}");
+    // From minute 20 the fleet (2) is above the 1 needed from minute 25: ten more minutes after minute 26.
+    let one = sizes.iter().position(|s| *s == 1).unwrap();
+    assert!((30..=36).contains(&one), "one worker from minute {one}: {sizes:?}");
+    // The last work was at minute 39: one warm worker until 15 minutes after it.
+    let zero = sizes.iter().position(|s| *s == 0).unwrap();
+    assert_eq!(zero, 39 + 15, "{sizes:?}");
+}
+
+#[test]
+fn work_every_ten_minutes_keeps_a_warm_worker_and_fifteen_idle_minutes_end_it() {
+    let mut flow: Vec<Demand> =
+        (0..120).map(|minute| if minute % 10 == 0 { Demand { queued: 1, in_flight: 0 } } else { running(0) }).collect();
+    let sizes = play(&flow);
+    assert!(sizes.iter().all(|s| *s == 1), "{sizes:?}");
+    flow.extend(vec![running(0); 30]);
+    let sizes = play(&flow);
+    assert_eq!(sizes.iter().position(|s| *s == 0), Some(110 + 15), "{sizes:?}");
+}
+
+#[test]
+fn no_shrinking_while_jobs_wait() {
+    // Waiting jobs under a full worker's backlog, on a fleet of 3: the arithmetic says 1, the queue says no.
+    let mut flow = vec![running(3); 5];
+    flow.extend(vec![Demand { queued: 2, in_flight: 0 }; 30]);
+    let sizes = play(&flow);
+    assert!(sizes.iter().all(|s| *s == 3), "{sizes:?}");
 }

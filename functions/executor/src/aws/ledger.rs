@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
-use gameforge_planner::ledger::{LedgerView, OfferingBlock, QuotaBlock};
+use gameforge_planner::ledger::{Interruption, LedgerView, OfferingBlock, QuotaBlock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -94,8 +94,8 @@ impl LedgerStore for DynamoLedger {
                         view.apply_quota(block);
                     }
                 } else if let Some(region) = sk.strip_prefix("interruptions#") {
-                    if let Some(times) = parse::<Vec<DateTime<Utc>>>(item) {
-                        view.interruptions.insert(region.to_owned(), times);
+                    if let Some(recent) = parse::<Vec<Interruption>>(item) {
+                        view.interruptions.insert(region.to_owned(), recent);
                     }
                 } else if sk == "state" {
                     state = parse::<FleetState>(item);
@@ -116,9 +116,9 @@ impl LedgerStore for DynamoLedger {
         self.put(fleet, format!("quota#{}", block.bucket.key()), json(block)?, block.until + KEEP_AFTER).await
     }
 
-    async fn put_interruptions(&self, fleet: &str, region: &str, times: &[DateTime<Utc>]) -> Result<(), PortError> {
-        let newest = times.iter().max().copied().unwrap_or_else(Utc::now);
-        self.put(fleet, format!("interruptions#{region}"), json(&times)?, newest + KEEP_AFTER).await
+    async fn put_interruptions(&self, fleet: &str, region: &str, recent: &[Interruption]) -> Result<(), PortError> {
+        let newest = recent.iter().map(|i| i.at).max().unwrap_or_else(Utc::now);
+        self.put(fleet, format!("interruptions#{region}"), json(&recent)?, newest + KEEP_AFTER).await
     }
 
     async fn save_state(&self, fleet: &str, state: &FleetState) -> Result<SaveOutcome, PortError> {

@@ -147,9 +147,9 @@ impl crate::ports::LedgerStore for AwsWorld {
         &self,
         fleet: &str,
         region: &str,
-        times: &[DateTime<Utc>],
+        recent: &[gameforge_planner::ledger::Interruption],
     ) -> Result<(), crate::ports::PortError> {
-        self.ledger.put_interruptions(fleet, region, times).await
+        self.ledger.put_interruptions(fleet, region, recent).await
     }
 
     async fn save_state(

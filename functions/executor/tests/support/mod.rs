@@ -55,7 +55,7 @@ pub async fn rig(regions: &[(&str, &[&str], bool)]) -> Rig {
             ],
             "capacity_types": ["spot", "on_demand"],
             "on_demand": {"max_share": 0.5, "max_hourly_spend": 12.0},
-            "workers": {"min": 0, "max": 10, "target_backlog_per_worker": 8, "idle_before_zero": "15m"},
+            "workers": {"min": 0, "max": 10, "target_backlog_per_worker": 8, "idle_before_zero": "15m", "scale_in_delay": "10m"},
             "rebalance_policy": "ignore",
             "ledger": {"shortage_ttl": "3m", "shortage_ttl_max": "30m", "quota_ttl": "6h", "interruption_window": "1h"},
             "migration": {"max_interruption_rate": 0.5, "min_interruptions": 3, "hysteresis": "30m", "cooldown": "10m"},
