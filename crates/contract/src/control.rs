@@ -50,6 +50,20 @@ pub enum ControlCommand {
     DrainInstance { instance_id: String, region: String },
 }
 
+impl ControlCommand {
+    /// The command's wire name: its `type` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControlCommand::RecordCapacityFailure { .. } => "record_capacity_failure",
+            ControlCommand::HandleInterruption { .. } => "handle_interruption",
+            ControlCommand::AcquireCapacity { .. } => "acquire_capacity",
+            ControlCommand::Reconcile => "reconcile",
+            ControlCommand::Migrate { .. } => "migrate",
+            ControlCommand::DrainInstance { .. } => "drain_instance",
+        }
+    }
+}
+
 impl Message for ControlJob {
     const SCHEMA_NAME: &'static str = "control-job";
 

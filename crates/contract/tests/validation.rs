@@ -177,3 +177,24 @@ fn a_control_job_carries_one_offering() {
     let job = ControlJob { command: ControlCommand::RecordCapacityFailure { shortage }, ..job };
     assert_eq!(fields(&job.validate().unwrap_err()), vec!["command.shortage.other_offerings"]);
 }
+
+#[test]
+fn a_commands_kind_is_its_wire_type() {
+    let Signal::CapacityUnavailable(shortage) = Signal::from_value(json!({
+        "kind": "capacity_unavailable", "event_id": "e1", "region": "us-east-1", "instance_type": "g5.xlarge",
+        "availability_zone": null, "capacity_type": "spot", "cause": "quota", "source": "fleet"
+    }))
+    .unwrap() else {
+        panic!("wrong kind")
+    };
+    let commands = [
+        ControlCommand::RecordCapacityFailure { shortage },
+        ControlCommand::Reconcile,
+        ControlCommand::AcquireCapacity { round: 1, clear_errors: false, reason: "r".into() },
+        ControlCommand::Migrate { to: None, reason: "r".into() },
+        ControlCommand::DrainInstance { instance_id: "i-1".into(), region: "us-east-1".into() },
+    ];
+    for command in commands {
+        assert_eq!(serde_json::to_value(&command).unwrap()["type"], command.kind());
+    }
+}

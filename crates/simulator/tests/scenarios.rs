@@ -86,6 +86,21 @@ fn one_flapping_zone_does_not_drive_the_fleet_out_of_a_healthy_region() {
 }
 
 #[test]
+fn short_everywhere_the_fleet_tours_once_then_stays_and_backs_off() {
+    let (summary, lines) = play("short-everywhere.json");
+    let moves = migrations(&lines);
+    assert!(moves.len() <= 2, "one tour of the two other regions, not circles: {moves:?}");
+    assert!(lines.iter().any(|l| l["event"] == "staying"), "the fleet says it stays");
+    // Launch calls per hour: no more in the last hour than in the first (attempts decay, never grow).
+    let per_hour =
+        |hour: i64| lines.iter().filter(|l| l["event"] == "launch" && l["t"].as_i64().unwrap() / 3600 == hour).count();
+    let (first, last) = (per_hour(0), per_hour(2));
+    assert!(last <= first && last <= 12, "launch calls per hour: first {first}, last {last}");
+    assert!(summary.alerts >= 1, "the operator is told: {summary:?}");
+    assert_eq!(summary.jobs_completed, 0);
+}
+
+#[test]
 fn a_steady_flow_keeps_its_warm_workers() {
     let (summary, lines) = play("steady-demand.json");
     let settled = 40 * 60;

@@ -21,7 +21,9 @@ use gameforge_planner::fleet::{Worker, WorkerState, Workers};
 use gameforge_planner::ladder::{LaunchRequest, Skip, next_launch};
 use gameforge_planner::launch_errors::{LaunchErrorKind, classify};
 use gameforge_planner::ledger::{BlockCause, LedgerView};
-use gameforge_planner::placement::{MigrationReason, Target, choose_target, should_leave, should_return_home};
+use gameforge_planner::placement::{
+    MigrationReason, Target, choose_target, should_leave, should_return_home, toured_in_vain,
+};
 use gameforge_planner::scaling::desired_workers;
 
 use crate::journal::{Event, Journal};
@@ -137,7 +139,7 @@ impl<W: World> Executor<W> {
             control_id: job.control_id.clone(),
             launches: 0,
         };
-        cx.note(Event::Job { control_id: job.control_id.clone(), command: command_name(&job.command).into() });
+        cx.note(Event::Job { control_id: job.control_id.clone(), command: job.command.kind().into() });
 
         let force = match &job.command {
             ControlCommand::RecordCapacityFailure { shortage } => {
@@ -371,6 +373,21 @@ impl<W: World> Executor<W> {
                 });
             // Leaving for a rate of interruptions is only worth it when the fleet runs at all.
             if let Some(reason) = reason.filter(|r| matches!(r, MigrationReason::Exhausted) || desired > 0) {
+                if matches!(reason, MigrationReason::Exhausted)
+                    && toured_in_vain(&self.config, cx.state.fruitless_migrations)
+                {
+                    cx.note(Event::Staying {
+                        region: region.clone(),
+                        fruitless_migrations: cx.state.fruitless_migrations,
+                    });
+                    let message = format!(
+                        "capacity is short in every region: the fleet stays in {region} and keeps trying there, \
+                         backing off ({} migrations gained no worker)",
+                        cx.state.fruitless_migrations
+                    );
+                    self.alert(cx, AlertKind::NoRegion, "all", message).await?;
+                    return Ok(());
+                }
                 match self.choose(cx).await? {
                     Some(target) => {
                         self.migrate(cx, &target.region, reason);
@@ -458,6 +475,9 @@ impl<W: World> Executor<W> {
             failures: outcome.failures.clone(),
         });
         let launched = outcome.launched.len() as u32;
+        if launched > 0 {
+            cx.state.fruitless_migrations = 0;
+        }
         cx.workers.extend(outcome.launched);
         for failure in &outcome.failures {
             self.learn_launch_failure(cx, request, failure).await?;
@@ -509,11 +529,7 @@ impl<W: World> Executor<W> {
     async fn block(&self, cx: &mut Cx, offering: &Offering, cause: BlockCause) -> Result<(), PortError> {
         let block = self.config.ledger.block(cx.view.offering(offering), offering, cause, cx.now);
         self.world.put_block(&self.config.fleet, &block).await?;
-        let cause_name = match cause {
-            BlockCause::Shortage => "shortage",
-            BlockCause::Interrupted => "interrupted",
-        };
-        cx.note(Event::Blocked { offering: offering.clone(), cause: cause_name.into(), until: block.until });
+        cx.note(Event::Blocked { offering: offering.clone(), cause, until: block.until });
         cx.view.apply_block(block);
         Ok(())
     }
@@ -583,6 +599,9 @@ impl<W: World> Executor<W> {
         // A new region starts a new acquisition.
         cx.state.acquire_round = 0;
         cx.state.next_attempt_at = None;
+        if reason == MigrationReason::Exhausted {
+            cx.state.fruitless_migrations = cx.state.fruitless_migrations.saturating_add(1);
+        }
         cx.note(Event::Migrate { from, to: to.to_owned(), reason });
     }
 
@@ -696,17 +715,6 @@ impl<W: World> Executor<W> {
             }
         }
         Ok(())
-    }
-}
-
-fn command_name(command: &ControlCommand) -> &'static str {
-    match command {
-        ControlCommand::RecordCapacityFailure { .. } => "record_capacity_failure",
-        ControlCommand::HandleInterruption { .. } => "handle_interruption",
-        ControlCommand::AcquireCapacity { .. } => "acquire_capacity",
-        ControlCommand::Reconcile => "reconcile",
-        ControlCommand::Migrate { .. } => "migrate",
-        ControlCommand::DrainInstance { .. } => "drain_instance",
     }
 }
 

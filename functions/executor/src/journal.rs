@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use gameforge_contract::CapacityType;
 use gameforge_planner::Offering;
 use gameforge_planner::ladder::Skip;
+use gameforge_planner::ledger::BlockCause;
 use gameforge_planner::placement::{MigrationReason, Unsuitable};
 use gameforge_planner::scaling::Demand;
 use serde::Serialize;
@@ -26,7 +27,7 @@ pub enum Event {
     },
     Blocked {
         offering: Offering,
-        cause: String,
+        cause: BlockCause,
         until: DateTime<Utc>,
     },
     QuotaBlocked {
@@ -76,6 +77,11 @@ pub enum Event {
     NoTarget {
         from: String,
         rejected: Vec<(String, Unsuitable)>,
+    },
+    /// Short everywhere: the fleet stays where it is instead of touring the regions again.
+    Staying {
+        region: String,
+        fruitless_migrations: u32,
     },
     ReturnHomeProbe {
         home: String,
@@ -138,7 +144,7 @@ impl Journal {
         let mut launching = None;
         for event in self.events() {
             match event {
-                Event::Blocked { .. } => tally.capacity_shortages += 1,
+                Event::Blocked { cause: BlockCause::Shortage, .. } => tally.capacity_shortages += 1,
                 Event::QuotaBlocked { .. } => tally.quota_blocks += 1,
                 Event::Migrate { .. } => tally.migrations += 1,
                 Event::Interruption { ours: true, .. } => tally.interruptions += 1,
@@ -188,9 +194,10 @@ mod tests {
             capacity_type: CapacityType::Spot,
         };
         let mut journal = Journal::default();
-        journal
-            .push(at, Event::Blocked { offering: offering.clone(), cause: "insufficient_capacity".into(), until: at });
-        journal.push(at, Event::Blocked { offering, cause: "insufficient_capacity".into(), until: at });
+        journal.push(at, Event::Blocked { offering: offering.clone(), cause: BlockCause::Shortage, until: at });
+        journal.push(at, Event::Blocked { offering: offering.clone(), cause: BlockCause::Shortage, until: at });
+        // An interrupted spot offering is blocked too, but it is no shortage.
+        journal.push(at, Event::Blocked { offering, cause: BlockCause::Interrupted, until: at });
         let launch = |capacity_type| Event::Launch {
             region: "us-west-2".into(),
             capacity_type,

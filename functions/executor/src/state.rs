@@ -17,6 +17,10 @@ pub struct FleetState {
     /// Acquisition rounds that fell short in a row; drives the backoff.
     #[serde(default)]
     pub acquire_round: u32,
+    /// Migrations for want of capacity since a launch last gained a worker: bounds the tour of the regions when
+    /// capacity is short everywhere.
+    #[serde(default)]
+    pub fruitless_migrations: u32,
     /// No launch before this, unless new facts call for one (an interruption, a retry that is due).
     #[serde(default)]
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -45,6 +49,7 @@ impl FleetState {
             desired: config.workers.min,
             scale: ScaleMemory::default(),
             acquire_round: 0,
+            fruitless_migrations: 0,
             next_attempt_at: None,
             config_error: None,
             alerted: Default::default(),

@@ -11,6 +11,7 @@ use gameforge_capacity::{CapacityModel, regional_shortage};
 use gameforge_contract::ControlCommand;
 use gameforge_localaws::{AwsError, Rule};
 use gameforge_planner::Span;
+use gameforge_planner::ledger::BlockCause;
 use gameforge_planner::placement::MigrationReason;
 use support::{journal, rig};
 
@@ -320,7 +321,7 @@ async fn a_spot_warning_drains_the_instance_and_requests_its_replacement_in_one_
         .unwrap();
     assert_eq!(described.container_instances()[0].status(), Some("DRAINING"));
     // The interrupted offering is out of the next placement.
-    assert!(events.iter().any(|e| matches!(e, Event::Blocked { cause, .. } if cause == "interrupted")));
+    assert!(events.iter().any(|e| matches!(e, Event::Blocked { cause: BlockCause::Interrupted, .. })));
     assert_eq!(rig.instances("us-east-1").await.len(), 2, "the victim runs out its notice beside its replacement");
 }
 

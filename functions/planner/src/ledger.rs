@@ -179,6 +179,14 @@ impl LedgerView {
         list.retain(|i| i.at >= horizon);
     }
 
+    /// The last time any offering or quota bucket of `region` failed (a shortage, an interruption, a quota
+    /// error), as far as the ledger still remembers (a day after each entry's block ends).
+    pub fn last_failure_in(&self, region: &str) -> Option<DateTime<Utc>> {
+        let offerings = self.offerings.values().filter(|b| b.offering.region == region).map(|b| b.last_at);
+        let quotas = self.quotas.values().filter(|q| q.bucket.region == region).map(|q| q.last_at);
+        offerings.chain(quotas).max()
+    }
+
     pub fn interruptions_since(&self, region: &str, since: DateTime<Utc>) -> usize {
         self.recent(region, since).count()
     }

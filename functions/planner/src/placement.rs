@@ -131,6 +131,14 @@ pub fn should_leave(
         })
 }
 
+/// Whether the fleet has toured the other regions for capacity in vain: after as many migrations for want of
+/// capacity as there are other regions, with no launch gaining a worker since, capacity is short everywhere, and
+/// moving again would only go round in circles. The fleet then stays where it is and keeps trying there, its
+/// attempts spaced by the retry backoff and the ledger's growing blocks (home is still probed once healthy).
+pub fn toured_in_vain(config: &FleetConfig, fruitless_migrations: u32) -> bool {
+    fruitless_migrations as usize >= config.regions.len().saturating_sub(1).max(1)
+}
+
 /// The best region to move to: ready, not exhausted, not left within the hysteresis window; ranked by spot
 /// placement score where the API answered, then by offerings still available, then by configured order.
 pub fn choose_target(
@@ -183,8 +191,10 @@ pub fn choose_target(
 }
 
 /// Whether the fleet, away from home, should try to move back now: the hysteresis window since it left home has
-/// passed, the cooldown since its last move has passed, home is not exhausted in the ledger, and home's recent
-/// interruptions no longer reach the count that can drive the fleet out (or it would leave again at once).
+/// passed, home has been healthy for a whole hysteresis window (no shortage, interruption or quota error of its
+/// offerings in the ledger within it: a failed probe starts the window again), the cooldown since its last move
+/// has passed, home is not exhausted in the ledger, and home's recent interruptions no longer reach the count that
+/// can drive the fleet out (or it would leave again at once).
 pub fn should_return_home(
     config: &FleetConfig,
     ledger: &LedgerView,
@@ -195,10 +205,16 @@ pub fn should_return_home(
         return false;
     }
     let left_home = placement.departures.iter().rev().find(|d| d.region == config.home_region).map(|d| d.at);
-    let hysteresis_passed = left_home.is_none_or(|at| now >= at + config.migration.hysteresis.as_chrono());
+    let window = config.migration.hysteresis.as_chrono();
+    let hysteresis_passed = left_home.is_none_or(|at| now >= at + window);
+    let healthy_for_the_window = ledger.last_failure_in(&config.home_region).is_none_or(|at| now >= at + window);
     let cooled_down = now >= placement.since + config.migration.cooldown.as_chrono();
     let calm =
         ledger.interruption_pressure(&config.home_region, now - config.ledger.interruption_window.as_chrono()).counted
             < config.migration.min_interruptions.max(1) as usize;
-    hysteresis_passed && cooled_down && calm && !region_exhausted(config, ledger, &config.home_region, now)
+    hysteresis_passed
+        && healthy_for_the_window
+        && cooled_down
+        && calm
+        && !region_exhausted(config, ledger, &config.home_region, now)
 }

@@ -9,6 +9,7 @@ use gameforge_planner::ladder::{Limit, Skip, next_launch, on_demand_allowance};
 use gameforge_planner::ledger::{BlockCause, LedgerView};
 use gameforge_planner::placement::{
     MigrationReason, PlacementState, Unsuitable, choose_target, region_exhausted, should_leave, should_return_home,
+    toured_in_vain,
 };
 use gameforge_planner::scaling::{Demand, ScaleMemory, desired_workers};
 use gameforge_planner::{FleetConfig, Offering};
@@ -239,9 +240,17 @@ fn home_is_tried_again_only_after_the_hysteresis_window() {
     assert!(!should_return_home(&config, &ledger, &placement, at(10)));
     assert!(!should_return_home(&config, &ledger, &placement, at(29)));
     assert!(should_return_home(&config, &ledger, &placement, at(30)));
-    // A fresh shortage at home keeps it away.
+    // A probe that failed at home starts the window again: home must be healthy for 30 minutes after it, long
+    // after the ledger's 3-minute entries have expired.
     block_everything(&config, &mut ledger, "us-east-1", at(30));
     assert!(!should_return_home(&config, &ledger, &placement, at(31)));
+    assert!(!should_return_home(&config, &ledger, &placement, at(45)), "blocks expired, window not passed");
+    assert!(should_return_home(&config, &ledger, &placement, at(60)));
+    // One offering failing is a failure of home too.
+    let one = Offering::new("us-east-1", "us-east-1c", "g4dn.xlarge", OnDemand);
+    ledger.apply_block(config.ledger.block(None, &one, BlockCause::Shortage, at(55)));
+    assert!(!should_return_home(&config, &ledger, &placement, at(60)));
+    assert!(should_return_home(&config, &ledger, &placement, at(85)));
 }
 
 #[test]
@@ -411,4 +420,13 @@ fn no_shrinking_while_jobs_wait() {
     flow.extend(vec![Demand { queued: 2, in_flight: 0 }; 30]);
     let sizes = play(&flow);
     assert!(sizes.iter().all(|s| *s == 3), "{sizes:?}");
+}
+
+#[test]
+fn a_fleet_that_toured_every_other_region_in_vain_stays_put() {
+    let config = fleet();
+    assert_eq!(config.regions.len(), 3);
+    assert!(!toured_in_vain(&config, 0));
+    assert!(!toured_in_vain(&config, 1), "one more region to try");
+    assert!(toured_in_vain(&config, 2), "both other regions tried without a worker gained");
 }
