@@ -4,13 +4,17 @@
 //! written.
 
 pub mod backoff;
+#[cfg(feature = "sdk")]
 pub mod config;
+#[cfg(feature = "sdk")]
 pub mod dead_letter;
 pub mod env;
 pub mod invocation;
 pub mod metrics;
 pub mod port;
+#[cfg(feature = "sdk")]
 pub mod sdk_error;
+#[cfg(feature = "sdk")]
 pub mod sqs_batch;
 pub mod telemetry;
 

@@ -1,4 +1,4 @@
-//! `gameforge simulate`: the executor's own decisions (the same [`executor::Executor`], not a copy) against a
+//! `gameforge simulate`: the executor's own decisions (the same [`gameforge_engine::Executor`], not a copy) against a
 //! simulated AWS under a virtual clock. Every minute a reconcile job arrives, as the schedule sends it in a
 //! deployment; acquisition retries arrive when their backoff says; events (files from `events/`, or spot
 //! interruptions of the fleet's own workers) go through the same classifier as the `on-signal` function.
@@ -11,11 +11,11 @@ pub mod world;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use executor::engine::Handled;
-use executor::journal::Event;
-use executor::{Executor, ports::Clock};
 use gameforge_capacity::CapacityModel;
 use gameforge_contract::{CONTRACT_VERSION, CapacityType, ControlCommand, ControlJob};
+use gameforge_engine::engine::Handled;
+use gameforge_engine::journal::Event;
+use gameforge_engine::{Executor, ports::Clock};
 use serde::Serialize;
 use serde_json::{Value, json};
 

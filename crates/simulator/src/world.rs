@@ -6,13 +6,13 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use executor::ports::{
+use gameforge_capacity::CapacityModel;
+use gameforge_contract::{CapacityType, ControlJob};
+use gameforge_engine::ports::{
     Alert, Alerts, Backlog, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome, Orchestrator,
     PortError, Readiness, RetryQueue, SaveOutcome,
 };
-use executor::state::FleetState;
-use gameforge_capacity::CapacityModel;
-use gameforge_contract::{CapacityType, ControlJob};
+use gameforge_engine::state::FleetState;
 use gameforge_planner::config::RegionStamp;
 use gameforge_planner::fleet::{Worker, WorkerState};
 use gameforge_planner::ladder::LaunchRequest;

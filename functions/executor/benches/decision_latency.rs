@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use executor::Handled;
 use gameforge_contract::ControlCommand;
+use gameforge_engine::Handled;
 
 #[path = "../tests/support/mod.rs"]
 mod support;

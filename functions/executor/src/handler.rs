@@ -16,9 +16,9 @@ use gameforge_aws::sqs_batch::{Payload, SqsBatchResponse, SqsMessage, SqsRecordE
 use gameforge_contract::{CONTRACT_VERSION, ControlCommand, ControlJob, Message};
 use serde_json::{Value, json};
 
-use crate::engine::{Executor, Handled};
-use crate::journal::Tally;
-use crate::ports::{PortError, World};
+use gameforge_engine::engine::{Executor, Handled};
+use gameforge_engine::journal::Tally;
+use gameforge_engine::ports::{PortError, World};
 
 /// What the handler does with the queues its records come from.
 pub trait ControlQueues: Send + Sync {

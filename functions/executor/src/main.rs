@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         std::process::id(),
         chrono::Utc::now().timestamp_micros()
     );
-    let executor = executor::Executor::new(settings.fleet.clone(), world, owner);
+    let executor = gameforge_engine::Executor::new(settings.fleet.clone(), world, owner);
     let queues = SqsControlQueues {
         client: aws_sdk_sqs::Client::new(&config),
         queue_url: settings.control_dead_letter_url.clone(),

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use executor::Handled;
-use executor::journal::Event;
-use executor::ports::LedgerStore;
 use gameforge_aws::invocation::Deadline;
 use gameforge_capacity::{CapacityModel, regional_shortage};
 use gameforge_contract::ControlCommand;
+use gameforge_engine::Handled;
+use gameforge_engine::journal::Event;
+use gameforge_engine::ports::LedgerStore;
 use gameforge_localaws::{AwsError, Rule};
 use gameforge_planner::Span;
 use gameforge_planner::ledger::BlockCause;
@@ -339,7 +339,7 @@ async fn a_configuration_error_stops_launching_with_an_alert_until_cleared() {
     assert!(
         journal(&first)
             .events()
-            .any(|e| matches!(e, Event::Alert { kind: executor::ports::AlertKind::Configuration, .. }))
+            .any(|e| matches!(e, Event::Alert { kind: gameforge_engine::ports::AlertKind::Configuration, .. }))
     );
     assert!(!journal(&first).events().any(|e| matches!(e, Event::Retry { .. })), "no retry loop");
     for (minute, id) in [(1, "r2"), (5, "r3")] {

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use executor::aws::DynamoLedger;
-use executor::ports::LedgerStore;
 use gameforge_contract::Message;
+use gameforge_engine::ports::LedgerStore;
 use gameforge_localaws::{LambdaHost, SqsEventSource, drain_queue, with_env};
 use support::rig;
 

@@ -4,7 +4,7 @@
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use super::AwsWorld;
-use crate::ports::{Alert, Alerts, PortError};
+use gameforge_engine::ports::{Alert, Alerts, PortError};
 
 pub const ALERT_SOURCE: &str = "gameforge.executor";
 pub const ALERT_DETAIL_TYPE: &str = "Capacity Alert";

@@ -16,7 +16,7 @@ use gameforge_planner::fleet::{Worker, WorkerState};
 use gameforge_planner::ladder::LaunchRequest;
 
 use super::AwsWorld;
-use crate::ports::{Compute, LaunchFailure, LaunchOutcome, PortError};
+use gameforge_engine::ports::{Compute, LaunchFailure, LaunchOutcome, PortError};
 
 pub const FLEET_TAG: &str = "gameforge:fleet";
 pub const DRAINING_TAG: &str = "gameforge:draining";
@@ -110,7 +110,7 @@ impl Compute for AwsWorld {
                 None => return Err(PortError::sdk("CreateFleet", &error)),
             },
         };
-        let now = crate::ports::Clock::now(self);
+        let now = gameforge_engine::ports::Clock::now(self);
         let mut outcome = LaunchOutcome::default();
         for instance in response.instances() {
             let overrides = instance.launch_template_and_overrides().and_then(|l| l.overrides());

@@ -10,9 +10,9 @@ use gameforge_planner::ledger::{Interruption, LedgerView, OfferingBlock, QuotaBl
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ports::{LedgerStore, LockOutcome, PortError, SaveOutcome};
-use crate::state::FleetState;
 use gameforge_aws::sdk_error::lost_condition;
+use gameforge_engine::ports::{LedgerStore, LockOutcome, PortError, SaveOutcome};
+use gameforge_engine::state::FleetState;
 
 /// Ledger entries outlive their block by this much, so that a repeated failure still finds the streak.
 const KEEP_AFTER: chrono::Duration = chrono::Duration::days(1);

@@ -14,7 +14,7 @@ use aws_config::{Region, SdkConfig};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use crate::ports::Clock;
+use gameforge_engine::ports::Clock;
 
 pub use ledger::DynamoLedger;
 
@@ -118,12 +118,14 @@ impl Clock for AwsWorld {
     }
 }
 
-impl crate::ports::LedgerStore for AwsWorld {
+impl gameforge_engine::ports::LedgerStore for AwsWorld {
     async fn load_ledger(
         &self,
         fleet: &str,
-    ) -> Result<(gameforge_planner::ledger::LedgerView, Option<crate::state::FleetState>), crate::ports::PortError>
-    {
+    ) -> Result<
+        (gameforge_planner::ledger::LedgerView, Option<gameforge_engine::state::FleetState>),
+        gameforge_engine::ports::PortError,
+    > {
         self.ledger.load_ledger(fleet).await
     }
 
@@ -131,7 +133,7 @@ impl crate::ports::LedgerStore for AwsWorld {
         &self,
         fleet: &str,
         block: &gameforge_planner::ledger::OfferingBlock,
-    ) -> Result<(), crate::ports::PortError> {
+    ) -> Result<(), gameforge_engine::ports::PortError> {
         self.ledger.put_block(fleet, block).await
     }
 
@@ -139,7 +141,7 @@ impl crate::ports::LedgerStore for AwsWorld {
         &self,
         fleet: &str,
         block: &gameforge_planner::ledger::QuotaBlock,
-    ) -> Result<(), crate::ports::PortError> {
+    ) -> Result<(), gameforge_engine::ports::PortError> {
         self.ledger.put_quota(fleet, block).await
     }
 
@@ -148,15 +150,15 @@ impl crate::ports::LedgerStore for AwsWorld {
         fleet: &str,
         region: &str,
         recent: &[gameforge_planner::ledger::Interruption],
-    ) -> Result<(), crate::ports::PortError> {
+    ) -> Result<(), gameforge_engine::ports::PortError> {
         self.ledger.put_interruptions(fleet, region, recent).await
     }
 
     async fn save_state(
         &self,
         fleet: &str,
-        state: &crate::state::FleetState,
-    ) -> Result<crate::ports::SaveOutcome, crate::ports::PortError> {
+        state: &gameforge_engine::state::FleetState,
+    ) -> Result<gameforge_engine::ports::SaveOutcome, gameforge_engine::ports::PortError> {
         self.ledger.save_state(fleet, state).await
     }
 
@@ -166,15 +168,15 @@ impl crate::ports::LedgerStore for AwsWorld {
         owner: &str,
         now: DateTime<Utc>,
         lease: std::time::Duration,
-    ) -> Result<crate::ports::LockOutcome, crate::ports::PortError> {
+    ) -> Result<gameforge_engine::ports::LockOutcome, gameforge_engine::ports::PortError> {
         self.ledger.lock(fleet, owner, now, lease).await
     }
 
-    async fn unlock(&self, fleet: &str, owner: &str) -> Result<(), crate::ports::PortError> {
+    async fn unlock(&self, fleet: &str, owner: &str) -> Result<(), gameforge_engine::ports::PortError> {
         self.ledger.unlock(fleet, owner).await
     }
 
-    async fn is_done(&self, fleet: &str, control_id: &str) -> Result<bool, crate::ports::PortError> {
+    async fn is_done(&self, fleet: &str, control_id: &str) -> Result<bool, gameforge_engine::ports::PortError> {
         self.ledger.is_done(fleet, control_id).await
     }
 
@@ -183,7 +185,7 @@ impl crate::ports::LedgerStore for AwsWorld {
         fleet: &str,
         control_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), crate::ports::PortError> {
+    ) -> Result<(), gameforge_engine::ports::PortError> {
         self.ledger.mark_done(fleet, control_id, now).await
     }
 }

@@ -4,7 +4,7 @@ use aws_sdk_ecs::types::ContainerInstanceStatus;
 use gameforge_planner::config::RegionStamp;
 
 use super::AwsWorld;
-use crate::ports::{Orchestrator, PortError, Readiness};
+use gameforge_engine::ports::{Orchestrator, PortError, Readiness};
 
 /// The file every diffusers-format pipeline folder has; its presence means the weights were uploaded.
 const MODEL_MARKER: &str = "model_index.json";

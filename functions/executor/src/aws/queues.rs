@@ -7,7 +7,7 @@ use gameforge_contract::{ControlJob, Message};
 use gameforge_planner::scaling::Demand;
 
 use super::AwsWorld;
-use crate::ports::{Backlog, PortError, RetryQueue};
+use gameforge_engine::ports::{Backlog, PortError, RetryQueue};
 
 impl Backlog for AwsWorld {
     async fn demand(&self) -> Result<Demand, PortError> {

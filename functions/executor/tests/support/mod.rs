@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use executor::aws::{AwsClock, AwsWorld, Resources};
-use executor::{Executor, Handled};
 use gameforge_contract::{CONTRACT_VERSION, CapacityType, ControlCommand, ControlJob, InterruptionNotice, NoticeKind};
+use gameforge_engine::{Executor, Handled};
 use gameforge_localaws::{Deployment, Emulator, RoleCredentials, deploy_standby};
 use gameforge_planner::FleetConfig;
 use gameforge_planner::config::RegionStamp;
@@ -194,7 +194,7 @@ impl Rig {
     }
 }
 
-pub fn journal(handled: &Handled) -> &executor::journal::Journal {
+pub fn journal(handled: &Handled) -> &gameforge_engine::journal::Journal {
     match handled {
         Handled::Done(journal) => journal,
         other => panic!("expected the job to be done, got {other:?}"),

@@ -17,9 +17,9 @@ use gameforge_contract::{
 use gameforge_planner::FleetConfig;
 use gameforge_planner::Offering;
 use gameforge_planner::config::RebalancePolicy;
-use gameforge_planner::fleet::{Worker, WorkerState, Workers};
+use gameforge_planner::fleet::{DrainReason, Worker, WorkerState, Workers, surplus};
 use gameforge_planner::ladder::{LaunchRequest, Skip, next_launch};
-use gameforge_planner::launch_errors::{LaunchErrorKind, classify};
+use gameforge_planner::launch_errors::{LaunchErrorKind, classify, failed_offerings};
 use gameforge_planner::ledger::{BlockCause, LedgerView};
 use gameforge_planner::placement::{
     MigrationReason, Target, choose_target, should_leave, should_return_home, toured_in_vain,
@@ -73,8 +73,6 @@ impl Cx {
         self.journal.push(self.now, event);
     }
 }
-
-const ALERT_REPEAT: chrono::Duration = chrono::Duration::hours(1);
 
 impl<W: World> Executor<W> {
     pub fn new(config: FleetConfig, world: W, owner: impl Into<String>) -> Self {
@@ -185,14 +183,12 @@ impl<W: World> Executor<W> {
             return Ok(());
         }
         let known = shortage.instance_type.is_some() || shortage.availability_zone.is_some();
-        let offerings: Vec<Offering> = self
-            .config
-            .offerings(&shortage.region)
-            .into_iter()
-            .filter(|o| shortage.instance_type.as_ref().is_none_or(|t| *t == o.instance_type))
-            .filter(|o| shortage.availability_zone.as_ref().is_none_or(|z| *z == o.availability_zone))
-            .filter(|o| shortage.capacity_type.is_none_or(|c| c == o.capacity_type))
-            .collect();
+        let offerings = self.config.offerings_named(
+            &shortage.region,
+            shortage.instance_type.as_deref(),
+            shortage.availability_zone.as_deref(),
+            shortage.capacity_type,
+        );
         match shortage.cause {
             ShortageCause::InsufficientCapacity if known => {
                 for offering in &offerings {
@@ -492,14 +488,7 @@ impl<W: World> Executor<W> {
         request: &LaunchRequest,
         failure: &LaunchFailure,
     ) -> Result<(), PortError> {
-        let offerings: Vec<Offering> = match &failure.offering {
-            Some(offering) => vec![offering.clone()],
-            None => request
-                .overrides
-                .iter()
-                .map(|o| Offering::new(&request.region, &o.availability_zone, &o.instance_type, request.capacity_type))
-                .collect(),
-        };
+        let offerings = failed_offerings(request, failure.offering.as_ref());
         match classify(&failure.code) {
             LaunchErrorKind::Capacity => {
                 for offering in &offerings {
@@ -553,7 +542,7 @@ impl<W: World> Executor<W> {
 
     async fn alert(&self, cx: &mut Cx, kind: AlertKind, key: &str, message: String) -> Result<(), PortError> {
         let key = format!("{kind:?}/{key}");
-        if cx.state.alerted.get(&key).is_some_and(|at| cx.now - *at < ALERT_REPEAT) {
+        if !cx.state.alert_due(&key, cx.now) {
             return Ok(());
         }
         let alert = Alert { fleet: self.config.fleet.clone(), kind, at: cx.now, message: message.clone() };
@@ -628,35 +617,15 @@ impl<W: World> Executor<W> {
     /// the desired size, and the surplus of the active region (on-demand first, newest first).
     async fn shrink(&self, cx: &mut Cx) -> Result<(), PortError> {
         let active = cx.state.placement.active_region.clone();
-        let desired = cx.state.desired as usize;
-        let here = cx.workers.active_in(&active);
-        let mut victims: Vec<(String, String, &'static str)> = Vec::new();
-        // Workers elsewhere keep serving until the active region's own are serving, not merely launched.
-        let serving_here =
-            cx.workers.iter().filter(|w| w.state == WorkerState::Running && w.offering.region == active).count();
-        if serving_here >= desired {
-            victims.extend(
-                cx.workers
-                    .iter()
-                    .filter(|w| w.is_active() && w.offering.region != active)
-                    .map(|w| (w.instance_id.clone(), w.offering.region.clone(), "outside the active region")),
-            );
-        }
-        if here > desired {
-            let mut surplus: Vec<&Worker> =
-                cx.workers.iter().filter(|w| w.is_active() && w.offering.region == active).collect();
-            surplus.sort_by(|a, b| {
-                let on_demand = |w: &Worker| w.offering.capacity_type == CapacityType::OnDemand;
-                on_demand(b).cmp(&on_demand(a)).then(b.launched_at.cmp(&a.launched_at))
-            });
-            victims.extend(
-                surplus
-                    .into_iter()
-                    .take(here - desired)
-                    .map(|w| (w.instance_id.clone(), w.offering.region.clone(), "scale in")),
-            );
-        }
+        let victims: Vec<(String, String, DrainReason)> = surplus(&cx.workers, &active, cx.state.desired as usize)
+            .into_iter()
+            .map(|(w, why)| (w.instance_id.clone(), w.offering.region.clone(), why))
+            .collect();
         for (instance_id, region, why) in victims {
+            let why = match why {
+                DrainReason::OutsideActiveRegion => "outside the active region",
+                DrainReason::ScaleIn => "scale in",
+            };
             self.drain(cx, &instance_id, &region, why).await?;
         }
         Ok(())

@@ -430,3 +430,15 @@ fn a_fleet_that_toured_every_other_region_in_vain_stays_put() {
     assert!(!toured_in_vain(&config, 1), "one more region to try");
     assert!(toured_in_vain(&config, 2), "both other regions tried without a worker gained");
 }
+
+#[test]
+fn a_shortage_report_widens_what_it_leaves_out_to_the_fleets_own_offerings() {
+    let config = fleet();
+    let zone_only = config.offerings_named("us-east-1", None, Some("us-east-1b"), Some(Spot));
+    assert!(!zone_only.is_empty());
+    assert!(zone_only.iter().all(|o| o.availability_zone == "us-east-1b" && o.capacity_type == Spot));
+    assert_eq!(zone_only.len(), config.instance_types.len(), "every instance type of the fleet in that zone");
+    let exact = config.offerings_named("us-east-1", Some("g5.xlarge"), Some("us-east-1b"), Some(OnDemand));
+    assert_eq!(exact, vec![Offering::new("us-east-1", "us-east-1b", "g5.xlarge", OnDemand)]);
+    assert!(config.offerings_named("eu-west-1", None, None, None).is_empty(), "not a region of the fleet");
+}

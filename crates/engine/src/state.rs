@@ -41,7 +41,15 @@ pub struct ConfigError {
     pub at: DateTime<Utc>,
 }
 
+/// A lasting condition is alerted once per this long, not once per reconcile.
+pub const ALERT_REPEAT: chrono::Duration = chrono::Duration::hours(1);
+
 impl FleetState {
+    /// Whether the alert `key` may be raised at `now`: never raised, or last raised [`ALERT_REPEAT`] ago or more.
+    pub fn alert_due(&self, key: &str, now: DateTime<Utc>) -> bool {
+        self.alerted.get(key).is_none_or(|at| now - *at >= ALERT_REPEAT)
+    }
+
     /// A fleet that has never run: at home, at its minimum size.
     pub fn new(config: &FleetConfig, now: DateTime<Utc>) -> Self {
         Self {
@@ -55,5 +63,27 @@ impl FleetState {
             alerted: Default::default(),
             version: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lasting_condition_alerts_once_an_hour() {
+        let at = |minutes: i64| {
+            "2026-11-27T10:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(minutes)
+        };
+        let config = gameforge_planner::FleetConfig::from_json(
+            &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/fleet.json")).unwrap(),
+        )
+        .unwrap();
+        let mut state = FleetState::new(&config, at(0));
+        assert!(state.alert_due("Quota/us-east-1", at(0)));
+        state.alerted.insert("Quota/us-east-1".into(), at(0));
+        assert!(!state.alert_due("Quota/us-east-1", at(59)));
+        assert!(state.alert_due("NoRegion/all", at(59)), "another condition is not held back");
+        assert!(state.alert_due("Quota/us-east-1", at(60)));
     }
 }

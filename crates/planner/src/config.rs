@@ -279,4 +279,21 @@ impl FleetConfig {
         }
         out
     }
+
+    /// The fleet's own offerings a shortage report names: a dimension it leaves out (an Auto Scaling spot
+    /// shortage names a zone, not a type) widens to every value the fleet uses in it.
+    pub fn offerings_named(
+        &self,
+        region: &str,
+        instance_type: Option<&str>,
+        availability_zone: Option<&str>,
+        capacity_type: Option<CapacityType>,
+    ) -> Vec<Offering> {
+        self.offerings(region)
+            .into_iter()
+            .filter(|o| instance_type.is_none_or(|t| t == o.instance_type))
+            .filter(|o| availability_zone.is_none_or(|z| z == o.availability_zone))
+            .filter(|o| capacity_type.is_none_or(|c| c == o.capacity_type))
+            .collect()
+    }
 }

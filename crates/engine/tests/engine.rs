@@ -1,0 +1,136 @@
+//! The engine's own decisions against an in-memory world: no emulator, no simulator, every call recorded.
+
+mod support;
+
+use gameforge_contract::{CapacityType, ControlJob, Message};
+use gameforge_engine::journal::Event;
+use gameforge_engine::{Executor, Handled};
+use gameforge_planner::Offering;
+use gameforge_planner::ledger::BlockCause;
+use gameforge_planner::scaling::Demand;
+use serde_json::json;
+use support::{Memory, at, fleet};
+
+fn job(id: &str, command: serde_json::Value) -> ControlJob {
+    ControlJob::from_value(json!({
+        "version": 1, "control_id": id, "fleet": fleet().fleet, "emitted_at": "2026-11-27T10:00:00Z", "command": command
+    }))
+    .unwrap()
+}
+
+fn executor() -> Executor<Memory> {
+    Executor::new(fleet(), Memory::at(at(0)), "test")
+}
+
+async fn handle(executor: &Executor<Memory>, job: &ControlJob) -> Vec<Event> {
+    match executor.handle(job).await.unwrap() {
+        Handled::Done(journal) => journal.entries.into_iter().map(|e| e.event).collect(),
+        other => panic!("not handled: {other:?}"),
+    }
+}
+
+fn spot(zone: &str) -> Offering {
+    Offering::new("us-east-1", zone, "g5.xlarge", CapacityType::Spot)
+}
+
+#[tokio::test]
+async fn a_spot_warning_drains_blocks_and_replaces_in_one_invocation() {
+    let executor = executor();
+    executor.world().state().demand = Some(Demand { queued: 0, in_flight: 2 });
+    handle(&executor, &job("reconcile-1", json!({"type": "reconcile"}))).await;
+    let workers = executor.world().state().workers.clone();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let victim = workers[0].clone();
+
+    let events = handle(
+        &executor,
+        &job(
+            "sig-1",
+            json!({"type": "handle_interruption", "notice": {
+                "event_id": "e1", "region": "us-east-1", "instance_id": victim.instance_id,
+                "notice": "spot_interruption", "deadline": "2026-11-27T10:02:00Z"
+            }}),
+        ),
+    )
+    .await;
+    let world = executor.world().state();
+    assert_eq!(world.drained, vec![victim.instance_id.clone()], "the worker gets SIGTERM through ECS");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Blocked { offering, cause: BlockCause::Interrupted, .. }
+            if *offering == victim.offering)),
+        "{events:?}"
+    );
+    let replacement = world.launch_calls.last().unwrap();
+    assert!(
+        !replacement.overrides.iter().any(|o| o.availability_zone == victim.offering.availability_zone
+            && o.instance_type == victim.offering.instance_type),
+        "the interrupted pool is not asked again: {replacement:?}"
+    );
+    assert_eq!(world.workers.iter().filter(|w| w.is_active()).count(), 2, "replaced at once");
+}
+
+#[tokio::test]
+async fn a_pool_without_capacity_is_blocked_and_the_call_goes_on_to_the_next() {
+    let executor = executor();
+    {
+        let mut world = executor.world().state();
+        world.capacity.insert(spot("us-east-1a").key(), 0);
+        world.demand = Some(Demand { queued: 8, in_flight: 0 });
+    }
+    let events = handle(&executor, &job("reconcile-1", json!({"type": "reconcile"}))).await;
+    let world = executor.world().state();
+    assert_eq!(world.workers.len(), 1, "{events:?}");
+    assert_ne!(world.workers[0].offering, spot("us-east-1a"));
+    assert!(!world.ledger.is_available(&spot("us-east-1a"), at(0)), "the failed pool is in the ledger");
+    assert_eq!(world.launch_calls.len(), 1, "one call covered the other pools");
+}
+
+#[tokio::test]
+async fn short_everywhere_the_operator_is_told_once_an_hour_not_once_a_minute() {
+    let executor = executor();
+    {
+        let mut world = executor.world().state();
+        for stamp in &fleet().regions {
+            for offering in fleet().offerings(&stamp.region) {
+                world.capacity.insert(offering.key(), 0);
+            }
+        }
+        world.demand = Some(Demand { queued: 1, in_flight: 0 });
+    }
+    for minute in 0..90 {
+        executor.world().state().now = at(minute);
+        handle(&executor, &job(&format!("reconcile-{minute}"), json!({"type": "reconcile"}))).await;
+    }
+    let world = executor.world().state();
+    let times: Vec<i64> = world
+        .alerts
+        .iter()
+        .filter(|a| a.kind == gameforge_engine::ports::AlertKind::NoRegion)
+        .map(|a| (a.at - at(0)).num_minutes())
+        .collect();
+    assert_eq!(times.len(), 2, "{times:?}");
+    assert!(times[1] - times[0] >= 60, "{times:?}");
+}
+
+#[tokio::test]
+async fn scale_in_drains_the_on_demand_worker_first() {
+    let executor = executor();
+    let spot_worker = executor.world().add_worker(&spot("us-east-1a"));
+    let on_demand =
+        executor.world().add_worker(&Offering::new("us-east-1", "us-east-1b", "g5.xlarge", CapacityType::OnDemand));
+    let mut state = gameforge_engine::state::FleetState::new(&fleet(), at(0));
+    state.desired = 2;
+    state.version = 1;
+    executor.world().state().fleet_state = Some(state);
+    // Nothing to do for longer than idle_before_zero: down to zero, but the two go in order.
+    executor.world().state().demand = Some(Demand { queued: 0, in_flight: 1 });
+    handle(&executor, &job("reconcile-1", json!({"type": "reconcile"}))).await;
+    executor.world().state().demand = Some(Demand { queued: 0, in_flight: 0 });
+    for minute in 1..=11 {
+        executor.world().state().now = at(minute);
+        handle(&executor, &job(&format!("reconcile-{}", minute + 1), json!({"type": "reconcile"}))).await;
+    }
+    let world = executor.world().state();
+    assert_eq!(world.drained.first(), Some(&on_demand), "on-demand first: {:?}", world.drained);
+    assert!(!world.drained.contains(&spot_worker), "one warm worker stays until idle_before_zero");
+}
