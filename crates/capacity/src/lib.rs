@@ -27,6 +27,13 @@ pub struct CapacityEntry {
     #[serde(default = "any")]
     pub capacity_type: String,
     pub available: u32,
+    /// A shortage of new launches only: instances already running on the offering are not taken back.
+    #[serde(default)]
+    pub launch_only: bool,
+    /// The error code a launch on the offering answers instead of capacity (`VcpuLimitExceeded`,
+    /// `MaxSpotInstanceCountExceeded`, `InvalidParameterValue`…); running instances are not taken back.
+    #[serde(default)]
+    pub error: Option<String>,
     #[serde(default)]
     pub from: Span,
     /// Absent means for ever.
@@ -66,9 +73,54 @@ impl CapacityModel {
         Self { entries }
     }
 
-    /// How many instances of `offering` may run at `elapsed` into the model's timeline; `None` is unlimited.
+    /// How many instances of `offering` may run at `elapsed` into the model's timeline for a launch to succeed;
+    /// `None` is unlimited.
     pub fn limit(&self, offering: &Offering, elapsed: Duration) -> Option<u32> {
-        self.entries.iter().rev().find(|e| e.covers(offering, elapsed)).map(|e| e.available)
+        self.launch_entry(offering, elapsed).map(|e| if e.error.is_some() { 0 } else { e.available })
+    }
+
+    /// The error a launch on `offering` answers instead of capacity, if the model says so.
+    pub fn launch_error(&self, offering: &Offering, elapsed: Duration) -> Option<&str> {
+        self.launch_entry(offering, elapsed).and_then(|e| e.error.as_deref())
+    }
+
+    /// How many running instances of `offering` EC2 keeps at `elapsed`; beyond that spot instances are taken
+    /// back. Launch-only shortages and launch errors take nothing back. `None` is unlimited.
+    pub fn reclaim_limit(&self, offering: &Offering, elapsed: Duration) -> Option<u32> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.covers(offering, elapsed) && !e.launch_only && e.error.is_none())
+            .map(|e| e.available)
+    }
+
+    fn launch_entry(&self, offering: &Offering, elapsed: Duration) -> Option<&CapacityEntry> {
+        self.entries.iter().rev().find(|e| e.covers(offering, elapsed))
+    }
+
+    /// The order in which EC2 fills the pools of one instant fleet call, as indices into `pools` (each with its
+    /// launch priority, 0 first): on-demand is `prioritized` (priority order); spot is `price-capacity-optimized`,
+    /// deepest pool first as far as the model knows (an unlimited pool is the deepest), priority between equals.
+    pub fn fill_order(
+        &self,
+        pools: &[(Offering, u32)],
+        occupied: impl Fn(&Offering) -> u32,
+        elapsed: Duration,
+    ) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..pools.len()).collect();
+        let room = |(offering, _): &(Offering, u32)| {
+            self.limit(offering, elapsed).map_or(u32::MAX, |limit| limit.saturating_sub(occupied(offering)))
+        };
+        order.sort_by(|a, b| {
+            let (pa, pb) = (&pools[*a], &pools[*b]);
+            let by_priority = pa.1.cmp(&pb.1);
+            if pa.0.capacity_type == CapacityType::Spot {
+                room(pb).cmp(&room(pa)).then(by_priority)
+            } else {
+                by_priority
+            }
+        });
+        order
     }
 
     /// Whether one more instance fits beside `running` ones.
@@ -97,6 +149,8 @@ pub fn regional_shortage(region: &str, instance_types: &[&str], from: Span, unti
             instance_type: (*instance_type).to_owned(),
             capacity_type: any(),
             available: 0,
+            launch_only: false,
+            error: None,
             from,
             until,
         })
@@ -135,6 +189,53 @@ mod tests {
         assert!(model.has_room(&g5c, 1, minutes(10)));
         assert!(!model.has_room(&g5c, 2, minutes(10)));
         assert_eq!(model.changes(), vec![minutes(0), minutes(90)]);
+    }
+
+    #[test]
+    fn launch_only_shortages_and_launch_errors_take_nothing_back() {
+        let model: CapacityModel = serde_json::from_str(
+            r#"[
+                {"region": "us-east-1", "instance_type": "g5.xlarge", "available": 1},
+                {"region": "us-east-1", "availability_zone": "us-east-1a", "available": 0, "launch_only": true},
+                {"region": "us-east-1", "availability_zone": "us-east-1b", "capacity_type": "on_demand",
+                 "available": 0, "error": "VcpuLimitExceeded"}
+            ]"#,
+        )
+        .unwrap();
+        let g5a = offering("us-east-1a", "g5.xlarge", CapacityType::Spot);
+        let od_b = offering("us-east-1b", "g5.xlarge", CapacityType::OnDemand);
+        let spot_b = offering("us-east-1b", "g5.xlarge", CapacityType::Spot);
+        assert_eq!(model.limit(&g5a, minutes(1)), Some(0), "no new launch");
+        assert_eq!(model.reclaim_limit(&g5a, minutes(1)), Some(1), "the one running stays");
+        assert_eq!(
+            (model.limit(&od_b, minutes(1)), model.launch_error(&od_b, minutes(1))),
+            (Some(0), Some("VcpuLimitExceeded"))
+        );
+        assert_eq!(model.reclaim_limit(&od_b, minutes(1)), Some(1));
+        assert_eq!((model.limit(&spot_b, minutes(1)), model.launch_error(&spot_b, minutes(1))), (Some(1), None));
+    }
+
+    #[test]
+    fn spot_fills_the_deepest_pool_first_and_on_demand_follows_priority() {
+        let model: CapacityModel = serde_json::from_str(
+            r#"[
+                {"region": "us-east-1", "availability_zone": "us-east-1a", "available": 1},
+                {"region": "us-east-1", "availability_zone": "us-east-1b", "available": 5},
+                {"region": "us-east-1", "availability_zone": "us-east-1c", "available": 5}
+            ]"#,
+        )
+        .unwrap();
+        let pools = |capacity_type| -> Vec<(Offering, u32)> {
+            ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+                .iter()
+                .enumerate()
+                .map(|(i, zone)| (offering(zone, "g5.xlarge", capacity_type), i as u32))
+                .collect()
+        };
+        let occupied = |o: &Offering| u32::from(o.availability_zone == "us-east-1c") * 2;
+        // 1d is unlimited, 1b has 5 free, 1c 3, 1a 1.
+        assert_eq!(model.fill_order(&pools(CapacityType::Spot), occupied, minutes(1)), vec![3, 1, 2, 0]);
+        assert_eq!(model.fill_order(&pools(CapacityType::OnDemand), occupied, minutes(1)), vec![0, 1, 2, 3]);
     }
 
     #[test]

@@ -526,6 +526,10 @@ impl<W: World> Executor<W> {
     async fn block_quota(&self, cx: &mut Cx, offering: &Offering, code: &str) -> Result<(), PortError> {
         let bucket = offering.quota_bucket();
         let previous = cx.view.quota(&bucket).cloned();
+        // One call answers the quota error once per override of the bucket: one block is enough.
+        if previous.as_ref().is_some_and(|p| p.last_at == cx.now && p.error_code == code) {
+            return Ok(());
+        }
         let block = self.config.ledger.block_quota(previous.as_ref(), &bucket, code, cx.now);
         self.world.put_quota(&self.config.fleet, &block).await?;
         cx.note(Event::QuotaBlocked { bucket: bucket.key(), error_code: code.into(), until: block.until });

@@ -200,7 +200,7 @@ impl<E: FnMut(&Value)> Sim<'_, E> {
                     continue;
                 }
                 seen.push(offering.clone());
-                let Some(limit) = state.capacity.limit(offering, elapsed) else { continue };
+                let Some(limit) = state.capacity.reclaim_limit(offering, elapsed) else { continue };
                 let mut live: Vec<&world::Instance> = state
                     .instances
                     .values()

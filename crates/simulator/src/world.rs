@@ -241,15 +241,32 @@ impl Compute for SimWorld {
         state.counters.launch_calls += 1;
         let mut outcome = LaunchOutcome::default();
         let mut remaining = request.count;
-        let mut overrides = request.overrides.clone();
-        overrides.sort_by_key(|o| o.priority);
-        for over in overrides {
+        let elapsed = state.elapsed();
+        let pools: Vec<(Offering, u32)> = request
+            .overrides
+            .iter()
+            .map(|o| {
+                (
+                    Offering::new(&request.region, &o.availability_zone, &o.instance_type, request.capacity_type),
+                    o.priority,
+                )
+            })
+            .collect();
+        let order = state.capacity.fill_order(&pools, |o| state.occupying(o), elapsed);
+        for index in order {
             if remaining == 0 {
                 break;
             }
-            let offering =
-                Offering::new(&request.region, &over.availability_zone, &over.instance_type, request.capacity_type);
-            let room = match state.capacity.limit(&offering, state.elapsed()) {
+            let offering = pools[index].0.clone();
+            if let Some(code) = state.capacity.launch_error(&offering, elapsed) {
+                outcome.failures.push(LaunchFailure {
+                    message: format!("{code} for {} in {}", offering.instance_type, offering.availability_zone),
+                    code: code.to_owned(),
+                    offering: Some(offering),
+                });
+                continue;
+            }
+            let room = match state.capacity.limit(&offering, elapsed) {
                 None => remaining,
                 Some(limit) => limit.saturating_sub(state.occupying(&offering)).min(remaining),
             };

@@ -177,3 +177,47 @@ fn a_broken_scenario_is_refused_with_its_reason() {
     let duration = write("duration.json", r#"{"fleet": "fleet.json", "duration": "an hour"}"#);
     assert!(load(&duration).unwrap_err().to_string().contains("an hour"));
 }
+
+#[test]
+fn a_launch_only_shortage_takes_nothing_back_and_new_launches_go_elsewhere() {
+    let (summary, lines) = play("spot-launch-shortage.json");
+    assert_eq!(summary.interruptions, 1, "only the scripted warning: the shortage reclaims nothing: {summary:?}");
+    assert!(lines.iter().all(|l| l["event"] != "spot_reclaimed" || l["t"].as_i64().unwrap() >= 40 * 60));
+    assert_eq!(summary.migrations, 0, "other spot pools of the region are there: {summary:?}");
+    // The replacement for the warned worker could not be a g5 spot during the shortage.
+    let replacement = lines
+        .iter()
+        .find(|l| l["event"] == "launched" && l["t"].as_i64().unwrap() >= 40 * 60 && l["t"].as_i64().unwrap() < 90 * 60)
+        .expect("a replacement launched");
+    let failures = replacement["failures"].as_array().unwrap();
+    assert!(failures.iter().all(|f| f["code"] == "InsufficientInstanceCapacity"), "{replacement}");
+    assert!(summary.jobs_pending < 20, "{summary:?}");
+}
+
+#[test]
+fn a_quota_error_in_the_synchronous_answer_blocks_the_bucket_alerts_and_moves_the_fleet() {
+    let (summary, lines) = play("quota-at-home.json");
+    let quota_blocks: Vec<&Value> = lines.iter().filter(|l| l["event"] == "quota_blocked").collect();
+    assert_eq!(quota_blocks.len(), 1, "one block per bucket and call: {quota_blocks:?}");
+    assert_eq!(quota_blocks[0]["error_code"], "VcpuLimitExceeded");
+    assert!(lines.iter().any(|l| l["event"] == "alert" && l["kind"] == "quota"), "the operator is told");
+    assert_eq!(migrations(&lines).first().map(|m| m.3.as_str()), Some("exhausted"));
+    assert_ne!(summary.final_region, "us-east-1");
+    assert!(summary.jobs_completed > 0, "{summary:?}");
+}
+
+#[test]
+fn spot_fills_the_deepest_pool_first_as_price_capacity_optimized_does() {
+    let (_, lines) = play("deep-spot-pool.json");
+    let zones: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["event"] == "worker_serving")
+        .filter_map(|l| l["offering"].as_str()?.split('/').nth(1))
+        .take(4)
+        .collect();
+    // Every launch call lists us-east-1a first; EC2 puts spot workers in the deep us-east-1b pool (8 free).
+    assert_eq!(zones, vec!["us-east-1b"; 4]);
+    let blocked_1a =
+        lines.iter().any(|l| l["event"] == "blocked" && l["offering"]["availability_zone"] == "us-east-1a");
+    assert!(!blocked_1a, "the shallow pool was never tried dry");
+}
