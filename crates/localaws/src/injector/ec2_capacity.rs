@@ -52,6 +52,22 @@ impl Ec2Capacity {
         room
     }
 
+    /// What a launch on `offering` that got nothing answers: the model's error for it (a quota, a configuration
+    /// error), or EC2's shortage answer.
+    pub fn refusal(&self, offering: &Offering) -> AwsError {
+        match self.model.launch_error(offering, self.epoch.elapsed()) {
+            Some(code) => AwsError::new(
+                400,
+                code,
+                format!(
+                    "{code}: the launch of {} in {} was refused",
+                    offering.instance_type, offering.availability_zone
+                ),
+            ),
+            None => shortage(offering),
+        }
+    }
+
     /// Turns a reservation into running instances (or releases it when the launch failed).
     pub fn settle(&mut self, offering: &Offering, reserved: u32, instance_ids: &[String]) {
         let key = offering.key();
@@ -299,6 +315,20 @@ mod tests {
             ])
         );
         assert!(FleetRequest::parse(&params(&[("Type", "maintain")])).is_none());
+    }
+
+    #[test]
+    fn a_launch_the_model_refuses_answers_the_models_error_or_a_shortage() {
+        let model: CapacityModel = serde_json::from_str(
+            r#"[{"capacity_type": "on_demand", "available": 0, "error": "VcpuLimitExceeded"},
+                {"capacity_type": "spot", "available": 0}]"#,
+        )
+        .unwrap();
+        let capacity = Ec2Capacity::new(model);
+        let od = Offering::new("us-east-1", "us-east-1a", "g5.xlarge", CapacityType::OnDemand);
+        let spot = Offering::new("us-east-1", "us-east-1a", "g5.xlarge", CapacityType::Spot);
+        assert_eq!(capacity.refusal(&od).code, "VcpuLimitExceeded");
+        assert_eq!(capacity.refusal(&spot).code, "InsufficientInstanceCapacity");
     }
 
     #[test]

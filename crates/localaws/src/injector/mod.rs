@@ -350,6 +350,12 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// Why a launch on `offering` got nothing: the error the capacity model names for it, or a shortage.
+fn refusal(shared: &Shared, offering: &Offering) -> AwsError {
+    let capacity = shared.capacity.lock().unwrap_or_else(|p| p.into_inner());
+    capacity.as_ref().map_or_else(|| ec2_capacity::shortage(offering), |c| c.refusal(offering))
+}
+
 fn reserve(shared: &Shared, offering: &Offering, wanted: u32) -> u32 {
     shared.capacity.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map_or(wanted, |c| c.reserve(offering, wanted))
 }
@@ -390,7 +396,7 @@ async fn run_instances(
     };
     if room < min.max(1) {
         settle(shared, &offering, room, &[]);
-        let error = ec2_capacity::shortage(&offering);
+        let error = refusal(shared, &offering);
         call.failed.push((offering, subnet, error.clone()));
         record_launch(shared, call);
         return Some(moto.ec2_error(&error));
@@ -446,7 +452,7 @@ async fn create_fleet(
         let offering = Offering::new(&moto.region, &zone, &over.instance_type, fleet.capacity_type);
         let got = reserve(shared, &offering, remaining);
         if got == 0 {
-            let error = ec2_capacity::shortage(&offering);
+            let error = refusal(shared, &offering);
             errors.push_str(&ec2_capacity::error_item(template, &offering, over, &error));
             call.failed.push((offering, over.subnet_id.clone(), error));
             continue;
