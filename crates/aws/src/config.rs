@@ -13,6 +13,8 @@ use aws_smithy_types::timeout::TimeoutConfig;
 #[derive(Debug, Clone, PartialEq)]
 pub struct AwsSettings {
     pub max_attempts: u32,
+    /// AWS's `adaptive` retry mode (client-side rate limiting on throttling) instead of `standard`.
+    pub adaptive: bool,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// One HTTP attempt; a hung attempt is abandoned and retried.
@@ -25,6 +27,7 @@ impl Default for AwsSettings {
     fn default() -> Self {
         Self {
             max_attempts: 5,
+            adaptive: false,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(10),
@@ -34,7 +37,8 @@ impl Default for AwsSettings {
 }
 
 impl AwsSettings {
-    /// The defaults, overridden by `GAMEFORGE_AWS_MAX_ATTEMPTS`, `GAMEFORGE_AWS_INITIAL_BACKOFF_MS`,
+    /// The defaults, overridden by `GAMEFORGE_AWS_MAX_ATTEMPTS` (or AWS's own `AWS_MAX_ATTEMPTS`),
+    /// `AWS_RETRY_MODE` (`standard`, `adaptive`; `legacy` reads as `standard`), `GAMEFORGE_AWS_INITIAL_BACKOFF_MS`,
     /// `GAMEFORGE_AWS_MAX_BACKOFF_MS`, `GAMEFORGE_AWS_ATTEMPT_TIMEOUT_MS` and `GAMEFORGE_AWS_OPERATION_TIMEOUT_MS`.
     pub fn from_env() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -46,10 +50,11 @@ impl AwsSettings {
             lookup(name).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_millis).unwrap_or(default)
         };
         Self {
-            max_attempts: lookup("GAMEFORGE_AWS_MAX_ATTEMPTS")
-                .and_then(|v| v.trim().parse().ok())
-                .filter(|n| *n >= 1)
+            max_attempts: ["GAMEFORGE_AWS_MAX_ATTEMPTS", "AWS_MAX_ATTEMPTS"]
+                .iter()
+                .find_map(|name| lookup(name).and_then(|v| v.trim().parse().ok()).filter(|n| *n >= 1))
                 .unwrap_or(defaults.max_attempts),
+            adaptive: lookup("AWS_RETRY_MODE").is_some_and(|mode| mode.trim().eq_ignore_ascii_case("adaptive")),
             initial_backoff: millis("GAMEFORGE_AWS_INITIAL_BACKOFF_MS", defaults.initial_backoff),
             max_backoff: millis("GAMEFORGE_AWS_MAX_BACKOFF_MS", defaults.max_backoff),
             attempt_timeout: millis("GAMEFORGE_AWS_ATTEMPT_TIMEOUT_MS", defaults.attempt_timeout),
@@ -58,8 +63,8 @@ impl AwsSettings {
     }
 
     pub fn retry_config(&self) -> RetryConfig {
-        RetryConfig::standard()
-            .with_max_attempts(self.max_attempts)
+        let mode = if self.adaptive { RetryConfig::adaptive() } else { RetryConfig::standard() };
+        mode.with_max_attempts(self.max_attempts)
             .with_initial_backoff(self.initial_backoff)
             .with_max_backoff(self.max_backoff)
     }
@@ -129,6 +134,27 @@ mod tests {
         }
         // The default attempt timeout is shorter than SQS's longest wait: that is why long polls get their own.
         assert!(AwsSettings::default().attempt_timeout < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn aws_own_retry_variables_are_honoured_and_ours_win() {
+        let aws = |name: &str| match name {
+            "AWS_MAX_ATTEMPTS" => Some("3".into()),
+            "AWS_RETRY_MODE" => Some("adaptive".into()),
+            _ => None,
+        };
+        let settings = AwsSettings::from_lookup(aws);
+        assert_eq!((settings.max_attempts, settings.adaptive), (3, true));
+        assert_eq!(settings.retry_config().mode(), aws_smithy_types::retry::RetryMode::Adaptive);
+        let ours =
+            AwsSettings::from_lookup(
+                |name| {
+                    if name == "GAMEFORGE_AWS_MAX_ATTEMPTS" { Some("7".into()) } else { aws(name) }
+                },
+            );
+        assert_eq!(ours.max_attempts, 7);
+        let legacy = AwsSettings::from_lookup(|name| (name == "AWS_RETRY_MODE").then(|| "legacy".into()));
+        assert_eq!(legacy.retry_config().mode(), aws_smithy_types::retry::RetryMode::Standard);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use gameforge_planner::placement::{
 };
 use gameforge_planner::scaling::desired_workers;
 
-use crate::journal::{Event, Journal};
+use crate::journal::{DrainCause, Event, Journal};
 use crate::ports::{Alert, AlertKind, LaunchFailure, LockOutcome, PortError, SaveOutcome, World};
 use crate::state::{ConfigError, FleetState};
 
@@ -161,7 +161,7 @@ impl<W: World> Executor<W> {
             }
             ControlCommand::DrainInstance { instance_id, region } => {
                 if cx.workers.iter().any(|w| w.instance_id == *instance_id) {
-                    self.drain(&mut cx, instance_id, region, "requested").await?;
+                    self.drain(&mut cx, instance_id, region, DrainCause::Fleet(DrainReason::Requested)).await?;
                 }
                 true
             }
@@ -214,19 +214,17 @@ impl<W: World> Executor<W> {
 
     /// An interruption of one instance. Returns whether a replacement must be sought now.
     async fn learn_interruption(&self, cx: &mut Cx, notice: &InterruptionNotice) -> Result<bool, PortError> {
-        let notice_name =
-            serde_json::to_value(notice.notice).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         let Some(instance_id) = notice.instance_id.clone() else {
             tracing::warn!(
                 event_id = %notice.event_id,
                 region = %notice.region,
-                notice = %notice_name,
+                notice = ?notice.notice,
                 "an interruption notice names no instance; checking the fleet against EC2 instead"
             );
             cx.note(Event::UntiedInterruption {
                 event_id: notice.event_id.clone(),
                 region: notice.region.clone(),
-                notice: notice_name,
+                notice: notice.notice,
             });
             return Ok(true);
         };
@@ -234,7 +232,7 @@ impl<W: World> Executor<W> {
         cx.note(Event::Interruption {
             instance_id: instance_id.clone(),
             region: notice.region.clone(),
-            notice: notice_name.clone(),
+            notice: notice.notice,
             ours: worker.is_some(),
         });
         // Instances outside the fleet share the account's event bus.
@@ -259,7 +257,7 @@ impl<W: World> Executor<W> {
             _ => {}
         }
         if worker.state != WorkerState::Draining {
-            self.drain(cx, &instance_id, &region, &notice_name).await?;
+            self.drain(cx, &instance_id, &region, DrainCause::Notice(notice.notice)).await?;
         }
         Ok(true)
     }
@@ -626,16 +624,12 @@ impl<W: World> Executor<W> {
             .map(|(w, why)| (w.instance_id.clone(), w.offering.region.clone(), why))
             .collect();
         for (instance_id, region, why) in victims {
-            let why = match why {
-                DrainReason::OutsideActiveRegion => "outside the active region",
-                DrainReason::ScaleIn => "scale in",
-            };
-            self.drain(cx, &instance_id, &region, why).await?;
+            self.drain(cx, &instance_id, &region, DrainCause::Fleet(why)).await?;
         }
         Ok(())
     }
 
-    async fn drain(&self, cx: &mut Cx, instance_id: &str, region: &str, why: &str) -> Result<(), PortError> {
+    async fn drain(&self, cx: &mut Cx, instance_id: &str, region: &str, why: DrainCause) -> Result<(), PortError> {
         if let Some(stamp) = self.config.stamp(region)
             && let Err(error) = self.world.drain(stamp, instance_id).await
         {
@@ -647,7 +641,7 @@ impl<W: World> Executor<W> {
             worker.state = WorkerState::Draining;
             worker.draining_since = Some(cx.now);
         }
-        cx.note(Event::Drain { instance_id: instance_id.to_owned(), region: region.to_owned(), why: why.to_owned() });
+        cx.note(Event::Drain { instance_id: instance_id.to_owned(), region: region.to_owned(), why });
         Ok(())
     }
 

@@ -2,8 +2,9 @@
 //! lines by the simulator, and inspected by the tests.
 
 use chrono::{DateTime, Utc};
-use gameforge_contract::CapacityType;
+use gameforge_contract::{CapacityType, NoticeKind};
 use gameforge_planner::Offering;
+use gameforge_planner::fleet::DrainReason;
 use gameforge_planner::ladder::Skip;
 use gameforge_planner::ledger::BlockCause;
 use gameforge_planner::placement::{MigrationReason, Unsuitable};
@@ -38,7 +39,7 @@ pub enum Event {
     Interruption {
         instance_id: String,
         region: String,
-        notice: String,
+        notice: NoticeKind,
         ours: bool,
     },
     /// A notice that names no instance (a degraded event): nothing can be drained, so the fleet is checked
@@ -46,7 +47,7 @@ pub enum Event {
     UntiedInterruption {
         event_id: String,
         region: String,
-        notice: String,
+        notice: NoticeKind,
     },
     Skipped {
         region: String,
@@ -89,7 +90,7 @@ pub enum Event {
     Drain {
         instance_id: String,
         region: String,
-        why: String,
+        why: DrainCause,
     },
     Terminate {
         region: String,
@@ -115,6 +116,15 @@ pub enum Event {
         region: String,
         workers: u32,
     },
+}
+
+/// Why a worker was drained: the notice that announced it going away, or the fleet's own reason. Written as the
+/// notice's or the reason's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum DrainCause {
+    Notice(NoticeKind),
+    Fleet(DrainReason),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -183,6 +193,18 @@ pub struct Tally {
 mod tests {
     use super::*;
     use crate::ports::LaunchFailure;
+
+    #[test]
+    fn entries_carry_the_contracts_and_the_planners_names() {
+        let at = "2026-11-27T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let drain = |why| Entry { at, event: Event::Drain { instance_id: "i-1".into(), region: "r".into(), why } };
+        let json = |entry: Entry| serde_json::to_value(entry).unwrap();
+        assert_eq!(json(drain(DrainCause::Notice(NoticeKind::SpotInterruption)))["why"], "spot_interruption");
+        assert_eq!(json(drain(DrainCause::Fleet(DrainReason::ScaleIn)))["why"], "scale_in");
+        let offering = Offering::new("us-east-1", "us-east-1a", "g5.xlarge", CapacityType::Spot);
+        let blocked = Entry { at, event: Event::Blocked { offering, cause: BlockCause::Interrupted, until: at } };
+        assert_eq!(json(blocked)["cause"], "interrupted");
+    }
 
     #[test]
     fn the_tally_counts_shortages_migrations_and_launches_by_capacity_type() {

@@ -81,7 +81,7 @@ async fn a_pool_without_capacity_is_blocked_and_the_call_goes_on_to_the_next() {
     let world = executor.world().state();
     assert_eq!(world.workers.len(), 1, "{events:?}");
     assert_ne!(world.workers[0].offering, spot("us-east-1a"));
-    assert!(!world.ledger.is_available(&spot("us-east-1a"), at(0)), "the failed pool is in the ledger");
+    assert!(!world.ledger.view.is_available(&spot("us-east-1a"), at(0)), "the failed pool is in the ledger");
     assert_eq!(world.launch_calls.len(), 1, "one call covered the other pools");
 }
 
@@ -121,7 +121,7 @@ async fn scale_in_drains_the_on_demand_worker_first() {
     let mut state = gameforge_engine::state::FleetState::new(&fleet(), at(0));
     state.desired = 2;
     state.version = 1;
-    executor.world().state().fleet_state = Some(state);
+    executor.world().state().ledger.fleet_state = Some(state);
     // Nothing to do for longer than idle_before_zero: down to zero, but the two go in order.
     executor.world().state().demand = Some(Demand { queued: 0, in_flight: 1 });
     handle(&executor, &job("reconcile-1", json!({"type": "reconcile"}))).await;

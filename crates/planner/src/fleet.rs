@@ -63,6 +63,8 @@ pub enum DrainReason {
     OutsideActiveRegion,
     /// The fleet is larger than it needs to be.
     ScaleIn,
+    /// An operator asked for it (a `drain_instance` control job).
+    Requested,
 }
 
 /// The workers the fleet no longer needs, in the order to drain them: every worker outside the `active` region once

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gameforge_capacity::CapacityModel;
 use gameforge_contract::{CapacityType, ControlJob};
+use gameforge_engine::memory::MemoryLedger;
 use gameforge_engine::ports::{
     Alert, Alerts, Backlog, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome, Orchestrator,
     PortError, Readiness, RetryQueue, SaveOutcome,
@@ -60,10 +61,7 @@ pub struct State {
     pub capacity: CapacityModel,
     pub instances: BTreeMap<String, Instance>,
     next_id: u64,
-    view: LedgerView,
-    fleet_state: Option<FleetState>,
-    lock: Option<(String, DateTime<Utc>)>,
-    done: HashSet<String>,
+    ledger: MemoryLedger,
     pub service_sizes: HashMap<String, u32>,
     pub retries: Vec<(DateTime<Utc>, ControlJob)>,
     pub alerts: Vec<Alert>,
@@ -88,10 +86,7 @@ impl SimWorld {
             capacity,
             instances: BTreeMap::new(),
             next_id: 1,
-            view: LedgerView::default(),
-            fleet_state: None,
-            lock: None,
-            done: HashSet::new(),
+            ledger: MemoryLedger::default(),
             service_sizes: HashMap::new(),
             retries: Vec::new(),
             alerts: Vec::new(),
@@ -133,7 +128,7 @@ impl State {
 
     /// The executor's fleet state as last saved.
     pub fn fleet_state(&self) -> Option<&FleetState> {
-        self.fleet_state.as_ref()
+        self.ledger.fleet_state.as_ref()
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -153,33 +148,26 @@ impl Clock for SimWorld {
 
 impl LedgerStore for SimWorld {
     async fn load_ledger(&self, _fleet: &str) -> Result<(LedgerView, Option<FleetState>), PortError> {
-        let state = self.state();
-        Ok((state.view.clone(), state.fleet_state.clone()))
+        Ok(self.state().ledger.load())
     }
 
     async fn put_block(&self, _fleet: &str, block: &OfferingBlock) -> Result<(), PortError> {
-        self.state().view.apply_block(block.clone());
+        self.state().ledger.put_block(block);
         Ok(())
     }
 
     async fn put_quota(&self, _fleet: &str, block: &QuotaBlock) -> Result<(), PortError> {
-        self.state().view.apply_quota(block.clone());
+        self.state().ledger.put_quota(block);
         Ok(())
     }
 
     async fn put_interruptions(&self, _fleet: &str, region: &str, recent: &[Interruption]) -> Result<(), PortError> {
-        self.state().view.interruptions.insert(region.to_owned(), recent.to_vec());
+        self.state().ledger.put_interruptions(region, recent);
         Ok(())
     }
 
     async fn save_state(&self, _fleet: &str, fleet_state: &FleetState) -> Result<SaveOutcome, PortError> {
-        let mut state = self.state();
-        let stored = state.fleet_state.as_ref().map_or(0, |s| s.version);
-        if stored + 1 != fleet_state.version {
-            return Ok(SaveOutcome::Conflict);
-        }
-        state.fleet_state = Some(fleet_state.clone());
-        Ok(SaveOutcome::Saved)
+        Ok(self.state().ledger.save_state(fleet_state))
     }
 
     async fn lock(
@@ -189,31 +177,20 @@ impl LedgerStore for SimWorld {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<LockOutcome, PortError> {
-        let mut state = self.state();
-        if let Some((holder, until)) = &state.lock
-            && holder != owner
-            && *until > now
-        {
-            return Ok(LockOutcome::HeldElsewhere { until: *until });
-        }
-        state.lock = Some((owner.to_owned(), now + chrono::Duration::from_std(lease).unwrap_or_default()));
-        Ok(LockOutcome::Acquired)
+        Ok(self.state().ledger.lock(owner, now, lease))
     }
 
     async fn unlock(&self, _fleet: &str, owner: &str) -> Result<(), PortError> {
-        let mut state = self.state();
-        if state.lock.as_ref().is_some_and(|(holder, _)| holder == owner) {
-            state.lock = None;
-        }
+        self.state().ledger.unlock(owner);
         Ok(())
     }
 
     async fn is_done(&self, _fleet: &str, control_id: &str) -> Result<bool, PortError> {
-        Ok(self.state().done.contains(control_id))
+        Ok(self.state().ledger.is_done(control_id))
     }
 
     async fn mark_done(&self, _fleet: &str, control_id: &str, _now: DateTime<Utc>) -> Result<(), PortError> {
-        self.state().done.insert(control_id.to_owned());
+        self.state().ledger.mark_done(control_id);
         Ok(())
     }
 }

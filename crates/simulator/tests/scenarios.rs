@@ -56,6 +56,16 @@ fn the_fleet_returns_home_after_the_hysteresis_window_once_capacity_is_back() {
     let (back, _, home, reason) = &moves[1];
     assert_eq!((home.as_str(), reason.as_str()), ("us-east-1", "return_home"));
     assert!(*back >= 90 * 60, "not before home capacity returned at 90 minutes: {back}");
+    // Home was healthy for a whole hysteresis window (30 minutes) before the fleet went back: no failure of its
+    // offerings in the ledger within it.
+    let last_home_failure = lines
+        .iter()
+        .filter(|l| l["event"] == "blocked" && l["offering"]["region"] == "us-east-1")
+        .filter_map(|l| l["t"].as_i64())
+        .filter(|t| t < back)
+        .max()
+        .unwrap();
+    assert!(*back - last_home_failure >= 30 * 60, "home failed at {last_home_failure}, back at {back}");
     assert!(*back >= left + 30 * 60, "not within the 30-minute hysteresis");
     // The spot interruption in us-west-2 was handled: drained and replaced, its job not lost.
     assert!(lines.iter().any(|l| l["event"] == "interruption" && l["ours"] == true));

@@ -1,12 +1,14 @@
-//! An in-memory world for the engine's tests: EC2 with a capacity per offering, ECS, the job queue, the ledger and
-//! the retry queue as plain data, under a clock the test moves. Everything the engine does is recorded.
+//! An in-memory world for the engine's tests: EC2 with a capacity per offering, ECS, the job queue, the ledger (the
+//! engine's own [`MemoryLedger`]) and the retry queue as plain data, under a clock the test moves. Everything the
+//! engine does is recorded.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gameforge_contract::ControlJob;
+use gameforge_engine::memory::MemoryLedger;
 use gameforge_engine::ports::{
     Alert, Alerts, Backlog, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome, Orchestrator,
     PortError, Readiness, RetryQueue, SaveOutcome,
@@ -22,10 +24,7 @@ use gameforge_planner::{FleetConfig, Offering};
 #[derive(Debug, Default)]
 pub struct State {
     pub now: DateTime<Utc>,
-    pub ledger: LedgerView,
-    pub fleet_state: Option<FleetState>,
-    pub lock: Option<(String, DateTime<Utc>)>,
-    pub done: HashSet<String>,
+    pub ledger: MemoryLedger,
     pub workers: Vec<Worker>,
     /// Instances each offering (by key) can still take; an offering not listed has room for any number.
     pub capacity: HashMap<String, u32>,
@@ -91,33 +90,26 @@ impl Clock for Memory {
 
 impl LedgerStore for Memory {
     async fn load_ledger(&self, _fleet: &str) -> Result<(LedgerView, Option<FleetState>), PortError> {
-        let state = self.state();
-        Ok((state.ledger.clone(), state.fleet_state.clone()))
+        Ok(self.state().ledger.load())
     }
 
     async fn put_block(&self, _fleet: &str, block: &OfferingBlock) -> Result<(), PortError> {
-        self.state().ledger.apply_block(block.clone());
+        self.state().ledger.put_block(block);
         Ok(())
     }
 
     async fn put_quota(&self, _fleet: &str, block: &QuotaBlock) -> Result<(), PortError> {
-        self.state().ledger.apply_quota(block.clone());
+        self.state().ledger.put_quota(block);
         Ok(())
     }
 
     async fn put_interruptions(&self, _fleet: &str, region: &str, recent: &[Interruption]) -> Result<(), PortError> {
-        self.state().ledger.interruptions.insert(region.to_owned(), recent.to_vec());
+        self.state().ledger.put_interruptions(region, recent);
         Ok(())
     }
 
     async fn save_state(&self, _fleet: &str, fleet_state: &FleetState) -> Result<SaveOutcome, PortError> {
-        let mut state = self.state();
-        let stored = state.fleet_state.as_ref().map_or(0, |s| s.version);
-        if stored + 1 != fleet_state.version {
-            return Ok(SaveOutcome::Conflict);
-        }
-        state.fleet_state = Some(fleet_state.clone());
-        Ok(SaveOutcome::Saved)
+        Ok(self.state().ledger.save_state(fleet_state))
     }
 
     async fn lock(
@@ -127,31 +119,20 @@ impl LedgerStore for Memory {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<LockOutcome, PortError> {
-        let mut state = self.state();
-        if let Some((holder, until)) = &state.lock
-            && holder != owner
-            && *until > now
-        {
-            return Ok(LockOutcome::HeldElsewhere { until: *until });
-        }
-        state.lock = Some((owner.to_owned(), now + chrono::Duration::from_std(lease).unwrap()));
-        Ok(LockOutcome::Acquired)
+        Ok(self.state().ledger.lock(owner, now, lease))
     }
 
     async fn unlock(&self, _fleet: &str, owner: &str) -> Result<(), PortError> {
-        let mut state = self.state();
-        if state.lock.as_ref().is_some_and(|(holder, _)| holder == owner) {
-            state.lock = None;
-        }
+        self.state().ledger.unlock(owner);
         Ok(())
     }
 
     async fn is_done(&self, _fleet: &str, control_id: &str) -> Result<bool, PortError> {
-        Ok(self.state().done.contains(control_id))
+        Ok(self.state().ledger.is_done(control_id))
     }
 
     async fn mark_done(&self, _fleet: &str, control_id: &str, _now: DateTime<Utc>) -> Result<(), PortError> {
-        self.state().done.insert(control_id.to_owned());
+        self.state().ledger.mark_done(control_id);
         Ok(())
     }
 }
