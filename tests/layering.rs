@@ -17,7 +17,7 @@ fn cargo(args: &[&str]) -> String {
 
 /// The crates a package links in a normal build (no dev or build dependencies), by name.
 fn linked(package: &str) -> Vec<String> {
-    cargo(&["tree", "--offline", "--locked", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}"])
+    cargo(&["tree", "--locked", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}"])
         .lines()
         .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
         .collect()
@@ -26,8 +26,7 @@ fn linked(package: &str) -> Vec<String> {
 #[test]
 fn nothing_depends_on_a_lambda_crate_or_a_binary() {
     let metadata: Value =
-        serde_json::from_str(&cargo(&["metadata", "--offline", "--locked", "--no-deps", "--format-version", "1"]))
-            .unwrap();
+        serde_json::from_str(&cargo(&["metadata", "--locked", "--no-deps", "--format-version", "1"])).unwrap();
     let packages = metadata["packages"].as_array().unwrap();
     let is_lambda = |p: &Value| p["dependencies"].as_array().unwrap().iter().any(|d| d["name"] == "lambda_runtime");
     let is_binary_only = |p: &Value| {
