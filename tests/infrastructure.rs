@@ -36,7 +36,7 @@ async fn every_function_is_configured_with_the_resources_the_stack_made() {
                 sqs.get_queue_url().queue_name(queue).send().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
             } else if name.ends_with("_TABLE") {
                 dynamodb.describe_table().table_name(value).send().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            } else if name == "OUTPUT_PREFIX" {
+            } else if name == "GAMEFORGE_OUTPUT_PREFIX" {
                 let bucket = value.trim_start_matches("s3://").split('/').next().unwrap();
                 assert_eq!(bucket, deployment.output_bucket);
                 s3.head_bucket().bucket(bucket).send().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
@@ -114,11 +114,15 @@ async fn every_region_gets_a_worker_stamp_and_a_standby_works_for_the_home_regio
         let env = task_environment(&ecs, &stamp.task_definition).await;
         // Every region's workers take jobs from the home region's queue and record them in its table.
         assert_eq!(
-            env["JOB_QUEUE_URL"], "https://sqs.us-east-1.amazonaws.com/123456789012/gf-jobs",
+            env["GAMEFORGE_JOB_QUEUE_URL"], "https://sqs.us-east-1.amazonaws.com/123456789012/gf-jobs",
             "{}",
             stamp.region
         );
-        assert_eq!(env["JOBS_TABLE"], "arn:aws:dynamodb:us-east-1:123456789012:table/gf-jobs", "{}", stamp.region);
+        assert_eq!(
+            env["GAMEFORGE_JOBS_TABLE"], "arn:aws:dynamodb:us-east-1:123456789012:table/gf-jobs",
+            "{}",
+            stamp.region
+        );
         assert_eq!(env["GAMEFORGE_MODEL"], stamp.model_location.as_str().trim_end_matches('/'));
         let ec2 = aws_sdk_ec2::Client::new(&regional);
         let templates = ec2.describe_launch_templates().launch_template_names(&stamp.launch_template).send().await;
@@ -140,4 +144,133 @@ async fn every_region_gets_a_worker_stamp_and_a_standby_works_for_the_home_regio
         let arns: Vec<&str> = targets.targets().iter().map(|t| t.arn()).collect();
         assert_eq!(arns, ["arn:aws:events:us-east-1:123456789012:event-bus/default"], "{:?}", rule.name());
     }
+}
+
+/// The deployment guide's `tools/deploy/fleet_config.py` writes the executor's fleet file from the stacks it
+/// deployed: each region's stamp as the stacks describe it, the zones of its subnets from EC2, and the rest from
+/// `infra/fleet.json`; the executor's own reader accepts it.
+#[tokio::test]
+async fn the_fleet_file_is_written_from_the_deployed_stacks() {
+    let (emulator, config, deployment) = deployed().await;
+    let standby = deploy_standby(&config, "us-west-2", "gf", "us-east-1", &["us-west-2a", "us-west-2b"]).await.unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = |standby: &str| {
+        std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tools/deploy/fleet_config.py"))
+            .args(["--stack", "gf", "--home", "us-east-1", "--standby", standby])
+            .envs(emulator.env())
+            .output()
+            .unwrap()
+    };
+    let out = run("us-west-2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fleet = gameforge_planner::FleetConfig::from_json(&out.stdout).unwrap();
+    let stamps = serde_json::to_value(&fleet.regions).unwrap();
+    assert_eq!(stamps, serde_json::to_value([&deployment.stamp, &standby]).unwrap());
+    assert_eq!(fleet.home_region, "us-east-1");
+    assert_eq!(fleet.fleet, "sdxl", "the stack's FleetName");
+    let written = out.stdout.clone();
+
+    let out = run("eu-west-1");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("eu-west-1: stack gf"), "{stderr}");
+
+    // The guide's next step: the G-instance quotas of every region, against what the fleet may need.
+    let file = std::env::temp_dir().join(format!("gameforge-fleet-{}.json", std::process::id()));
+    std::fs::write(&file, &written).unwrap();
+    let check = || {
+        std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tools/deploy/check_quotas.py"))
+            .arg("--fleet")
+            .arg(&file)
+            .envs(emulator.env())
+            .output()
+            .unwrap()
+    };
+    let unknown = check();
+    assert_eq!(unknown.status.code(), Some(2), "no quota is known yet: {}", String::from_utf8_lossy(&unknown.stderr));
+    for region in ["us-east-1", "us-west-2"] {
+        for code in ["L-DB2E81BA", "L-3819A6DF"] {
+            emulator.faults().set_service_quota(region, "ec2", code, 256.0);
+        }
+    }
+    let fine = check();
+    assert!(fine.status.success(), "{}", String::from_utf8_lossy(&fine.stderr));
+    let stdout = String::from_utf8_lossy(&fine.stdout);
+    assert!(stdout.contains("us-west-2 spot: All G and VT Spot Instance Requests (L-3819A6DF) 256 vCPUs"), "{stdout}");
+    // A new account's spot quota.
+    emulator.faults().set_service_quota("us-east-1", "ec2", "L-3819A6DF", 0.0);
+    let short = check();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(short.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(stderr.contains("raise L-3819A6DF in us-east-1 to "), "{stderr}");
+}
+
+/// The deployment guide's `tools/deploy/teardown.py` removes what CloudFormation cannot by itself (the
+/// executor's instances, the buckets' objects) and then every stack, standbys first; without `--yes` it only says
+/// what it would do.
+#[tokio::test]
+async fn teardown_removes_the_fleets_instances_the_buckets_objects_and_every_stack() {
+    let (emulator, config, deployment) = deployed().await;
+    deploy_standby(&config, "us-west-2", "gf", "us-east-1", &["us-west-2a"]).await.unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let model_bucket = deployment.stamp.model_location.bucket().to_owned();
+    for (bucket, key) in [(&deployment.output_bucket, "images/a.png"), (&model_bucket, "sdxl/model_index.json")] {
+        s3.put_object().bucket(bucket).key(key).body(b"x".to_vec().into()).send().await.unwrap();
+    }
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let tag = aws_sdk_ec2::types::Tag::builder().key("gameforge:fleet").value("sdxl").build();
+    let launched = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .tags(tag)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let instance = launched.instances()[0].instance_id().unwrap().to_owned();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tools/deploy/teardown.py"))
+            .args(["--stack", "gf", "--home", "us-east-1", "--standby", "us-west-2"])
+            .args(extra)
+            .envs(emulator.env())
+            .output()
+            .unwrap()
+    };
+    let dry = run(&[]);
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(said.contains(&format!("(dry run) us-east-1: terminate 1 instance(s) of fleet sdxl {instance}")), "{said}");
+    let cloudformation = aws_sdk_cloudformation::Client::new(&config);
+    assert!(cloudformation.describe_stacks().stack_name("gf").send().await.is_ok(), "a dry run deletes nothing");
+
+    let done = run(&["--yes"]);
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{said}\n{}", String::from_utf8_lossy(&done.stderr));
+    let order: Vec<&str> = said.lines().filter(|l| l.contains("stack gf deleted")).collect();
+    assert_eq!(order, ["us-west-2: stack gf deleted", "us-east-1: stack gf deleted"], "{said}");
+    for region in ["us-east-1", "us-west-2"] {
+        let regional = aws_sdk_cloudformation::Client::new(&config.to_builder().region(Region::new(region)).build());
+        let left = regional.describe_stacks().stack_name("gf").send().await;
+        let gone = match left {
+            Err(_) => true,
+            Ok(answer) => {
+                answer.stacks().iter().all(|s| s.stack_status().is_some_and(|st| st.as_str() == "DELETE_COMPLETE"))
+            }
+        };
+        assert!(gone, "{region}");
+    }
+    let state = ec2.describe_instances().instance_ids(&instance).send().await.unwrap();
+    let name = state.reservations()[0].instances()[0].state().and_then(|s| s.name()).map(|n| n.as_str().to_owned());
+    assert_eq!(name.as_deref(), Some("terminated"));
 }

@@ -32,7 +32,7 @@ fn jobs(emulator: &Emulator, deployment: &Deployment, backend: &RoleCredentials,
         .env("GAMEFORGE_JOB_QUEUE_URL", &deployment.outputs["JobQueueUrl"])
         .env("GAMEFORGE_JOBS_TABLE", &deployment.outputs["JobsTableArn"])
         .env("GAMEFORGE_MODEL", "sdxl-base")
-        .env("GAMEFORGE_OUTPUT", format!("s3://{}/images", deployment.output_bucket))
+        .env("GAMEFORGE_OUTPUT_PREFIX", format!("s3://{}/images", deployment.output_bucket))
         .output()
         .unwrap()
 }

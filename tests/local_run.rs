@@ -66,7 +66,8 @@ fn the_samples_run_publishes_only_the_files_it_is_given() {
     panic!("the emulator (pid {pid}) outlived the run");
 }
 
-/// `gameforge-local serve` prints a submit command; run as printed (from the repository root), it gets an image.
+/// `gameforge-local serve` prints a submit command and a fleet command; run as printed (from the repository root),
+/// the first gets an image and the second the fleet it ran on.
 #[test]
 fn the_submit_command_serve_prints_works_as_printed() {
     use std::io::{BufRead, BufReader};
@@ -83,10 +84,14 @@ fn the_submit_command_serve_prints_works_as_printed() {
     let mut lines = BufReader::new(serve.stdout.take().expect("stdout")).lines();
     let mut printed = Vec::new();
     let mut command = None;
+    let mut fleet_command = None;
     for line in lines.by_ref() {
         let line = line.expect("serve's output");
         if let Some((_, rest)) = line.split_once("submit a job: ") {
             command = Some(rest.to_owned());
+        }
+        if let Some((_, rest)) = line.split_once("see the fleet: ") {
+            fleet_command = Some(rest.to_owned());
         }
         printed.push(line.clone());
         if line.contains("serving; Ctrl-C stops everything") {
@@ -99,6 +104,9 @@ fn the_submit_command_serve_prints_works_as_printed() {
     let out = root.join("out/mine");
     let _ = std::fs::remove_dir_all(&out);
     let submitted = Command::new("bash").arg("-c").arg(&command).current_dir(&root).output().expect("run the command");
+    // After a job, the executor has run: the fleet's status shows where it is and what it decided.
+    let fleet_command = fleet_command.unwrap_or_else(|| panic!("no fleet command in {printed:#?}"));
+    let fleet = Command::new("bash").arg("-c").arg(&fleet_command).current_dir(&root).output().expect("run it");
 
     // Ctrl-C, as the banner says, and everything stops.
     Command::new("kill").args(["-INT", &serve.id().to_string()]).status().expect("kill -INT");
@@ -116,6 +124,9 @@ fn the_submit_command_serve_prints_works_as_printed() {
         })
         .unwrap_or_default();
     assert_eq!(images.len(), 1, "{command}: {}", String::from_utf8_lossy(&submitted.stdout));
+    let status = String::from_utf8_lossy(&fleet.stdout);
+    assert!(fleet.status.success(), "{fleet_command}\n{status}\n{}", String::from_utf8_lossy(&fleet.stderr));
+    assert!(status.contains("region     us-east-1 since") && status.contains("launching  "), "{status}");
     assert!(stopped.success(), "serve did not stop cleanly: {stopped}");
     let _ = std::fs::remove_dir_all(&out);
 }

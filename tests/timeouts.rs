@@ -86,7 +86,7 @@ async fn the_worker_long_polls_within_its_attempts_and_rides_out_an_outage_on_th
     let worker_env: BTreeMap<String, String> = deployment.worker_env(&config).await.unwrap().into_iter().collect();
     let service = sdxl_worker::serve::runner::ServiceConfig::default();
     // The task definition leaves the wait to the worker's default, and the SDK settings to the SDK's.
-    assert!(!worker_env.contains_key("RECEIVE_WAIT_SECONDS"), "{worker_env:?}");
+    assert!(!worker_env.contains_key("GAMEFORGE_RECEIVE_WAIT_SECONDS"), "{worker_env:?}");
     let long_poll = gameforge_aws::config::long_poll_timeouts(service.wait);
     let attempt = long_poll.operation_attempt_timeout().unwrap();
     assert!(attempt > service.wait, "a {:?} poll in {attempt:?} attempts would be abandoned", service.wait);

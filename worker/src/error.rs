@@ -24,6 +24,8 @@ pub enum PipelineError {
     #[error("model source {source_uri}: {reason}")]
     Source { source_uri: String, reason: String },
     #[error(transparent)]
+    Hub(#[from] crate::source::HubError),
+    #[error(transparent)]
     DoesNotFit(#[from] crate::memory::DoesNotFit),
     #[error(
         "the model's weights need about {} in memory, and {} is free ({})",

@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use sdxl_worker::image::RgbImage;
-use sdxl_worker::source::{Hub, ModelLocation, S3, default_cache, fetch};
+use sdxl_worker::source::{Hub, ModelLocation, S3, default_cache, default_hub_cache, fetch, fetch_hub};
 use sdxl_worker::{GenerateRequest, LoadOptions, SchedulerKind, SdxlPipeline, VaeTiling};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -61,10 +61,12 @@ pub fn device_and_dtype(cpu: bool, dtype: Option<DTypeArg>) -> anyhow::Result<(D
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A diffusers-format SDXL folder, `s3://bucket/prefix`, or a Hugging Face Hub repo (`owner/name`,
-    /// `hf://owner/name@revision`); remote models are copied into the model cache first.
+    /// `hf://owner/name@revision`); remote models are copied into a cache first (a Hub repo into the Hub's:
+    /// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; `HF_HUB_OFFLINE=1` uses it alone).
     #[arg(long)]
     model: String,
-    /// Where S3 models are cached (default: `GAMEFORGE_MODEL_CACHE`, else `~/.cache/gameforge/models`).
+    /// Where S3 models are cached (default: `GAMEFORGE_MODEL_CACHE`, else `~/.cache/gameforge/models`); a Hub
+    /// repo goes into the Hub's cache.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     #[arg(long)]
@@ -118,6 +120,8 @@ pub struct FetchArgs {
     /// `s3://bucket/prefix` or a Hub repo (`owner/name`, `hf://owner/name@revision`).
     #[arg(long)]
     model: String,
+    /// Where S3 models are cached (default: `GAMEFORGE_MODEL_CACHE`, else `~/.cache/gameforge/models`); a Hub
+    /// repo goes into the Hub's cache (`HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// The precision the model will run in, which decides the weight variant fetched.
@@ -131,7 +135,7 @@ pub fn fetch_command(args: FetchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The local folder of a model argument, downloading a remote one into the cache first.
+/// The local folder of a model argument, downloading a remote one into its cache first (`cache` is the S3 one).
 pub fn resolve(model: &str, cache: Option<PathBuf>, dtype: DType) -> anyhow::Result<PathBuf> {
     let location = ModelLocation::parse(model)?;
     if let ModelLocation::Local(path) = location {
@@ -148,7 +152,10 @@ pub fn resolve(model: &str, cache: Option<PathBuf>, dtype: DType) -> anyhow::Res
                 let client = gameforge_jobs::clients::s3(&config);
                 fetch(&S3::new(client, bucket, prefix), &cache, variant).await
             }
-            ModelLocation::Hub { repo, revision } => fetch(&Hub::from_env(repo, revision)?, &cache, variant).await,
+            // The Hub's own cache, shared with its tools: what they downloaded is used in place.
+            ModelLocation::Hub { repo, revision } => {
+                fetch_hub(&Hub::from_env(repo, revision)?, &default_hub_cache(), variant).await
+            }
             ModelLocation::Local(_) => unreachable!("handled above"),
         }
     })?;

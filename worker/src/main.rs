@@ -4,9 +4,9 @@ mod generate;
 mod random_model;
 mod serve_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(name = "sdxl-worker", version, about = "SDXL on candle")]
 struct Cli {
     #[command(subcommand)]
@@ -29,12 +29,17 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let (command, renamed) = gameforge_aws::env::with_former_names(Cli::command());
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The service logs JSON lines for the container's log driver; the tools log for a person.
     match cli.command {
         Command::Serve(_) => gameforge_aws::telemetry::init_json("sdxl-worker"),
         _ => gameforge_aws::telemetry::init_terminal(),
     }
+    gameforge_aws::env::warn_former_names(&renamed);
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::RandomModel(args) => random_model::run(args),

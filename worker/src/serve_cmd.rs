@@ -12,7 +12,7 @@ use gameforge_jobs::clients::{dynamodb_for_table, sqs_for_queue};
 use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue};
 use sdxl_worker::serve::decide::Judge;
 use sdxl_worker::serve::health;
-use sdxl_worker::serve::imds::{DEFAULT_ENDPOINT, Imds};
+use sdxl_worker::serve::imds::Imds;
 use sdxl_worker::serve::model::ModelThread;
 use sdxl_worker::serve::runner::{Health, HealthState, Service, ServiceConfig};
 use sdxl_worker::serve::stop;
@@ -32,39 +32,40 @@ pub struct Args {
     #[arg(long, env = "GAMEFORGE_MODEL_CACHE")]
     cache_dir: Option<PathBuf>,
     /// The job queue (any region).
-    #[arg(long, env = "JOB_QUEUE_URL")]
+    #[arg(long, env = "GAMEFORGE_JOB_QUEUE_URL")]
     queue_url: String,
     /// The job status store (a table name, or its ARN to reach the home region from a standby).
-    #[arg(long, env = "JOBS_TABLE")]
+    #[arg(long, env = "GAMEFORGE_JOBS_TABLE")]
     jobs_table: String,
     /// Days a finished job's record (and its result) stays readable.
-    #[arg(long, env = "JOB_RETENTION_DAYS", default_value_t = gameforge_jobs::FINAL_RETENTION_DAYS,
+    #[arg(long, env = "GAMEFORGE_JOB_RETENTION_DAYS", default_value_t = gameforge_jobs::FINAL_RETENTION_DAYS,
           value_parser = clap::value_parser!(u64).range(1..=3650))]
     job_retention_days: u64,
     /// The EventBridge bus for result and progress events.
-    #[arg(long, env = "RESULT_EVENT_BUS", default_value = "default")]
+    #[arg(long, env = "GAMEFORGE_RESULT_EVENT_BUS", default_value = "default")]
     event_bus: String,
-    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "GAMEFORGE_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     health_addr: SocketAddr,
-    /// Instance metadata endpoint for spot notices and placement; `off` outside EC2.
-    #[arg(long, env = "IMDS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    imds: String,
-    #[arg(long, env = "IMDS_POLL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    /// Instance metadata endpoint for spot notices and placement, `off` outside EC2; default: AWS's setting
+    /// (the profile's `ec2_metadata_service_endpoint`), else the link-local address.
+    #[arg(long, env = "AWS_EC2_METADATA_SERVICE_ENDPOINT")]
+    imds: Option<String>,
+    #[arg(long, env = "GAMEFORGE_IMDS_POLL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     imds_poll_ms: u64,
     /// Seconds a received job stays hidden; renewed every third of it while it runs.
-    #[arg(long, env = "VISIBILITY_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=43_200))]
+    #[arg(long, env = "GAMEFORGE_VISIBILITY_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=43_200))]
     visibility_seconds: u64,
     /// Long-poll wait of one receive (SQS allows at most 20).
-    #[arg(long, env = "RECEIVE_WAIT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=20))]
+    #[arg(long, env = "GAMEFORGE_RECEIVE_WAIT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=20))]
     receive_wait_seconds: u64,
     /// Seconds between SIGTERM and the kill (the ECS task's stopTimeout).
-    #[arg(long, env = "STOP_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, env = "GAMEFORGE_STOP_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     stop_timeout_seconds: u64,
     /// Seconds kept free before the kill to store the image and the result.
-    #[arg(long, env = "STOP_MARGIN_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    #[arg(long, env = "GAMEFORGE_STOP_MARGIN_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     stop_margin_seconds: u64,
     /// A progress event every N steps.
-    #[arg(long, env = "PROGRESS_EVERY")]
+    #[arg(long, env = "GAMEFORGE_PROGRESS_EVERY")]
     progress_every: Option<usize>,
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
@@ -128,10 +129,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .context("the job queue")?;
     let (dynamodb, table) = dynamodb_for_table(&config, &args.jobs_table);
     let jobs = DynamoJobStore::new(dynamodb, table, Duration::from_secs(args.job_retention_days * 86_400));
-    let placement = if args.imds == "off" {
+    let placement = if args.imds.as_deref() == Some("off") {
         None
     } else {
-        let imds = Imds::new(&args.imds);
+        let imds = Imds::new(args.imds.as_deref())?;
         stop::on_spot_notice(stop_tx.clone(), imds.clone(), Duration::from_millis(args.imds_poll_ms));
         match imds.placement().await {
             Ok(p) => Some(p),

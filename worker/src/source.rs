@@ -1,14 +1,20 @@
 //! Where a model folder comes from: a local path, `s3://bucket/prefix`, or a Hugging Face Hub repo. Remote
 //! folders are copied once into a local cache, only the files a pipeline needs (the components
-//! `model_index.json` names, one weight variant each), and reused while the remote files are unchanged.
+//! `model_index.json` names, one weight variant each), and reused while the remote files are unchanged. An S3
+//! folder goes into the model cache (`GAMEFORGE_MODEL_CACHE`, [`fetch`]); a Hub repo into the Hub's own cache
+//! (`HF_HUB_CACHE`, [`fetch_hub`]), shared with the Hub's tools.
 
 mod hub;
+pub mod hub_cache;
+mod hub_fetch;
 mod s3;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-pub use hub::Hub;
+pub use hub::{Downloaded, Hub, HubFile, Listing};
+pub use hub_cache::{RepoCache, default_hub_cache};
+pub use hub_fetch::{HubError, fetch_hub, git_blob_id};
 pub use s3::S3;
 
 use crate::error::PipelineError;
@@ -51,19 +57,19 @@ impl ModelLocation {
     }
 }
 
-/// One file of a remote model folder.
+/// One file of a remote model folder kept in the model cache (S3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
     /// Path inside the folder, `/`-separated.
     pub path: String,
-    /// Changes whenever the content does (an S3 ETag, a Hub commit).
+    /// Changes whenever the content does (an S3 ETag).
     pub version: String,
 }
 
-/// A remote model folder.
+/// A remote model folder kept in the model cache's own layout (S3; the Hub has its own, [`fetch_hub`]).
 #[allow(async_fn_in_trait)]
 pub trait Remote {
-    /// For messages: `s3://…`, `hf://…`.
+    /// For messages: `s3://…`.
     fn uri(&self) -> String;
     /// Where its copy lives inside the cache.
     fn cache_folder(&self, cache: &Path) -> PathBuf;
@@ -227,7 +233,7 @@ pub async fn fetch<R: Remote>(
     Ok(dest)
 }
 
-/// The model cache: `GAMEFORGE_MODEL_CACHE`, else `$XDG_CACHE_HOME/gameforge/models`, else
+/// The model cache for S3 folders (a Hub repo goes into [`default_hub_cache`]): `GAMEFORGE_MODEL_CACHE`, else `$XDG_CACHE_HOME/gameforge/models`, else
 /// `~/.cache/gameforge/models`.
 pub fn default_cache() -> PathBuf {
     if let Some(dir) = std::env::var_os("GAMEFORGE_MODEL_CACHE") {

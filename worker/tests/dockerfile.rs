@@ -58,6 +58,7 @@ fn the_worker_image_is_built_as_the_service_expects() {
     }
     // What the service reads and answers.
     assert!(runtime.iter().any(|(k, v)| k == "ENV" && v.contains("GAMEFORGE_MODEL_CACHE=/models")));
+    assert!(runtime.iter().any(|(k, v)| k == "ENV" && v.contains("HF_HUB_CACHE=/models/huggingface/hub")));
     assert!(runtime.iter().any(|(k, v)| k == "HEALTHCHECK" && v.contains(r#"CMD ["sdxl-worker", "health"]"#)));
     assert!(runtime.iter().any(|(k, v)| k == "STOPSIGNAL" && v == "SIGTERM"));
     assert_eq!(runtime.last().unwrap(), &("ENTRYPOINT".to_string(), r#"["sdxl-worker", "serve"]"#.to_string()));

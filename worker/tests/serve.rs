@@ -279,7 +279,12 @@ fn fake_imds(noticed: Arc<AtomicBool>) -> LoopbackServer {
                 Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap()
             };
             if path == "/latest/api/token" {
-                return respond(StatusCode::OK, "token".into());
+                // As IMDS does: the token with its lifetime, which AWS's client needs to cache it.
+                return Response::builder()
+                    .status(StatusCode::OK)
+                    .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+                    .body(Full::new(Bytes::from("token")))
+                    .unwrap();
             }
             if request.headers().get("x-aws-ec2-metadata-token").is_none() {
                 return respond(StatusCode::UNAUTHORIZED, String::new());

@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::os_shim_internal::{Env, Fs};
 
 /// Retry and timeout settings, read from `GAMEFORGE_AWS_*` variables so that tests and operators can tune
 /// them without a rebuild.
@@ -104,12 +106,69 @@ pub fn long_poll_timeouts(wait: Duration) -> TimeoutConfig {
 /// The configuration every gameforge binary uses: the environment's region, credentials and endpoint, with
 /// the retry and timeout settings above.
 pub async fn load() -> SdkConfig {
-    AwsSettings::from_env().apply(aws_config::defaults(BehaviorVersion::latest())).load().await
+    load_as(&Caller::default()).await
+}
+
+/// Who a command-line tool acts as, where its user said so (`--profile`, `--region`); the environment and the
+/// shared config files otherwise, as every AWS tool reads them.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+}
+
+/// [`load`] for `caller`. AWS's standard retry settings (`AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`, else the profile's
+/// `max_attempts` and `retry_mode`) are honoured; the project's defaults apply only where none is set.
+pub async fn load_as(caller: &Caller) -> SdkConfig {
+    let profile = profile_settings(&Fs::real(), &Env::real(), caller.profile.as_deref()).await;
+    let settings = AwsSettings::from_lookup(|name| std::env::var(name).ok().or_else(|| profile(name)));
+    let mut loader = settings.apply(aws_config::defaults(BehaviorVersion::latest()));
+    if let Some(profile) = &caller.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &caller.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    loader.load().await
+}
+
+/// The selected profile's retry settings, under the environment names they stand in for; nothing when there are
+/// no shared config files (on Lambda, in a container) or they cannot be read (the loader reports those itself).
+async fn profile_settings(fs: &Fs, env: &Env, profile: Option<&str>) -> impl Fn(&str) -> Option<String> + use<> {
+    let chosen = profile.map(|p| std::borrow::Cow::Owned(p.to_owned()));
+    let set = aws_config::profile::load(fs, env, &EnvConfigFiles::default(), chosen).await.ok();
+    move |name: &str| {
+        let key = match name {
+            "AWS_MAX_ATTEMPTS" => "max_attempts",
+            "AWS_RETRY_MODE" => "retry_mode",
+            _ => return None,
+        };
+        set.as_ref().and_then(|s| s.get(key)).map(str::to_owned)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_profiles_retry_settings_apply_where_the_environment_sets_none() {
+        let fs = Fs::from_slice(&[(
+            "/home/u/.aws/config",
+            "[default]\nmax_attempts = 7\n[profile batch]\nmax_attempts = 9\nretry_mode = adaptive\n",
+        )]);
+        let env = Env::from_slice(&[("HOME", "/home/u")]);
+        let default = profile_settings(&fs, &env, None).await;
+        assert_eq!(AwsSettings::from_lookup(&default).max_attempts, 7);
+        let batch = profile_settings(&fs, &env, Some("batch")).await;
+        let settings = AwsSettings::from_lookup(&batch);
+        assert_eq!((settings.max_attempts, settings.adaptive), (9, true));
+        // The environment wins over the profile, and ours over AWS's.
+        let both = |name: &str| (name == "AWS_MAX_ATTEMPTS").then(|| "3".to_owned()).or_else(|| batch(name));
+        assert_eq!(AwsSettings::from_lookup(both).max_attempts, 3);
+        let none = profile_settings(&Fs::from_slice(&[]), &env, None).await;
+        assert_eq!(AwsSettings::from_lookup(&none), AwsSettings::default());
+    }
 
     #[test]
     fn environment_overrides_defaults_and_ignores_nonsense() {

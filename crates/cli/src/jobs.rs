@@ -1,4 +1,5 @@
-//! `gameforge jobs`: submit, wait, status, cancel, for people at a terminal and for scripts (`--json`).
+//! `gameforge jobs`: submit, wait, status, cancel, list, for people at a terminal and for scripts (`--json`);
+//! straight to the queue and the status table, or through the deployment's submit URL (`--submit-url`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -6,24 +7,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use gameforge_aws::config::Caller;
 use gameforge_contract::{
     ErrorClass, GenerationJob, JobResult, JobState, JobStatus, JobStatusReport, Message, S3Uri, Scheduler,
 };
-use gameforge_jobs::{CancelOutcome, Client, ClientSettings, SubmitError, Submitted, WaitError};
+use gameforge_jobs::{
+    CancelOutcome, Client, ClientSettings, Defaults, JobFilter, ListError, SubmitError, Submitted, WaitError,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::Rng;
 
+use crate::outcome::{Failure, exit};
+
 /// SQS keeps a message at most 14 days: a later deadline could never be reached by a waiting job.
 const MAX_DEADLINE_IN: i64 = 14 * 86_400;
-
-/// Exit codes a script can branch on.
-mod exit {
-    pub const ERROR: u8 = 1;
-    pub const REJECTED: u8 = 3;
-    pub const FAILED: u8 = 4;
-    pub const TIMED_OUT: u8 = 5;
-    pub const CANCELLED: u8 = 6;
-}
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
@@ -35,11 +32,23 @@ pub enum JobsCommand {
     Status(IdArgs),
     /// Cancel a job: at once if no worker has started it, else at its next step.
     Cancel(IdArgs),
+    /// Your own jobs, newest first (the status table's owner index; not offered through --submit-url).
+    List(ListArgs),
 }
 
-/// The deployment to talk to; the stack outputs `JobQueueUrl` and `JobsTableArn` name both.
+/// The deployment to talk to: its home stack's name (its outputs `JobQueueUrl` and `JobsTableArn`), or both
+/// settings; or its submit URL.
 #[derive(Debug, Args)]
 pub struct Deployment {
+    /// Go through the deployment's submit URL (a function URL with IAM auth) instead of the queue and the table:
+    /// requests are signed with SigV4 (service lambda, the URL's region) by your AWS credentials, which then need
+    /// only the URL's invoke permission (SubmitCallerPolicy). `list` is not offered there, and `--out` still
+    /// needs s3:GetObject on the image.
+    #[arg(long, env = "GAMEFORGE_SUBMIT_URL", global = true, value_name = "URL")]
+    submit_url: Option<String>,
+    /// The home stack, whose outputs give the settings not given otherwise.
+    #[arg(long, env = "GAMEFORGE_STACK", global = true)]
+    stack: Option<String>,
     #[arg(long, env = "GAMEFORGE_JOB_QUEUE_URL", global = true, hide_env_values = true)]
     queue_url: Option<String>,
     /// The job status table's name or ARN.
@@ -86,12 +95,13 @@ pub struct SubmitArgs {
     seed: Option<u64>,
     #[arg(long, value_enum, default_value = "euler")]
     scheduler: SchedulerArg,
-    /// The model the fleet serves.
+    /// The model the fleet serves; through --submit-url, the deployment's when left out.
     #[arg(long, env = "GAMEFORGE_MODEL")]
-    model: String,
-    /// Where the image goes (`s3://bucket/prefix`; the image is `<prefix>/<job id>.png`).
-    #[arg(long, env = "GAMEFORGE_OUTPUT")]
-    output_prefix: String,
+    model: Option<String>,
+    /// Where the image goes (`s3://bucket/prefix`; the image is `<prefix>/<job id>.png`); through --submit-url,
+    /// your own folder of the deployment's output prefix when left out (and it must be under that folder).
+    #[arg(long, env = "GAMEFORGE_OUTPUT_PREFIX")]
+    output_prefix: Option<String>,
     /// An SQS queue that also receives the result: one of the deployment's account, tagged
     /// `gameforge:reply-to=<deployment prefix>`.
     #[arg(long)]
@@ -140,56 +150,86 @@ pub struct IdArgs {
     job_id: String,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StateArg {
+    Submitted,
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Rejected,
+    Cancelled,
+}
+
+impl From<StateArg> for JobState {
+    fn from(state: StateArg) -> Self {
+        match state {
+            StateArg::Submitted => JobState::Submitted,
+            StateArg::Queued => JobState::Queued,
+            StateArg::Running => JobState::Running,
+            StateArg::Succeeded => JobState::Succeeded,
+            StateArg::Failed => JobState::Failed,
+            StateArg::Rejected => JobState::Rejected,
+            StateArg::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    deployment: Deployment,
+    /// Print one JobStatusReport per line.
+    #[arg(long)]
+    json: bool,
+    /// Only jobs in this state.
+    #[arg(long, value_enum)]
+    state: Option<StateArg>,
+    /// At most this many jobs, the newest.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("{text:?} is not key=value"))
 }
 
-/// An error that ends the command with its exit code.
-struct Failure(u8, String);
-
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure(exit::ERROR, e.to_string())
-    }
+pub fn run(command: JobsCommand, caller: &Caller) -> ExitCode {
+    crate::outcome::run(dispatch(command, caller))
 }
 
-pub fn run(command: JobsCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("gameforge: {e}");
-            return ExitCode::from(exit::ERROR);
-        }
+async fn connect(deployment: &Deployment, caller: &Caller) -> Result<Client, Failure> {
+    let config = gameforge_aws::config::load_as(caller).await;
+    if let Some(url) = &deployment.submit_url {
+        return Ok(Client::over_url(&config, url)?);
+    }
+    let outputs = match &deployment.stack {
+        Some(stack) => Some(crate::stack::outputs(&config, stack).await?),
+        None => None,
     };
-    match runtime.block_on(dispatch(command)) {
-        Ok(code) => ExitCode::from(code),
-        Err(Failure(code, message)) => {
-            eprintln!("gameforge: {message}");
-            ExitCode::from(code)
-        }
-    }
-}
-
-async fn connect(deployment: &Deployment) -> Result<Client, Failure> {
     let settings = ClientSettings::from_lookup(|name| match name {
-        "GAMEFORGE_JOB_QUEUE_URL" => deployment.queue_url.clone(),
-        "GAMEFORGE_JOBS_TABLE" => deployment.jobs_table.clone(),
+        "GAMEFORGE_JOB_QUEUE_URL" => {
+            crate::stack::setting(deployment.queue_url.as_ref(), outputs.as_ref(), "JobQueueUrl")
+        }
+        "GAMEFORGE_JOBS_TABLE" => {
+            crate::stack::setting(deployment.jobs_table.as_ref(), outputs.as_ref(), "JobsTableArn")
+        }
         _ => None,
     })?;
-    Ok(Client::new(&gameforge_aws::config::load().await, &settings))
+    Ok(Client::new(&config, &settings))
 }
 
-async fn dispatch(command: JobsCommand) -> Result<u8, Failure> {
+async fn dispatch(command: JobsCommand, caller: &Caller) -> Result<u8, Failure> {
     match command {
-        JobsCommand::Submit(args) => submit(*args).await,
+        JobsCommand::Submit(args) => submit(*args, caller).await,
         JobsCommand::Wait(args) => {
-            let client = connect(&args.deployment).await?;
+            let client = connect(&args.deployment, caller).await?;
             wait(&client, &args.job_id, &args.waiting, args.output.json).await
         }
         JobsCommand::Status(args) => {
-            let client = connect(&args.deployment).await?;
+            let client = connect(&args.deployment, caller).await?;
             let report = client
                 .status(&args.job_id)
                 .await?
@@ -201,8 +241,28 @@ async fn dispatch(command: JobsCommand) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        JobsCommand::List(args) => {
+            let client = connect(&args.deployment, caller).await?;
+            let filter = JobFilter { state: args.state.map(JobState::from), limit: usize::from(args.limit) };
+            let reports = match client.list(&filter).await {
+                Ok(reports) => reports,
+                Err(e @ ListError::NotOverHttp) => return Err(Failure(exit::ERROR, e.to_string())),
+                Err(ListError::Aws(e)) => return Err(e.into()),
+            };
+            for report in &reports {
+                if args.json {
+                    println!("{}", report.to_json());
+                } else {
+                    println!("{}", describe(report));
+                }
+            }
+            if reports.is_empty() && !args.json {
+                eprintln!("no jobs");
+            }
+            Ok(0)
+        }
         JobsCommand::Cancel(args) => {
-            let client = connect(&args.deployment).await?;
+            let client = connect(&args.deployment, caller).await?;
             let (outcome, record) = match client.cancel(&args.job_id).await? {
                 CancelOutcome::Cancelled(r) => ("cancelled", r),
                 CancelOutcome::Requested(r) => ("requested", r),
@@ -224,13 +284,18 @@ async fn dispatch(command: JobsCommand) -> Result<u8, Failure> {
     }
 }
 
-fn build_job(args: &SubmitArgs) -> Result<GenerationJob, Failure> {
-    let output =
-        S3Uri::parse(&args.output_prefix).map_err(|e| Failure(exit::REJECTED, format!("--output-prefix: {e}")))?;
+/// The job, and which of its fields are left to the deployment (their values in the job are placeholders that
+/// are never sent: the library leaves them out of the request).
+fn build_job(args: &SubmitArgs) -> Result<(GenerationJob, Defaults), Failure> {
+    let defaults = Defaults { model: args.model.is_none(), output: args.output_prefix.is_none() };
+    let output = match &args.output_prefix {
+        Some(prefix) => S3Uri::parse(prefix).map_err(|e| Failure(exit::REJECTED, format!("--output-prefix: {e}")))?,
+        None => S3Uri::parse("s3://deployment-default").map_err(|e| Failure(exit::ERROR, e.to_string()))?,
+    };
     let job_id = args.job_id.clone().unwrap_or_else(|| {
         format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), rand::rng().random::<u32>())
     });
-    let mut job = GenerationJob::new(job_id, &args.prompt, &args.model, output);
+    let mut job = GenerationJob::new(job_id, &args.prompt, args.model.as_deref().unwrap_or_default(), output);
     job.negative_prompt = args.negative_prompt.clone();
     (job.width, job.height, job.steps, job.guidance, job.seed) =
         (args.width, args.height, args.steps, args.guidance, args.seed);
@@ -242,13 +307,13 @@ fn build_job(args: &SubmitArgs) -> Result<GenerationJob, Failure> {
     job.reply_to = args.reply_to.clone();
     job.deadline = args.deadline_in.map(|s| job.submitted_at + chrono::Duration::seconds(i64::from(s)));
     job.labels = args.labels.iter().cloned().collect();
-    Ok(job)
+    Ok((job, defaults))
 }
 
-async fn submit(args: SubmitArgs) -> Result<u8, Failure> {
-    let job = build_job(&args)?;
-    let client = connect(&args.deployment).await?;
-    let outcome = match client.submit(&job).await {
+async fn submit(args: SubmitArgs, caller: &Caller) -> Result<u8, Failure> {
+    let (job, defaults) = build_job(&args)?;
+    let client = connect(&args.deployment, caller).await?;
+    let outcome = match client.submit_with_defaults(&job, defaults).await {
         Ok(outcome) => outcome,
         Err(e @ SubmitError::Invalid(_)) => {
             let list: Vec<String> = e.violations().iter().map(|v| format!("  {v}")).collect();

@@ -48,6 +48,37 @@ pub enum ControlCommand {
     },
     /// Take one instance out of service; it is replaced if the fleet needs it.
     DrainInstance { instance_id: String, region: String },
+    /// An operator's instruction (`gameforge fleet pause|resume|pin|unpin|unblock`): kept in the fleet's state and
+    /// honoured until undone. `by` says who, for the journal.
+    Operate {
+        #[schemars(length(min = 1, max = 256))]
+        by: String,
+        action: OperatorAction,
+    },
+}
+
+/// What an operator asks of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OperatorAction {
+    /// Stop launching until resumed; draining, scaling in and terminating go on.
+    Pause {
+        #[schemars(length(max = 512))]
+        reason: String,
+    },
+    /// Launch again: lifts a pause and a stop for a configuration error.
+    Resume,
+    /// Keep the fleet in `region`: it moves there now and never leaves on its own, nor returns home.
+    Pin { region: String },
+    /// Let the fleet move on its own again.
+    Unpin,
+    /// Put back into placement what the ledger keeps out: every block whose key (`region/zone/type/capacity` for
+    /// an offering, `region/capacity/family` for a quota bucket) starts with `pattern`'s parts, `*` matching any
+    /// one part (`us-east-1` is the whole region, `*/*/g5.xlarge` one type everywhere).
+    Unblock {
+        #[schemars(length(min = 1, max = 256))]
+        pattern: String,
+    },
 }
 
 impl ControlCommand {
@@ -60,6 +91,7 @@ impl ControlCommand {
             ControlCommand::Reconcile => "reconcile",
             ControlCommand::Migrate { .. } => "migrate",
             ControlCommand::DrainInstance { .. } => "drain_instance",
+            ControlCommand::Operate { .. } => "operate",
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod schemas;
 mod signal;
 mod status;
 
-pub use control::{ControlCommand, ControlJob};
+pub use control::{ControlCommand, ControlJob, OperatorAction};
 pub use job::{GenerationJob, Scheduler};
 pub use message::{ContractError, Message, Violation};
 pub use result::{ErrorClass, JobFailure, JobResult, JobStatus, Placement, Timings};

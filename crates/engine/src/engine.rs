@@ -12,7 +12,7 @@ use gameforge_aws::backoff::Backoff;
 use gameforge_aws::invocation::Deadline;
 use gameforge_contract::{
     CONTRACT_VERSION, CapacityShortage, CapacityType, ControlCommand, ControlJob, InterruptionNotice, NoticeKind,
-    ShortageCause,
+    OperatorAction, ShortageCause,
 };
 use gameforge_planner::FleetConfig;
 use gameforge_planner::Offering;
@@ -24,11 +24,11 @@ use gameforge_planner::ledger::{BlockCause, LedgerView};
 use gameforge_planner::placement::{
     MigrationReason, Target, choose_target, should_leave, should_return_home, toured_in_vain,
 };
-use gameforge_planner::scaling::desired_workers;
+use gameforge_planner::scaling::{Demand, desired_workers};
 
-use crate::journal::{DrainCause, Event, Journal};
+use crate::journal::{Decisions, DrainCause, Event, Journal};
 use crate::ports::{Alert, AlertKind, LaunchFailure, LockOutcome, PortError, SaveOutcome, World};
-use crate::state::{ConfigError, FleetState};
+use crate::state::{ConfigError, FleetState, Paused, Pinned, Seen};
 
 /// What became of one control job.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +66,8 @@ struct Cx {
     readiness: HashMap<String, bool>,
     control_id: String,
     launches: u32,
+    /// The backlog, when this invocation read it.
+    demand: Option<Demand>,
 }
 
 impl Cx {
@@ -118,6 +120,18 @@ impl<W: World> Executor<W> {
         }
         let journal = outcome?;
         self.world.mark_done(fleet, &job.control_id, self.world.now()).await?;
+        if !journal.is_routine() {
+            let decisions = Decisions {
+                control_id: job.control_id.clone(),
+                command: job.command.kind().into(),
+                at: journal.entries.first().map_or_else(|| self.world.now(), |e| e.at),
+                entries: journal.entries.clone(),
+            };
+            // The decisions are done and saved; only the operators' record of them would be missing.
+            if let Err(error) = self.world.record_decisions(fleet, &decisions).await {
+                tracing::warn!(%error, "could not keep this invocation's decisions for operators");
+            }
+        }
         Ok(Handled::Done(journal))
     }
 
@@ -136,6 +150,7 @@ impl<W: World> Executor<W> {
             readiness: HashMap::new(),
             control_id: job.control_id.clone(),
             launches: 0,
+            demand: None,
         };
         cx.note(Event::Job { control_id: job.control_id.clone(), command: job.command.kind().into() });
 
@@ -165,8 +180,14 @@ impl<W: World> Executor<W> {
                 }
                 true
             }
+            ControlCommand::Operate { by, action } => self.operate(&mut cx, by, action).await?,
         };
         self.converge(&mut cx, force).await?;
+        let (demand, demand_at) = match cx.demand {
+            Some(demand) => (Some(demand), Some(now)),
+            None => cx.state.seen.as_ref().map_or((None, None), |s| (s.demand, s.demand_at)),
+        };
+        cx.state.seen = Some(Seen { at: now, workers: cx.workers.clone(), demand, demand_at });
 
         cx.state.version += 1;
         match self.world.save_state(fleet, &cx.state).await? {
@@ -231,7 +252,9 @@ impl<W: World> Executor<W> {
         let worker = cx.workers.iter().find(|w| w.instance_id == instance_id).cloned();
         cx.note(Event::Interruption {
             instance_id: instance_id.clone(),
-            region: notice.region.clone(),
+            // The instance's own region where the fleet knows it: an event forwarded between regions' buses may
+            // arrive stamped with the bus's region.
+            region: worker.as_ref().map_or_else(|| notice.region.clone(), |w| w.offering.region.clone()),
             notice: notice.notice,
             ours: worker.is_some(),
         });
@@ -266,6 +289,7 @@ impl<W: World> Executor<W> {
     async fn scale(&self, cx: &mut Cx) -> Result<(), PortError> {
         let demand = self.world.demand().await?;
         let current = cx.state.desired;
+        cx.demand = Some(demand);
         let decision = desired_workers(&self.config.workers, demand, current, cx.state.scale, cx.now);
         if decision.desired != current {
             cx.note(Event::Scale { demand, current, desired: decision.desired });
@@ -275,7 +299,80 @@ impl<W: World> Executor<W> {
         Ok(())
     }
 
+    /// An operator's instruction. Returns whether launching should be tried now.
+    async fn operate(&self, cx: &mut Cx, by: &str, action: &OperatorAction) -> Result<bool, PortError> {
+        let mut moving_to = None;
+        let mut applied = true;
+        let (outcome, force) = match action {
+            OperatorAction::Pause { reason } => {
+                cx.state.operator.paused = Some(Paused { by: by.to_owned(), reason: reason.clone(), at: cx.now });
+                ("launching paused; draining and scaling in go on".to_owned(), false)
+            }
+            OperatorAction::Resume => {
+                let mut words = match cx.state.operator.paused.take() {
+                    Some(paused) => format!("launching resumed (paused by {} since {})", paused.by, paused.at),
+                    None => "launching resumed (it was not paused)".to_owned(),
+                };
+                if let Some(error) = cx.state.config_error.take() {
+                    words.push_str(&format!("; the stop for {} is lifted", error.code));
+                }
+                // A resumed fleet tries at once, not after the backoff it was in.
+                cx.state.next_attempt_at = None;
+                (words, true)
+            }
+            OperatorAction::Pin { region } if self.config.stamp(region).is_none() => {
+                let known: Vec<&str> = self.config.regions.iter().map(|r| r.region.as_str()).collect();
+                applied = false;
+                (format!("refused: {region} is not one of the fleet's regions ({})", known.join(", ")), false)
+            }
+            OperatorAction::Pin { region } => {
+                cx.state.operator.pinned = Some(Pinned { region: region.clone(), by: by.to_owned(), at: cx.now });
+                if *region == cx.state.placement.active_region {
+                    (format!("pinned to {region}, where the fleet is"), false)
+                } else {
+                    moving_to = Some(region.clone());
+                    (format!("pinned to {region}; the fleet moves there now"), true)
+                }
+            }
+            OperatorAction::Unpin => match cx.state.operator.pinned.take() {
+                Some(pin) => (format!("unpinned from {} (pinned by {} since {})", pin.region, pin.by, pin.at), true),
+                None => ("unpinned (it was not pinned)".to_owned(), false),
+            },
+            OperatorAction::Unblock { pattern } => {
+                let (offerings, quotas) = cx.view.matching(pattern, cx.now);
+                let offerings: Vec<_> = offerings.into_iter().map(|b| b.lifted(cx.now)).collect();
+                let quotas: Vec<_> = quotas.into_iter().map(|q| q.lifted(cx.now)).collect();
+                let mut keys: Vec<String> = offerings.iter().map(|b| b.offering.key()).collect();
+                keys.extend(quotas.iter().map(|q| format!("quota {}", q.bucket.key())));
+                for block in offerings {
+                    self.world.put_block(&self.config.fleet, &block).await?;
+                    cx.view.apply_block(block);
+                }
+                for block in quotas {
+                    self.world.put_quota(&self.config.fleet, &block).await?;
+                    cx.view.apply_quota(block);
+                }
+                let words = if keys.is_empty() {
+                    format!("nothing blocked matches {pattern}")
+                } else {
+                    format!("unblocked {} matching {pattern}: {}", keys.len(), keys.join(", "))
+                };
+                (words, !keys.is_empty())
+            }
+        };
+        cx.note(Event::Operator { by: by.to_owned(), action: action.clone(), applied, outcome });
+        if let Some(region) = moving_to {
+            self.migrate(cx, &region, MigrationReason::Requested);
+        }
+        Ok(force)
+    }
+
     async fn requested_migration(&self, cx: &mut Cx, to: Option<&str>) -> Result<(), PortError> {
+        if let Some(pin) = &cx.state.operator.pinned {
+            let region = pin.region.clone();
+            cx.note(Event::Pinned { region, declined: MigrationReason::Requested });
+            return Ok(());
+        }
         let target = match to {
             Some(region) if self.config.stamp(region).is_some() => Some(region.to_owned()),
             Some(_) => None,
@@ -292,7 +389,11 @@ impl<W: World> Executor<W> {
     async fn converge(&self, cx: &mut Cx, force: bool) -> Result<(), PortError> {
         self.reap(cx).await?;
         let desired = cx.state.desired;
-        let launches_allowed = if let Some(error) = &cx.state.config_error {
+        let launches_allowed = if let Some(paused) = &cx.state.operator.paused {
+            let why = format!("launching paused by {} since {}: {}", paused.by, paused.at, paused.reason);
+            cx.note(Event::Waiting { until: cx.now, why });
+            false
+        } else if let Some(error) = &cx.state.config_error {
             let why = format!("launches stopped by {} until an operator clears it", error.code);
             cx.note(Event::Waiting { until: cx.now, why });
             false
@@ -324,6 +425,7 @@ impl<W: World> Executor<W> {
     async fn return_home(&self, cx: &mut Cx, desired: u32) -> Result<(), PortError> {
         let home = self.config.home_region.clone();
         if desired == 0
+            || cx.state.operator.pinned.is_some()
             || !should_return_home(&self.config, &cx.view, &cx.state.placement, cx.now)
             || !self.hostable(cx, &home, desired)
         {
@@ -367,28 +469,36 @@ impl<W: World> Executor<W> {
                 });
             // Leaving for a rate of interruptions is only worth it when the fleet runs at all.
             if let Some(reason) = reason.filter(|r| matches!(r, MigrationReason::Exhausted) || desired > 0) {
-                if matches!(reason, MigrationReason::Exhausted)
-                    && toured_in_vain(&self.config, cx.state.fruitless_migrations)
-                {
-                    cx.note(Event::Staying {
-                        region: region.clone(),
-                        fruitless_migrations: cx.state.fruitless_migrations,
-                    });
-                    let message = format!(
-                        "capacity is short in every region: the fleet stays in {region} and keeps trying there, \
-                         backing off ({} migrations gained no worker)",
-                        cx.state.fruitless_migrations
-                    );
-                    self.alert(cx, AlertKind::NoRegion, "all", message).await?;
-                    return Ok(());
-                }
-                match self.choose(cx).await? {
-                    Some(target) => {
-                        self.migrate(cx, &target.region, reason);
-                        continue;
+                if cx.state.operator.pinned.is_some() {
+                    let exhausted = matches!(reason, MigrationReason::Exhausted);
+                    cx.note(Event::Pinned { region: region.clone(), declined: reason });
+                    if exhausted {
+                        return Ok(());
                     }
-                    None if matches!(reason, MigrationReason::Exhausted) => return Ok(()),
-                    None => {}
+                } else {
+                    if matches!(reason, MigrationReason::Exhausted)
+                        && toured_in_vain(&self.config, cx.state.fruitless_migrations)
+                    {
+                        cx.note(Event::Staying {
+                            region: region.clone(),
+                            fruitless_migrations: cx.state.fruitless_migrations,
+                        });
+                        let message = format!(
+                            "capacity is short in every region: the fleet stays in {region} and keeps trying there, \
+                             backing off ({} migrations gained no worker)",
+                            cx.state.fruitless_migrations
+                        );
+                        self.alert(cx, AlertKind::NoRegion, "all", message).await?;
+                        return Ok(());
+                    }
+                    match self.choose(cx).await? {
+                        Some(target) => {
+                            self.migrate(cx, &target.region, reason);
+                            continue;
+                        }
+                        None if matches!(reason, MigrationReason::Exhausted) => return Ok(()),
+                        None => {}
+                    }
                 }
             }
             if deficit == 0 {

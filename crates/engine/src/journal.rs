@@ -2,18 +2,18 @@
 //! lines by the simulator, and inspected by the tests.
 
 use chrono::{DateTime, Utc};
-use gameforge_contract::{CapacityType, NoticeKind};
+use gameforge_contract::{CapacityType, NoticeKind, OperatorAction};
 use gameforge_planner::Offering;
 use gameforge_planner::fleet::DrainReason;
 use gameforge_planner::ladder::Skip;
 use gameforge_planner::ledger::BlockCause;
 use gameforge_planner::placement::{MigrationReason, Unsuitable};
 use gameforge_planner::scaling::Demand;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ports::{AlertKind, LaunchFailure};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The control job that started this invocation.
@@ -116,25 +116,38 @@ pub enum Event {
         region: String,
         workers: u32,
     },
+    /// An operator's instruction, and what came of it.
+    Operator {
+        by: String,
+        action: OperatorAction,
+        /// False when the executor refused it (a region the fleet does not have).
+        applied: bool,
+        outcome: String,
+    },
+    /// The fleet would have moved, but an operator pinned it.
+    Pinned {
+        region: String,
+        declined: MigrationReason,
+    },
 }
 
 /// Why a worker was drained: the notice that announced it going away, or the fleet's own reason. Written as the
 /// notice's or the reason's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DrainCause {
     Notice(NoticeKind),
     Fleet(DrainReason),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub event: Event,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
     pub entries: Vec<Entry>,
 }
@@ -146,6 +159,14 @@ impl Journal {
 
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.entries.iter().map(|e| &e.event)
+    }
+
+    /// Whether the invocation only found the fleet as it should be (or waiting as before): nothing an operator
+    /// asking "what did it decide?" wants to read, so it is not kept in the ledger.
+    pub fn is_routine(&self) -> bool {
+        self.events().all(|e| {
+            matches!(e, Event::Job { .. } | Event::Satisfied { .. } | Event::ServiceSize { .. } | Event::Waiting { .. })
+        })
     }
 
     /// What the dashboard and the alarms count from one invocation.
@@ -170,6 +191,120 @@ impl Journal {
             }
         }
         tally
+    }
+}
+
+/// One invocation's journal as the ledger keeps it for operators (`gameforge fleet explain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decisions {
+    pub control_id: String,
+    /// The control job's wire kind (`reconcile`, `operate`…).
+    pub command: String,
+    pub at: DateTime<Utc>,
+    pub entries: Vec<Entry>,
+}
+
+impl Event {
+    /// The event in words, for operators.
+    pub fn describe(&self) -> String {
+        match self {
+            Event::Job { control_id, command } => format!("{command} job {control_id}"),
+            Event::Scale { demand, current, desired } => format!(
+                "desired workers {current} → {desired} ({} queued, {} in flight)",
+                demand.queued, demand.in_flight
+            ),
+            Event::Blocked { offering, cause, until } => {
+                format!("blocked {} ({}) until {}", offering.key(), wire(cause), clock(*until))
+            }
+            Event::QuotaBlocked { bucket, error_code, until } => {
+                format!("quota block on {bucket} ({error_code}) until {}", clock(*until))
+            }
+            Event::Interruption { instance_id, region, notice, ours } => format!(
+                "{} for {instance_id} in {region}{}",
+                wire(notice),
+                if *ours { "" } else { " (not a worker of this fleet)" }
+            ),
+            Event::UntiedInterruption { event_id, region, notice } => {
+                format!("{} in {region} naming no instance (event {event_id}): fleet checked against EC2", wire(notice))
+            }
+            Event::Skipped { region, capacity_type, why } => {
+                format!("skipped {} in {region}: {}", wire(capacity_type), skip_words(why))
+            }
+            Event::Launch { region, capacity_type, count, overrides, .. } => {
+                format!("launch {count} {} in {region} over {overrides} offerings", wire(capacity_type))
+            }
+            Event::Launched { region, instances, failures } => {
+                let mut text = format!("launched {} in {region}", instances.len());
+                if !instances.is_empty() {
+                    text.push_str(&format!(" ({})", instances.join(", ")));
+                }
+                for failure in failures {
+                    let on = failure.offering.as_ref().map(|o| format!(" on {}", o.key())).unwrap_or_default();
+                    text.push_str(&format!("; {}{on}", failure.code));
+                }
+                text
+            }
+            Event::LaunchFailed { region, reason } => format!("launch call in {region} failed: {reason}"),
+            Event::Migrate { from, to, reason } => {
+                format!("moved the fleet {from} → {to}: {}", migration_words(reason))
+            }
+            Event::NoTarget { from, rejected } => {
+                let why: Vec<String> = rejected.iter().map(|(r, u)| format!("{r} {}", wire(u))).collect();
+                format!("no region can take the fleet from {from} ({})", why.join(", "))
+            }
+            Event::Staying { region, fruitless_migrations } => format!(
+                "short everywhere: staying in {region} after {fruitless_migrations} migrations that gained no worker"
+            ),
+            Event::ReturnHomeProbe { home } => format!("probing home ({home}) before returning"),
+            Event::Drain { instance_id, region, why } => format!("drain {instance_id} in {region} ({})", wire(why)),
+            Event::Terminate { region, instances } => format!("terminate {} in {region}", instances.join(", ")),
+            Event::ServiceSize { region, count } => format!("service in {region} sized to {count}"),
+            Event::Waiting { until, why } => format!("no launch until {}: {why}", clock(*until)),
+            Event::Retry { round, delay_s } => format!("retry round {round} in {delay_s:.0} s"),
+            Event::Alert { kind, message } => format!("alert ({}): {message}", wire(kind)),
+            Event::Satisfied { region, workers } => format!("{workers} workers in {region}, as desired"),
+            Event::Operator { by, outcome, .. } => format!("operator {by}: {outcome}"),
+            Event::Pinned { region, declined } => {
+                format!("pinned to {region}: not moving ({})", migration_words(declined))
+            }
+        }
+    }
+}
+
+/// A time of day, as operators read the journal.
+fn clock(at: DateTime<Utc>) -> String {
+    at.format("%H:%M:%S").to_string()
+}
+
+fn skip_words(skip: &Skip) -> String {
+    match skip {
+        Skip::Tried => "tried already".into(),
+        Skip::AllBlocked => "every offering is blocked".into(),
+        Skip::Guardrail { limit } => format!("the on-demand guardrail ({}) allows no more", wire(limit)),
+    }
+}
+
+pub fn migration_words(reason: &MigrationReason) -> String {
+    match reason {
+        MigrationReason::Exhausted => "every allowed offering here is blocked".into(),
+        MigrationReason::InterruptionRate { interruptions, counted, workers } => {
+            format!("{counted} of {interruptions} recent interruptions count against the region, for {workers} workers")
+        }
+        MigrationReason::ReturnHome => "home has capacity again".into(),
+        MigrationReason::Requested => "an operator asked".into(),
+    }
+}
+
+/// A name as the JSON writes it (`on_demand`, `spot_interruption`); for a tagged enum, its tag.
+fn wire(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(serde_json::Value::Object(map)) => ["unsuitable", "reason", "skipped"]
+            .iter()
+            .find_map(|tag| map.get(*tag).and_then(|v| v.as_str()))
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
     }
 }
 

@@ -11,5 +11,6 @@ pub mod journal;
 pub mod memory;
 pub mod ports;
 pub mod state;
+pub mod status;
 
 pub use engine::{Executor, Handled};

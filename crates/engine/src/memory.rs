@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gameforge_planner::ledger::{Interruption, LedgerView, OfferingBlock, QuotaBlock};
 
+use crate::journal::Decisions;
 use crate::ports::{LockOutcome, SaveOutcome};
 use crate::state::FleetState;
 
@@ -18,6 +19,8 @@ pub struct MemoryLedger {
     /// Who holds the fleet lock, and until when.
     pub lock: Option<(String, DateTime<Utc>)>,
     pub done: HashSet<String>,
+    /// Oldest first, the newest [`MemoryLedger::DECISIONS`] only.
+    pub decisions: Vec<Decisions>,
 }
 
 impl MemoryLedger {
@@ -70,6 +73,19 @@ impl MemoryLedger {
 
     pub fn mark_done(&mut self, control_id: &str) {
         self.done.insert(control_id.to_owned());
+    }
+
+    /// A week of a busy fleet's decisions would be more than a long simulation needs in memory.
+    const DECISIONS: usize = 1000;
+
+    pub fn record_decisions(&mut self, decisions: &Decisions) {
+        self.decisions.push(decisions.clone());
+        let excess = self.decisions.len().saturating_sub(Self::DECISIONS);
+        self.decisions.drain(..excess);
+    }
+
+    pub fn recent_decisions(&self, limit: usize) -> Vec<Decisions> {
+        self.decisions.iter().rev().take(limit).cloned().collect()
     }
 }
 

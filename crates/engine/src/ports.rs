@@ -14,8 +14,9 @@ use gameforge_planner::fleet::Worker;
 use gameforge_planner::ladder::LaunchRequest;
 use gameforge_planner::ledger::{Interruption, LedgerView, OfferingBlock, QuotaBlock};
 use gameforge_planner::scaling::Demand;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::journal::Decisions;
 use crate::state::FleetState;
 
 pub use gameforge_aws::PortError;
@@ -63,7 +64,22 @@ pub trait LedgerStore: Send + Sync {
         control_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Keeps one invocation's decisions for operators, for [`DECISIONS_KEPT`].
+    fn record_decisions(
+        &self,
+        fleet: &str,
+        decisions: &Decisions,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The newest `limit` decisions kept, newest first.
+    fn recent_decisions(
+        &self,
+        fleet: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Decisions>, PortError>> + Send;
 }
+
+/// How long the ledger keeps decisions for `gameforge fleet explain`.
+pub const DECISIONS_KEPT: chrono::Duration = chrono::Duration::days(7);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaveOutcome {
@@ -86,7 +102,7 @@ pub struct LaunchOutcome {
 }
 
 /// One failed offering of a launch call, or the whole call (`offering` absent).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchFailure {
     pub offering: Option<Offering>,
     pub code: String,
@@ -158,7 +174,7 @@ pub trait RetryQueue: Send + Sync {
     fn schedule(&self, job: &ControlJob, delay: Duration) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// A quota stops a capacity type in a region until an operator raises it.

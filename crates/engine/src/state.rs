@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use gameforge_planner::FleetConfig;
+use gameforge_planner::fleet::Worker;
 use gameforge_planner::placement::PlacementState;
-use gameforge_planner::scaling::ScaleMemory;
+use gameforge_planner::scaling::{Demand, ScaleMemory};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,8 +31,51 @@ pub struct FleetState {
     /// When each kind of alert was last raised, so that a lasting condition alerts once an hour, not once a minute.
     #[serde(default)]
     pub alerted: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// What operators asked for and the executor honours until undone.
+    #[serde(default)]
+    pub operator: Overrides,
+    /// The fleet as the last invocation saw it, for operators (`gameforge fleet status`), who cannot list EC2.
+    #[serde(default)]
+    pub seen: Option<Seen>,
     /// Incremented on every save.
     pub version: u64,
+}
+
+/// An operator's standing instructions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrides {
+    /// No launches while set.
+    #[serde(default)]
+    pub paused: Option<Paused>,
+    /// The fleet stays in this region.
+    #[serde(default)]
+    pub pinned: Option<Pinned>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paused {
+    pub by: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pinned {
+    pub region: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The fleet's live instances and the backlog as one invocation saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub at: DateTime<Utc>,
+    pub workers: Vec<Worker>,
+    /// The backlog as last read (a reconcile reads it), and when.
+    #[serde(default)]
+    pub demand: Option<Demand>,
+    #[serde(default)]
+    pub demand_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +105,8 @@ impl FleetState {
             next_attempt_at: None,
             config_error: None,
             alerted: Default::default(),
+            operator: Overrides::default(),
+            seen: None,
             version: 0,
         }
     }

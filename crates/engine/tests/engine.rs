@@ -134,3 +134,106 @@ async fn scale_in_drains_the_on_demand_worker_first() {
     assert_eq!(world.drained.first(), Some(&on_demand), "on-demand first: {:?}", world.drained);
     assert!(!world.drained.contains(&spot_worker), "one warm worker stays until idle_before_zero");
 }
+
+fn operate(id: &str, action: serde_json::Value) -> ControlJob {
+    job(id, json!({"type": "operate", "by": "alice", "action": action}))
+}
+
+fn launches(executor: &Executor<Memory>) -> usize {
+    executor.world().state().launch_calls.len()
+}
+
+#[tokio::test]
+async fn a_paused_fleet_launches_nothing_until_resumed_and_says_why() {
+    let executor = executor();
+    executor.world().state().demand = Some(Demand { queued: 8, in_flight: 0 });
+    let events = handle(&executor, &operate("op-1", json!({"kind": "pause", "reason": "incident 42"}))).await;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Operator { outcome, .. } if outcome.starts_with("launching paused")))
+    );
+    for minute in 1..5 {
+        executor.world().state().now = at(minute);
+        let events = handle(&executor, &job(&format!("reconcile-{minute}"), json!({"type": "reconcile"}))).await;
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Waiting { why, .. } if why.contains("paused by alice"))),
+            "{events:?}"
+        );
+    }
+    assert_eq!(launches(&executor), 0, "nothing launched while paused");
+    let events = handle(&executor, &operate("op-2", json!({"kind": "resume"}))).await;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Launched { instances, .. } if !instances.is_empty())),
+        "{events:?}"
+    );
+    // The decisions operators read back: the pause, the resume and its launch; not the routine waiting.
+    let kept = executor.world().state().ledger.recent_decisions(10);
+    let ids: Vec<&str> = kept.iter().map(|d| d.control_id.as_str()).collect();
+    assert!(ids.starts_with(&["op-2"]) && ids.contains(&"op-1"), "{ids:?}");
+    // The first reconcile scaled the fleet (kept); the paused ones after it only waited.
+    assert!(!ids.iter().any(|id| ["reconcile-2", "reconcile-3", "reconcile-4"].contains(id)), "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_pinned_fleet_stays_short_in_its_region_instead_of_moving_and_moves_on_when_unpinned() {
+    let executor = executor();
+    let away = fleet().regions[1].region.clone();
+    let events = handle(&executor, &operate("op-1", json!({"kind": "pin", "region": away}))).await;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Migrate { to, .. } if *to == away)),
+        "pinning moves the fleet at once: {events:?}"
+    );
+    {
+        let mut world = executor.world().state();
+        for offering in fleet().offerings(&away) {
+            world.capacity.insert(offering.key(), 0);
+        }
+        world.demand = Some(Demand { queued: 8, in_flight: 0 });
+    }
+    for minute in 1..40 {
+        executor.world().state().now = at(minute);
+        handle(&executor, &job(&format!("reconcile-{minute}"), json!({"type": "reconcile"}))).await;
+    }
+    let state = executor.world().state().ledger.fleet_state.clone().unwrap();
+    assert_eq!(state.placement.active_region, away, "pinned: it neither leaves nor returns home");
+    let kept = executor.world().state().ledger.recent_decisions(100);
+    assert!(kept.iter().flat_map(|d| &d.entries).any(|e| matches!(&e.event, Event::Pinned { .. })));
+
+    executor.world().state().now = at(41);
+    let events = handle(&executor, &operate("op-2", json!({"kind": "unpin"}))).await;
+    assert!(events.iter().any(|e| matches!(e, Event::Migrate { to, .. } if *to != away)), "{events:?}");
+    let refused = handle(&executor, &operate("op-3", json!({"kind": "pin", "region": "eu-west-9"}))).await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| matches!(e, Event::Operator { applied: false, outcome, .. } if outcome.starts_with("refused"))),
+        "{refused:?}"
+    );
+    assert_ne!(executor.world().state().ledger.fleet_state.clone().unwrap().placement.active_region, "eu-west-9");
+}
+
+#[tokio::test]
+async fn unblocking_puts_matching_offerings_back_at_once_and_a_new_failure_starts_a_short_block() {
+    let executor = executor();
+    {
+        let mut world = executor.world().state();
+        world.capacity.insert(spot("us-east-1a").key(), 0);
+        world.demand = Some(Demand { queued: 8, in_flight: 0 });
+    }
+    handle(&executor, &job("reconcile-1", json!({"type": "reconcile"}))).await;
+    assert!(executor.world().state().ledger.view.blocked(&spot("us-east-1a"), at(0)).is_some());
+    executor.world().state().capacity.remove(&spot("us-east-1a").key());
+    let events =
+        handle(&executor, &operate("op-1", json!({"kind": "unblock", "pattern": "us-east-1/us-east-1a"}))).await;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Operator { outcome, .. }
+            if outcome == "unblocked 1 matching us-east-1/us-east-1a: us-east-1/us-east-1a/g5.xlarge/spot")),
+        "{events:?}"
+    );
+    let view = executor.world().state().ledger.view.clone();
+    assert!(view.blocked(&spot("us-east-1a"), at(0)).is_none());
+    assert_eq!(view.offering(&spot("us-east-1a")).unwrap().failures, 0);
+    let nothing = handle(&executor, &operate("op-2", json!({"kind": "unblock", "pattern": "eu-west-9"}))).await;
+    assert!(
+        nothing.iter().any(|e| matches!(e, Event::Operator { outcome, .. } if outcome.starts_with("nothing blocked")))
+    );
+}

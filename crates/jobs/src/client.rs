@@ -8,8 +8,12 @@ use gameforge_aws::PortError;
 use gameforge_aws::env::{EnvReader, SettingsError};
 use gameforge_contract::{GenerationJob, JobResult, JobStatusReport, S3Uri};
 
+use gameforge_contract::{ContractError, Violation};
+
 use crate::clients::{BucketClients, dynamodb_for_table, sqs_for_queue};
+use crate::listing::{JobFilter, ListError};
 use crate::store::CancelOutcome;
+use crate::submit_url::{Defaults, SubmitUrl};
 use crate::{
     CallerIdentity, DynamoJobStore, FINAL_RETENTION_DAYS, JobKey, JobStore, Owner, SqsJobSender, SqsReplyQueues,
     SubmitError, Submitted, submit,
@@ -52,23 +56,51 @@ pub enum WaitError {
 /// principal's, and it sees and cancels only that principal's jobs.
 #[derive(Debug, Clone)]
 pub struct Client {
-    store: DynamoJobStore,
-    sender: SqsJobSender,
-    replies: SqsReplyQueues,
+    door: Door,
     identity: CallerIdentity,
     s3: BucketClients,
 }
 
+/// How a client reaches the deployment: the queue and the status table themselves, or the submit URL (which
+/// does the same on the caller's behalf, so the caller needs only the URL's invoke permission).
+#[derive(Debug, Clone)]
+enum Door {
+    // Boxed, both: a client is cloned and moved about, and each door's clients are hundreds of bytes.
+    Direct(Box<Direct>),
+    Url(Box<SubmitUrl>),
+}
+
+#[derive(Debug, Clone)]
+struct Direct {
+    store: DynamoJobStore,
+    sender: SqsJobSender,
+    replies: SqsReplyQueues,
+}
+
 impl Client {
+    /// Straight to the job queue and the status table (GameBackendPolicy).
     pub fn new(config: &SdkConfig, settings: &ClientSettings) -> Self {
         let (dynamodb, table) = dynamodb_for_table(config, &settings.jobs_table);
         Self {
-            store: DynamoJobStore::new(dynamodb, table, Duration::from_secs(FINAL_RETENTION_DAYS * 86_400)),
-            sender: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
-            replies: SqsReplyQueues::new(config, &settings.job_queue_url),
+            door: Door::Direct(Box::new(Direct {
+                store: DynamoJobStore::new(dynamodb, table, Duration::from_secs(FINAL_RETENTION_DAYS * 86_400)),
+                sender: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
+                replies: SqsReplyQueues::new(config, &settings.job_queue_url),
+            })),
             identity: CallerIdentity::new(config),
             s3: BucketClients::new(config),
         }
+    }
+
+    /// Through the deployment's submit URL (the stack's `SubmitUrl` output), with requests signed by the
+    /// configured credentials (SubmitCallerPolicy). [`Client::list`] is not offered there, and fetching an image
+    /// still needs `s3:GetObject` on it.
+    pub fn over_url(config: &SdkConfig, submit_url: &str) -> Result<Self, PortError> {
+        Ok(Self {
+            door: Door::Url(Box::new(SubmitUrl::new(config, submit_url)?)),
+            identity: CallerIdentity::new(config),
+            s3: BucketClients::new(config),
+        })
     }
 
     /// The principal this client acts as, which owns the jobs it submits.
@@ -82,13 +114,54 @@ impl Client {
 
     /// Validates and enqueues `job`; resubmitting its id returns the existing job and enqueues nothing.
     pub async fn submit(&self, job: &GenerationJob) -> Result<Submitted, SubmitError> {
-        let owner = self.owner().await?;
-        submit(&self.store, &self.sender, &self.replies, job, &owner).await
+        self.submit_with_defaults(job, Defaults::default()).await
+    }
+
+    /// [`Client::submit`], leaving the fields `defaults` names to the deployment: the submit URL fills them (its
+    /// model, the caller's own output folder), and `job`'s values for them are not sent. Only the submit URL knows
+    /// the deployment's defaults: directly, leaving one out is a violation.
+    pub async fn submit_with_defaults(
+        &self,
+        job: &GenerationJob,
+        defaults: Defaults,
+    ) -> Result<Submitted, SubmitError> {
+        match &self.door {
+            Door::Direct(direct) => {
+                let mut missing = Vec::new();
+                if defaults.model {
+                    missing.push(Violation::new(
+                        "model_id",
+                        "required: only the submit URL fills in the deployment's model",
+                    ));
+                }
+                if defaults.output {
+                    missing
+                        .push(Violation::new("output", "required: only the submit URL fills in the caller's folder"));
+                }
+                if !missing.is_empty() {
+                    return Err(SubmitError::Invalid(ContractError::Invalid(missing)));
+                }
+                submit(&direct.store, &direct.sender, &direct.replies, job, &self.owner().await?).await
+            }
+            Door::Url(url) => url.submit(job, defaults).await,
+        }
     }
 
     /// The job's status; `None` for an id this caller never submitted (whoever else did).
     pub async fn status(&self, job_id: &str) -> Result<Option<JobStatusReport>, PortError> {
-        Ok(self.store.get(&self.key(job_id).await?).await?.map(|r| r.report()))
+        match &self.door {
+            Door::Direct(direct) => Ok(direct.store.get(&self.key(job_id).await?).await?.map(|r| r.report())),
+            Door::Url(url) => url.status(job_id).await,
+        }
+    }
+
+    /// This caller's jobs, newest first, as `filter` narrows them (the status table's owner index; not offered
+    /// by the submit URL).
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<JobStatusReport>, ListError> {
+        match &self.door {
+            Door::Direct(direct) => Ok(direct.store.list(&self.owner().await?, filter).await?),
+            Door::Url(_) => Err(ListError::NotOverHttp),
+        }
     }
 
     /// Waits for the job's final result, polling the status store (a read every quarter second at first,
@@ -126,7 +199,10 @@ impl Client {
 
     /// Cancels one of this caller's jobs; another caller's is `NotFound`.
     pub async fn cancel(&self, job_id: &str) -> Result<CancelOutcome, PortError> {
-        self.store.cancel(&self.key(job_id).await?, chrono::Utc::now()).await
+        match &self.door {
+            Door::Direct(direct) => direct.store.cancel(&self.key(job_id).await?, chrono::Utc::now()).await,
+            Door::Url(url) => url.cancel(job_id).await,
+        }
     }
 
     /// A URL that fetches the image without AWS credentials until it expires. The image is looked up first, so
@@ -139,7 +215,7 @@ impl Client {
                 s3.head_object().bucket(image.bucket()).key(image.prefix()).send().await
             })
             .await
-            .map_err(|e| PortError::sdk("HeadObject image", &e))?;
+            .map_err(|e| self.image_error(PortError::sdk("HeadObject image", &e)))?;
         let request = self
             .s3
             .client(image.bucket())
@@ -152,6 +228,22 @@ impl Client {
         Ok(request.uri().to_string())
     }
 
+    /// `error`, saying what fetching an image needs when the caller came through the submit URL: the URL answers
+    /// where the image is, not the image, and a URL caller may hold no S3 permission at all.
+    fn image_error(&self, error: PortError) -> PortError {
+        match &self.door {
+            Door::Direct(_) => error,
+            Door::Url(_) => PortError::new(
+                error.operation,
+                format!(
+                    "{}; the submit URL does not serve images: fetching one needs s3:GetObject on it (the \
+                     GameBackendPolicy's Images statement), or a URL presigned by a principal that has it",
+                    error.reason
+                ),
+            ),
+        }
+    }
+
     /// Downloads the image into `dir` as `<job_id>.png` (the S3 key's file name).
     pub async fn download(&self, image: &S3Uri, dir: &Path) -> Result<PathBuf, PortError> {
         let object = self
@@ -160,7 +252,7 @@ impl Client {
                 s3.get_object().bucket(image.bucket()).key(image.prefix()).send().await
             })
             .await
-            .map_err(|e| PortError::sdk("GetObject image", &e))?;
+            .map_err(|e| self.image_error(PortError::sdk("GetObject image", &e)))?;
         let bytes = object.body.collect().await.map_err(|e| PortError::new("GetObject image", e))?.into_bytes();
         let name = image.prefix().rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("image.png");
         tokio::fs::create_dir_all(dir).await.map_err(|e| PortError::new("write image", e))?;

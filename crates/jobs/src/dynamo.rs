@@ -54,7 +54,7 @@ fn time(item: &Item, name: &str) -> Option<DateTime<Utc>> {
     text(item, name).and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
 }
 
-fn parse(item: &Item) -> Result<JobRecord, PortError> {
+pub(crate) fn parse(item: &Item) -> Result<JobRecord, PortError> {
     let bad = |what: &str| PortError::new("read job record", format!("{what} is missing or invalid"));
     let stored = text(item, "job_id").ok_or_else(|| bad("job_id"))?;
     let owner = text(item, "submitted_by").map(Owner::from_arn).transpose().map_err(|_| bad("submitted_by"))?;
@@ -147,6 +147,14 @@ impl DynamoJobStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, retention: std::time::Duration) -> Self {
         let retention = Duration::from_std(retention).unwrap_or(Duration::days(7));
         Self { client, table: table.into(), retention }
+    }
+
+    pub(crate) fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    pub(crate) fn table(&self) -> &str {
+        &self.table
     }
 
     fn update(&self, key: &JobKey) -> UpdateItemFluentBuilder {

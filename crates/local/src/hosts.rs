@@ -280,9 +280,10 @@ impl Hosts {
             // What the instance gives the container: its region, its metadata service, a disk for the model.
             .env("AWS_REGION", &host.info.region)
             .env("AWS_DEFAULT_REGION", &host.info.region)
-            .env("IMDS_ENDPOINT", host.metadata.endpoint())
-            .env("HEALTH_ADDR", "127.0.0.1:0")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", host.metadata.endpoint())
+            .env("GAMEFORGE_HEALTH_ADDR", "127.0.0.1:0")
             .env("GAMEFORGE_MODEL_CACHE", dir.join("models"))
+            .env("HF_HUB_CACHE", dir.join("models/huggingface/hub"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -28,10 +28,16 @@ impl InstanceMetadata {
                 };
                 let path = request.uri().path().to_owned();
                 if path == "/latest/api/token" {
-                    return if request.method() == hyper::Method::PUT {
-                        respond(StatusCode::OK, "local-imds-token".into())
-                    } else {
-                        respond(StatusCode::METHOD_NOT_ALLOWED, String::new())
+                    // IMDS answers a token with its lifetime, which AWS's clients require to cache it.
+                    let ttl = request.headers().get("x-aws-ec2-metadata-token-ttl-seconds").cloned();
+                    return match (request.method() == hyper::Method::PUT, ttl) {
+                        (true, Some(ttl)) => Response::builder()
+                            .status(StatusCode::OK)
+                            .header("x-aws-ec2-metadata-token-ttl-seconds", ttl)
+                            .body(Full::new(Bytes::from("local-imds-token")))
+                            .unwrap_or_default(),
+                        (true, None) => respond(StatusCode::BAD_REQUEST, String::new()),
+                        (false, _) => respond(StatusCode::METHOD_NOT_ALLOWED, String::new()),
                     };
                 }
                 if request.headers().get("x-aws-ec2-metadata-token").is_none() {

@@ -57,6 +57,8 @@ pub struct System {
     pub client: Client,
     pub emulator: Emulator,
     pub timeline: Timeline,
+    /// The fleet's name, as the executor keeps it in the ledger.
+    pub fleet: String,
 }
 
 impl Drop for System {
@@ -268,7 +270,8 @@ impl System {
             )));
             executor = Some(host);
         }
-        Ok(Self { tasks, hosts, on_signal, executor, config, backend, deployment, client, emulator, timeline })
+        let fleet = fleet.fleet;
+        Ok(Self { tasks, hosts, on_signal, executor, config, backend, deployment, client, emulator, timeline, fleet })
     }
 
     /// Publishes each file to the emulator's default event bus and waits until the signal path has handled
@@ -372,6 +375,22 @@ impl System {
                 crate::story::MODEL_ID,
                 self.deployment.output_bucket
             ),
+        );
+        let fleet = &self.fleet;
+        t.line(
+            "local",
+            format!(
+                "see the fleet: AWS_ENDPOINT_URL={endpoint} AWS_REGION={} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+                 {} fleet status --fleet {fleet} --ledger-table {} --control-queue-url {}",
+                HOME.0,
+                cli.display(),
+                self.deployment.ledger_table,
+                self.deployment.control_queue_url,
+            ),
+        );
+        t.line(
+            "local",
+            "the same settings steer it: fleet explain, pause --reason …, resume, pin REGION, unpin, unblock PATTERN",
         );
         t.line(
             "local",

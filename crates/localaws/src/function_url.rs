@@ -3,11 +3,20 @@
 //! `lambda:FunctionUrlAuthType`) and, for URLs made since October 2025, `lambda:InvokeFunction` through the URL
 //! (`lambda:InvokedViaFunctionUrl`); a caller who is not is answered 403 and the function never runs. A caller
 //! who is gets the request as payload format 2.0 with its IAM identity in `requestContext.authorizer.iam`.
+//!
+//! [`FunctionUrlServer`] puts the same URL on a loopback port for HTTP clients (schemathesis, curl, other
+//! languages): the request's SigV4 signature is verified first (service `lambda`, the function's region), as AWS
+//! does, and the body and headers reach the function as sent.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 
 use aws_lambda_events::http::HeaderValue;
-use aws_lambda_events::http::header::{CONTENT_TYPE, HOST};
+use aws_lambda_events::http::header::HOST;
 use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlRequestContext, LambdaFunctionUrlRequestContextAuthorizerDescription,
     LambdaFunctionUrlRequestContextAuthorizerIamDescription, LambdaFunctionUrlRequestContextHttpDescription,
@@ -15,10 +24,12 @@ use aws_lambda_events::lambda_function_urls::{
 };
 use serde_json::{Value, json};
 
+use crate::http_server::LoopbackServer;
 use crate::iam::Check;
 use crate::iam::calls::ACCOUNT;
 use crate::lambda_host::{InvokeError, LambdaHost};
 use crate::roles::RoleCredentials;
+use crate::sigv4::{self, HttpRequest};
 use crate::{Emulator, Iam};
 
 /// What the URL answered: the function's response, or AWS's own refusal.
@@ -54,13 +65,24 @@ impl<'a> FunctionUrl<'a> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<UrlResponse, InvokeError> {
-        let forbidden = || UrlResponse {
-            status: 403,
-            headers: json!({"content-type": "application/json"}),
-            body: json!({"Message": "Forbidden"}),
-            refused_by_url: true,
+        let request = HttpRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            ..HttpRequest::default()
         };
-        let Some(caller) = caller else { return Ok(forbidden()) };
+        Ok(self.forward(caller, &request, body.is_some()).await?.into())
+    }
+
+    /// `request` from `caller`, whose signature has been verified (none: unsigned), as the URL answers it.
+    async fn forward(
+        &self,
+        caller: Option<&RoleCredentials>,
+        request: &HttpRequest,
+        has_body: bool,
+    ) -> Result<RawAnswer, InvokeError> {
+        let Some(caller) = caller else { return Ok(RawAnswer::url_message(403, "Forbidden")) };
         let checks = vec![
             Check::new("lambda:InvokeFunctionUrl", self.function_arn.clone())
                 .with("lambda:FunctionUrlAuthType", "AWS_IAM")
@@ -68,27 +90,138 @@ impl<'a> FunctionUrl<'a> {
             Check::new("lambda:InvokeFunction", self.function_arn.clone()).with("lambda:InvokedViaFunctionUrl", "true"),
         ];
         if self.iam.authorize_checks(&caller.access_key_id, "lambda:InvokeFunctionUrl", checks).await.is_err() {
-            return Ok(forbidden());
+            return Ok(RawAnswer::url_message(403, "Forbidden"));
         }
-        let answer = self.host.invoke(&event(caller, method, path, body), self.timeout).await?;
-        Ok(read_answer(answer.response))
+        let answer = self.host.invoke(&event(caller, request, has_body), self.timeout).await?;
+        Ok(read_raw(answer.response))
+    }
+}
+
+/// A [`FunctionUrl`] on a loopback port: HTTP requests signed with SigV4 by one of its callers' credentials
+/// reach the function, others are answered 403 as AWS answers them. Dropping it stops it.
+#[derive(Debug)]
+pub struct FunctionUrlServer {
+    server: LoopbackServer,
+}
+
+impl FunctionUrlServer {
+    /// Serves `function_arn` from `host` (invocations stopped after `timeout`) for requests signed by any of
+    /// `callers`; IAM then decides, with their policies, whether each may invoke it.
+    pub fn start(
+        emulator: &Emulator,
+        host: Arc<LambdaHost>,
+        function_arn: &str,
+        timeout: Duration,
+        callers: Vec<RoleCredentials>,
+    ) -> std::io::Result<Self> {
+        let iam = emulator.iam().clone();
+        let function_arn: Arc<str> = function_arn.into();
+        let region: Arc<str> = function_arn.split(':').nth(3).unwrap_or("us-east-1").into();
+        let callers: Arc<[RoleCredentials]> = callers.into();
+        let server = LoopbackServer::start("function-url", move |incoming: hyper::Request<hyper::body::Incoming>| {
+            let (host, iam, function_arn, region, callers) =
+                (host.clone(), iam.clone(), function_arn.clone(), region.clone(), callers.clone());
+            async move {
+                let url = FunctionUrl { host: &host, iam, function_arn: function_arn.to_string(), timeout };
+                let (parts, body) = incoming.into_parts();
+                let body = match body.collect().await {
+                    Ok(collected) => collected.to_bytes().to_vec(),
+                    Err(_) => return RawAnswer::url_message(400, "Bad Request").into_http(),
+                };
+                let request = HttpRequest {
+                    method: parts.method.as_str().to_owned(),
+                    path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().unwrap_or_default().to_owned(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(name, value)| {
+                            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into())
+                        })
+                        .collect(),
+                    body,
+                };
+                let caller = sigv4::verify(&request, &callers, &region, "lambda", SystemTime::now());
+                if let Err(why) = &caller {
+                    tracing::debug!(%why, path = %request.path, "function URL: signature refused");
+                }
+                let has_body = !request.body.is_empty();
+                match url.forward(caller.ok(), &request, has_body).await {
+                    Ok(answer) => answer.into_http(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "function URL: the invocation failed");
+                        RawAnswer::url_message(502, "Internal Server Error").into_http()
+                    }
+                }
+            }
+        })?;
+        Ok(Self { server })
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+}
+
+/// What the URL answers, as bytes.
+#[derive(Debug, Clone, PartialEq)]
+struct RawAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    refused_by_url: bool,
+}
+
+impl RawAnswer {
+    /// An answer of the URL itself: `{"Message": …}`.
+    fn url_message(status: u16, message: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: json!({"Message": message}).to_string().into_bytes(),
+            refused_by_url: true,
+        }
+    }
+
+    fn into_http(self) -> hyper::Response<Full<Bytes>> {
+        let mut response = hyper::Response::new(Full::new(Bytes::from(self.body)));
+        *response.status_mut() =
+            hyper::StatusCode::from_u16(self.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) =
+                (aws_lambda_events::http::HeaderName::try_from(name), HeaderValue::try_from(value))
+            {
+                response.headers_mut().append(name, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<RawAnswer> for UrlResponse {
+    fn from(raw: RawAnswer) -> Self {
+        let text = String::from_utf8_lossy(&raw.body).into_owned();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
+        };
+        let headers = raw.headers.into_iter().map(|(name, value)| (name, json!(value))).collect();
+        UrlResponse { status: raw.status, headers: Value::Object(headers), body, refused_by_url: raw.refused_by_url }
     }
 }
 
 /// The function's answer as a URL reads it: an answer with a `statusCode` is a response (AWS's published
-/// shape); any other answer is the body of a 200; a response that does not read is a 502.
-fn read_answer(answer: Value) -> UrlResponse {
-    let bad_gateway = || UrlResponse {
-        status: 502,
-        headers: json!({"content-type": "application/json"}),
-        body: json!({"Message": "Internal Server Error"}),
-        refused_by_url: true,
-    };
+/// shape; a base64 body is decoded); any other answer is the body of a 200; a response that does not read is a
+/// 502.
+fn read_raw(answer: Value) -> RawAnswer {
+    let bad_gateway = || RawAnswer::url_message(502, "Internal Server Error");
     if answer.get("statusCode").is_none() {
-        return UrlResponse {
+        return RawAnswer {
             status: 200,
-            headers: json!({"content-type": "application/json"}),
-            body: answer,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: answer.to_string().into_bytes(),
             refused_by_url: false,
         };
     }
@@ -102,22 +235,31 @@ fn read_answer(answer: Value) -> UrlResponse {
     let Ok(response) = serde_json::from_value::<LambdaFunctionUrlResponse>(answer) else { return bad_gateway() };
     let Ok(status) = u16::try_from(response.status_code) else { return bad_gateway() };
     let text = response.body.unwrap_or_default();
-    let body = if text.is_empty() {
-        Value::Null
+    let body = if response.is_base64_encoded {
+        match base64::engine::general_purpose::STANDARD.decode(&text) {
+            Ok(bytes) => bytes,
+            Err(_) => return bad_gateway(),
+        }
     } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
+        text.into_bytes()
     };
     let headers = response
         .headers
         .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), json!(value.to_str().unwrap_or_default())))
-        .collect::<serde_json::Map<_, _>>();
-    UrlResponse { status, headers: Value::Object(headers), body, refused_by_url: false }
+        .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    RawAnswer { status, headers, body, refused_by_url: false }
+}
+
+#[cfg(test)]
+fn read_answer(answer: Value) -> UrlResponse {
+    read_raw(answer).into()
 }
 
 /// The request as payload format 2.0, with the caller's identity as AWS fills it in after verifying the
-/// signature.
-fn event(caller: &RoleCredentials, method: &str, path: &str, body: Option<&Value>) -> Value {
+/// signature. The body is passed as text when it is UTF-8 of a textual content type, in base64 otherwise (as AWS
+/// does); `has_body` tells an empty body from none.
+fn event(caller: &RoleCredentials, sent: &HttpRequest, has_body: bool) -> Value {
     // `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`: the role's unique id is AWS's; any stable stand-in does.
     let session = caller.arn.rsplit('/').next().unwrap_or_default();
     let role_id = format!("AROA{}", caller.access_key_id.trim_start_matches("ASIA"));
@@ -134,11 +276,11 @@ fn event(caller: &RoleCredentials, method: &str, path: &str, body: Option<&Value
     authorizer.iam = Some(iam);
 
     let mut http = LambdaFunctionUrlRequestContextHttpDescription::default();
-    http.method = Some(method.to_owned());
-    http.path = Some(path.to_owned());
+    http.method = Some(sent.method.clone());
+    http.path = Some(sent.path.clone());
     http.protocol = Some("HTTP/1.1".to_owned());
     http.source_ip = Some("127.0.0.1".to_owned());
-    http.user_agent = Some("localaws".to_owned());
+    http.user_agent = Some(sent.header("user-agent").unwrap_or("localaws").to_owned());
 
     let mut context = LambdaFunctionUrlRequestContext::default();
     context.account_id = Some(ACCOUNT.to_owned());
@@ -152,13 +294,36 @@ fn event(caller: &RoleCredentials, method: &str, path: &str, body: Option<&Value
 
     let mut request = LambdaFunctionUrlRequest::default();
     request.version = Some("2.0".to_owned());
-    request.raw_path = Some(path.to_owned());
-    request.raw_query_string = Some(String::new());
-    request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request.headers.insert(HOST, HeaderValue::from_static(domain));
+    request.raw_path = Some(sent.path.clone());
+    request.raw_query_string = Some(sent.query.clone());
+    // Header names as AWS passes them: lower case, repeated values joined with commas.
+    for (name, value) in &sent.headers {
+        let Ok(name) = aws_lambda_events::http::HeaderName::try_from(name.to_ascii_lowercase()) else { continue };
+        let joined = match request.headers.get(&name).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier},{value}"),
+            None => value.clone(),
+        };
+        if let Ok(value) = HeaderValue::try_from(joined) {
+            request.headers.insert(name, value);
+        }
+    }
+    if !request.headers.contains_key(HOST) {
+        request.headers.insert(HOST, HeaderValue::from_static(domain));
+    }
     request.request_context = context;
-    request.body = body.map(Value::to_string);
-    request.is_base64_encoded = false;
+    let textual = sent.header("content-type").is_none_or(|kind| {
+        let kind = kind.to_ascii_lowercase();
+        kind.starts_with("text/")
+            || ["json", "xml", "javascript", "x-www-form-urlencoded"].iter().any(|t| kind.contains(t))
+    });
+    match std::str::from_utf8(&sent.body) {
+        _ if !has_body && sent.body.is_empty() => {}
+        Ok(text) if textual => request.body = Some(text.to_owned()),
+        _ => {
+            request.body = Some(base64::engine::general_purpose::STANDARD.encode(&sent.body));
+            request.is_base64_encoded = true;
+        }
+    }
     serde_json::to_value(&request).unwrap_or_default()
 }
 
@@ -195,11 +360,25 @@ mod tests {
             session_token: "token".into(),
             arn: "arn:aws:sts::123456789012:assumed-role/game-backend/session".into(),
         };
-        let request: LambdaFunctionUrlRequest =
-            serde_json::from_value(event(&caller, "POST", "/jobs", Some(&json!({"a": 1})))).unwrap();
+        let sent = HttpRequest {
+            method: "POST".into(),
+            path: "/jobs".into(),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: b"{\"a\":1}".to_vec(),
+            ..HttpRequest::default()
+        };
+        let request: LambdaFunctionUrlRequest = serde_json::from_value(event(&caller, &sent, true)).unwrap();
         let iam = request.request_context.authorizer.and_then(|a| a.iam).unwrap();
         assert_eq!(iam.user_arn.as_deref(), Some("arn:aws:sts::123456789012:assumed-role/game-backend/session"));
         assert_eq!(request.request_context.http.method.as_deref(), Some("POST"));
         assert_eq!(request.body.as_deref(), Some("{\"a\":1}"));
+        assert_eq!(request.headers["content-type"], "application/json");
+        let binary = HttpRequest {
+            headers: vec![("content-type".into(), "application/octet-stream".into())],
+            body: vec![0xff, 0],
+            ..sent
+        };
+        let request: LambdaFunctionUrlRequest = serde_json::from_value(event(&caller, &binary, true)).unwrap();
+        assert_eq!((request.body.as_deref(), request.is_base64_encoded), (Some("/wA="), true));
     }
 }

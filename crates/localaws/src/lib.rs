@@ -16,12 +16,13 @@ mod lambda_host;
 mod moto;
 mod queues;
 mod roles;
+pub mod sigv4;
 mod stack;
 pub mod tools;
 
 pub use emulator::Emulator;
 pub use event_source::{EventSourceStats, SqsEventSource};
-pub use function_url::{FunctionUrl, UrlResponse};
+pub use function_url::{FunctionUrl, FunctionUrlServer, UrlResponse};
 pub use http_server::LoopbackServer;
 pub use iam::{Denial, Iam, Principal};
 pub use injector::{AwsError, FaultInjector, LaunchCall, LaunchLog, RequestRecord, Rule, RuleHandle};

@@ -246,6 +246,12 @@ impl Deployment {
         Ok(Duration::from_secs(answer.timeout().unwrap_or(3).max(1) as u64))
     }
 
+    /// The deployed function's ARN (what a function URL's IAM check names).
+    pub async fn function_arn(&self, config: &SdkConfig, function: &str) -> Result<String, Error> {
+        let answer = self.function_configuration(config, function).await?;
+        Ok(answer.function_arn().unwrap_or_default().to_owned())
+    }
+
     async fn function_configuration(
         &self,
         config: &SdkConfig,

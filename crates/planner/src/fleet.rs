@@ -56,7 +56,7 @@ impl Workers for [Worker] {
 }
 
 /// Why a worker is drained without being interrupted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DrainReason {
     /// It runs outside the active region, which now serves the whole fleet.

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use gameforge_contract::CapacityType;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::FleetConfig;
 use crate::fleet::{Worker, Workers};
@@ -31,7 +31,7 @@ pub struct LaunchRequest {
 }
 
 /// Why a capacity type was not tried.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "skipped", rename_all = "snake_case")]
 pub enum Skip {
     /// Already tried in this round.
@@ -42,7 +42,7 @@ pub enum Skip {
     Guardrail { limit: Limit },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
     MaxShare,

@@ -49,6 +49,31 @@ pub enum Blocked {
     Quota { error_code: String, until: DateTime<Utc> },
 }
 
+/// Whether a ledger key (`region/zone/type/capacity`, `region/capacity/family`) is one an operator's pattern
+/// names: the pattern's parts match the key's first parts, `*` any one part. An empty pattern names nothing.
+pub fn key_matches(pattern: &str, key: &str) -> bool {
+    let wanted: Vec<&str> = pattern.split('/').collect();
+    let parts: Vec<&str> = key.split('/').collect();
+    !pattern.is_empty()
+        && wanted.len() <= parts.len()
+        && wanted.iter().zip(&parts).all(|(want, part)| *want == "*" || want == part)
+}
+
+impl OfferingBlock {
+    /// The block lifted by an operator at `now`: over, and its streak forgotten, so that the next failure starts a
+    /// short block again.
+    pub fn lifted(&self, now: DateTime<Utc>) -> Self {
+        Self { failures: 0, until: now.min(self.until), ..self.clone() }
+    }
+}
+
+impl QuotaBlock {
+    /// The block lifted by an operator at `now` (a quota raised).
+    pub fn lifted(&self, now: DateTime<Utc>) -> Self {
+        Self { failures: 0, until: now.min(self.until), ..self.clone() }
+    }
+}
+
 impl LedgerPolicy {
     /// The entry after one more failure of `offering`. A streak restarts when the previous block ended more than
     /// `shortage_ttl_max` ago: capacity came back in between.
@@ -179,6 +204,17 @@ impl LedgerView {
         list.retain(|i| i.at >= horizon);
     }
 
+    /// The blocks in force at `now` whose keys `pattern` names (see [`key_matches`]), ordered by key.
+    pub fn matching(&self, pattern: &str, now: DateTime<Utc>) -> (Vec<&OfferingBlock>, Vec<&QuotaBlock>) {
+        let mut offerings: Vec<&OfferingBlock> =
+            self.offerings.values().filter(|b| b.until > now && key_matches(pattern, &b.offering.key())).collect();
+        let mut quotas: Vec<&QuotaBlock> =
+            self.quotas.values().filter(|q| q.until > now && key_matches(pattern, &q.bucket.key())).collect();
+        offerings.sort_by_key(|b| b.offering.key());
+        quotas.sort_by_key(|q| q.bucket.key());
+        (offerings, quotas)
+    }
+
     /// The last time any offering or quota bucket of `region` failed (a shortage, an interruption, a quota
     /// error), as far as the ledger still remembers (a day after each entry's block ends).
     pub fn last_failure_in(&self, region: &str) -> Option<DateTime<Utc>> {
@@ -243,6 +279,38 @@ mod tests {
 
     fn g5a() -> Offering {
         Offering::new("us-east-1", "us-east-1a", "g5.xlarge", CapacityType::Spot)
+    }
+
+    #[test]
+    fn an_operators_pattern_names_a_region_a_zone_a_type_or_a_quota_bucket() {
+        let key = "us-east-1/us-east-1a/g5.xlarge/spot";
+        for pattern in ["us-east-1", "us-east-1/us-east-1a", "*/*/g5.xlarge", "*/*/*/spot", key] {
+            assert!(key_matches(pattern, key), "{pattern}");
+        }
+        for pattern in ["", "us-east", "us-west-2", "*/us-east-1b", "*/*/g4dn.xlarge", "*/*/*/on_demand", "a/b/c/d/e"] {
+            assert!(!key_matches(pattern, key), "{pattern}");
+        }
+        assert!(key_matches("us-east-1/spot/g", "us-east-1/spot/g"));
+        assert!(key_matches("us-east-1", "us-east-1/spot/g"), "a region's pattern lifts its quota blocks too");
+    }
+
+    #[test]
+    fn a_lifted_block_is_over_and_its_streak_forgotten() {
+        let policy = policy();
+        let mut view = LedgerView::default();
+        let first = policy.block(None, &g5a(), BlockCause::Shortage, at(0));
+        let second = policy.block(Some(&first), &g5a(), BlockCause::Shortage, first.until);
+        view.apply_block(second.clone());
+        let other = Offering::new("us-west-2", "us-west-2a", "g5.xlarge", CapacityType::Spot);
+        view.apply_block(policy.block(None, &other, BlockCause::Shortage, at(4)));
+        let (offerings, quotas) = view.matching("us-east-1", at(4));
+        assert_eq!((offerings.len(), quotas.len()), (1, 0));
+        let lifted = offerings[0].lifted(at(4));
+        view.apply_block(lifted.clone());
+        assert!(view.is_available(&g5a(), at(4)));
+        assert!(view.matching("us-east-1", at(4)).0.is_empty());
+        let next = policy.block(Some(&lifted), &g5a(), BlockCause::Shortage, at(5));
+        assert_eq!((next.failures, (next.until - at(5)).num_minutes()), (1, 3), "a fresh streak");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub enum MigrationReason {
 }
 
 /// Why a region is not a migration target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "unsuitable", rename_all = "snake_case")]
 pub enum Unsuitable {
     Active,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::WorkerLimits;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Demand {
     /// Jobs waiting on the queue.
     pub queued: u64,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gameforge_capacity::CapacityModel;
 use gameforge_contract::{CapacityType, ControlJob};
+use gameforge_engine::journal::Decisions;
 use gameforge_engine::memory::MemoryLedger;
 use gameforge_engine::ports::{
     Alert, Alerts, Backlog, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome, Orchestrator,
@@ -192,6 +193,15 @@ impl LedgerStore for SimWorld {
     async fn mark_done(&self, _fleet: &str, control_id: &str, _now: DateTime<Utc>) -> Result<(), PortError> {
         self.state().ledger.mark_done(control_id);
         Ok(())
+    }
+
+    async fn record_decisions(&self, _fleet: &str, decisions: &Decisions) -> Result<(), PortError> {
+        self.state().ledger.record_decisions(decisions);
+        Ok(())
+    }
+
+    async fn recent_decisions(&self, _fleet: &str, limit: usize) -> Result<Vec<Decisions>, PortError> {
+        Ok(self.state().ledger.recent_decisions(limit))
     }
 }
 

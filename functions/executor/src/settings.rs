@@ -22,11 +22,11 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut env = EnvReader::new(lookup);
         let fleet_source = env.required("GAMEFORGE_FLEET_CONFIG");
-        let ledger_table = env.required("LEDGER_TABLE");
-        let job_queue_url = env.required("JOB_QUEUE_URL");
-        let retry_queue_url = env.required("RETRY_QUEUE_URL");
-        let control_dead_letter_url = env.required("CONTROL_DLQ_URL");
-        let alert_bus = env.optional("ALERT_BUS").unwrap_or_else(|| "default".into());
+        let ledger_table = env.required("GAMEFORGE_LEDGER_TABLE");
+        let job_queue_url = env.required("GAMEFORGE_JOB_QUEUE_URL");
+        let retry_queue_url = env.required("GAMEFORGE_RETRY_QUEUE_URL");
+        let control_dead_letter_url = env.required("GAMEFORGE_CONTROL_DLQ_URL");
+        let alert_bus = env.optional("GAMEFORGE_ALERT_BUS").unwrap_or_else(|| "default".into());
         let fleet = if fleet_source.is_empty() {
             None
         } else {

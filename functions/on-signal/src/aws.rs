@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::{DateTime, TimeZone, Utc};
 use gameforge_aws::dead_letter::DeadLetter;
 use gameforge_aws::sdk_error::lost_condition;
-use gameforge_contract::{ControlJob, Message};
+use gameforge_contract::ControlJob;
 
 use crate::ports::{Claim, ControlSink, DedupStore, PortError, SignalQueue};
 
@@ -138,59 +137,10 @@ impl DedupStore for DynamoDedupStore {
     }
 }
 
-/// The FIFO control queue: one message group per fleet, the control id as deduplication id.
-#[derive(Debug, Clone)]
-pub struct SqsControlSink {
-    client: aws_sdk_sqs::Client,
-    queue_url: String,
-}
-
-impl SqsControlSink {
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        Self { client, queue_url: queue_url.into() }
-    }
-}
-
-impl ControlSink for SqsControlSink {
+/// The control queue is the one operators' tools send to as well.
+impl ControlSink for gameforge_fleet::ControlQueue {
     async fn send(&self, jobs: &[ControlJob]) -> Result<(), PortError> {
-        for chunk in jobs.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, job)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(job.to_json())
-                        .message_group_id(&job.fleet)
-                        .message_deduplication_id(&job.control_id)
-                        .build()
-                        .map_err(|e| PortError::new("build control message", e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let sent = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| PortError::sdk("send control jobs", &e))?;
-            // Entries that failed alone are sent again with the whole record; the queue drops the copies of
-            // those that did arrive.
-            if let Some(failed) = sent.failed().first() {
-                return Err(PortError::new(
-                    "send control jobs",
-                    format!(
-                        "{} of {} entries failed, first: {} {}",
-                        sent.failed().len(),
-                        chunk.len(),
-                        failed.code(),
-                        failed.message().unwrap_or_default()
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        gameforge_fleet::ControlQueue::send(self, jobs).await
     }
 }
 

@@ -11,7 +11,7 @@ pub mod settings;
 use handler::SignalHandler;
 
 /// The handler as deployed: DynamoDB dedup, SQS control and signals queues.
-pub type DeployedHandler = SignalHandler<aws::DynamoDedupStore, aws::SqsControlSink, aws::SqsSignalQueue>;
+pub type DeployedHandler = SignalHandler<aws::DynamoDedupStore, gameforge_fleet::ControlQueue, aws::SqsSignalQueue>;
 
 /// Builds the deployed handler from settings and an SDK configuration.
 pub fn deployed_handler(settings: &settings::Settings, config: &aws_config::SdkConfig) -> DeployedHandler {
@@ -23,7 +23,7 @@ pub fn deployed_handler(settings: &settings::Settings, config: &aws_config::SdkC
             &settings.dedup_table,
             settings.dedup_retention,
         ),
-        aws::SqsControlSink::new(sqs.clone(), &settings.control_queue_url),
+        gameforge_fleet::ControlQueue::new(sqs.clone(), &settings.control_queue_url),
         aws::SqsSignalQueue::new(sqs, &settings.signals_queue_url, &settings.signals_dead_letter_url),
     )
 }

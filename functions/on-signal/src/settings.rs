@@ -26,12 +26,12 @@ impl Settings {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut env = EnvReader::new(lookup);
-        let signals_queue_url = env.required("SIGNALS_QUEUE_URL");
-        let signals_dead_letter_url = env.required("SIGNALS_DLQ_URL");
-        let control_queue_url = env.required("CONTROL_QUEUE_URL");
-        let dedup_table = env.required("SIGNAL_DEDUP_TABLE");
-        let claim_lease = env.seconds("SIGNAL_CLAIM_LEASE_SECONDS", 30);
-        let dedup_retention = env.seconds("SIGNAL_DEDUP_RETENTION_SECONDS", 7 * 24 * 3600);
+        let signals_queue_url = env.required("GAMEFORGE_SIGNALS_QUEUE_URL");
+        let signals_dead_letter_url = env.required("GAMEFORGE_SIGNALS_DLQ_URL");
+        let control_queue_url = env.required("GAMEFORGE_CONTROL_QUEUE_URL");
+        let dedup_table = env.required("GAMEFORGE_SIGNAL_DEDUP_TABLE");
+        let claim_lease = env.seconds("GAMEFORGE_SIGNAL_CLAIM_LEASE_SECONDS", 30);
+        let dedup_retention = env.seconds("GAMEFORGE_SIGNAL_DEDUP_RETENTION_SECONDS", 7 * 24 * 3600);
         let fleet = env.optional("GAMEFORGE_FLEET").unwrap_or_else(|| "sdxl".into());
         env.finish()?;
         Ok(Self {
@@ -56,10 +56,15 @@ mod tests {
 
     #[test]
     fn names_every_missing_variable() {
-        let error = Settings::from_lookup(|name| (name == "CONTROL_QUEUE_URL").then(|| "http://q".into())).unwrap_err();
+        let error = Settings::from_lookup(|name| (name == "GAMEFORGE_CONTROL_QUEUE_URL").then(|| "http://q".into()))
+            .unwrap_err();
         assert_eq!(
             error.0,
-            vec!["SIGNALS_QUEUE_URL is missing", "SIGNALS_DLQ_URL is missing", "SIGNAL_DEDUP_TABLE is missing"]
+            vec![
+                "GAMEFORGE_SIGNALS_QUEUE_URL is missing",
+                "GAMEFORGE_SIGNALS_DLQ_URL is missing",
+                "GAMEFORGE_SIGNAL_DEDUP_TABLE is missing"
+            ]
         );
     }
 
@@ -67,25 +72,27 @@ mod tests {
     fn reads_a_complete_environment() {
         let settings = Settings::from_lookup(|name| match name {
             "GAMEFORGE_FLEET" => Some("art".into()),
-            "SIGNAL_CLAIM_LEASE_SECONDS" => Some("45".into()),
-            "SIGNAL_DEDUP_RETENTION_SECONDS" => None,
-            other => Some(format!("value-of-{other}")),
+            "GAMEFORGE_SIGNAL_CLAIM_LEASE_SECONDS" => Some("45".into()),
+            "GAMEFORGE_SIGNAL_DEDUP_RETENTION_SECONDS" => None,
+            other if other.starts_with("GAMEFORGE_") => Some(format!("value-of-{other}")),
+            _ => None,
         })
         .unwrap();
         assert_eq!(settings.fleet, "art");
         assert_eq!(settings.claim_lease, Duration::from_secs(45));
         assert_eq!(settings.dedup_retention, Duration::from_secs(7 * 24 * 3600));
-        assert_eq!(settings.dedup_table, "value-of-SIGNAL_DEDUP_TABLE");
+        assert_eq!(settings.dedup_table, "value-of-GAMEFORGE_SIGNAL_DEDUP_TABLE");
     }
 
     #[test]
     fn rejects_durations_that_are_not_numbers() {
         let error = Settings::from_lookup(|name| match name {
-            "SIGNAL_CLAIM_LEASE_SECONDS" => Some("half a minute".into()),
-            "SIGNAL_DEDUP_RETENTION_SECONDS" => None,
-            other => Some(format!("value-of-{other}")),
+            "GAMEFORGE_SIGNAL_CLAIM_LEASE_SECONDS" => Some("half a minute".into()),
+            "GAMEFORGE_SIGNAL_DEDUP_RETENTION_SECONDS" => None,
+            other if other.starts_with("GAMEFORGE_") => Some(format!("value-of-{other}")),
+            _ => None,
         })
         .unwrap_err();
-        assert_eq!(error.0, vec!["SIGNAL_CLAIM_LEASE_SECONDS is not a number of seconds"]);
+        assert_eq!(error.0, vec!["GAMEFORGE_SIGNAL_CLAIM_LEASE_SECONDS is not a number of seconds"]);
     }
 }

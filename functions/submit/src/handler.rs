@@ -25,6 +25,62 @@ use serde_json::{Value, json};
 use crate::http::{Answer, LambdaFunctionUrlRequest as Request, LambdaFunctionUrlResponse as Response, RequestExt};
 use crate::rate_limit::{Admission, RateLimiter};
 
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Submit,
+    Status,
+    Cancel,
+}
+
+/// Every route the function serves: `(method, path template, route)`, a `{id}` segment matching any one path
+/// segment (the job id). The OpenAPI description of the URL is checked against this table.
+pub const ROUTES: [(&str, &str, Route); 3] = [
+    ("POST", "/jobs", Route::Submit),
+    ("GET", "/jobs/{id}", Route::Status),
+    ("POST", "/jobs/{id}/cancel", Route::Cancel),
+];
+
+/// Where [`route`] sends a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed<'a> {
+    /// A route of [`ROUTES`], with the job id its path names (empty for `POST /jobs`).
+    To(Route, &'a str),
+    /// A path of [`ROUTES`] asked with another method.
+    MethodNotAllowed,
+    NotFound,
+}
+
+/// The route of `method` (upper case) on `path`. Leading and trailing slashes are ignored.
+pub fn route<'a>(method: &str, path: &'a str) -> Routed<'a> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut path_known = false;
+    for (route_method, template, route) in ROUTES {
+        let template: Vec<&str> = template.trim_matches('/').split('/').collect();
+        if template.len() != segments.len() || !template.iter().zip(&segments).all(|(t, s)| *t == "{id}" || t == s) {
+            continue;
+        }
+        if route_method != method {
+            path_known = true;
+            continue;
+        }
+        let id = template.iter().position(|t| *t == "{id}").map_or("", |at| segments[at]);
+        return Routed::To(route, id);
+    }
+    if path_known { Routed::MethodNotAllowed } else { Routed::NotFound }
+}
+
+/// The methods [`ROUTES`] serve on `path`, for a 405's `Allow` header (RFC 9110).
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(method, _, _)| matches!(route(method, path), Routed::To(..)))
+        .map(|(method, _, _)| *method)
+        .collect();
+    methods.dedup();
+    methods
+}
+
 #[derive(Debug, Clone)]
 pub struct HandlerConfig {
     /// Jobs write their images under their owner's folder of this prefix, and only there.
@@ -75,14 +131,16 @@ impl<S: JobStore, Q: JobSender, P: ReplyQueues, R: RateLimiter> Handler<S, Q, P,
             // An unavailable limiter must not take the endpoint down with it.
             Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; letting the request through"),
         }
-        let segments: Vec<&str> = request.path().trim_matches('/').split('/').collect();
         let method = request.method().to_ascii_uppercase();
-        let response = match (method.as_str(), segments.as_slice()) {
-            ("POST", ["jobs"]) => self.submit(request, &caller).await,
-            ("GET", ["jobs", id]) => self.status(id, &caller).await,
-            ("POST", ["jobs", id, "cancel"]) => self.cancel(id, &caller).await,
-            (_, ["jobs"]) | (_, ["jobs", _]) | (_, ["jobs", _, "cancel"]) => Response::error(405, "method not allowed"),
-            _ => Response::error(404, "no such route; see POST /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel"),
+        let response = match route(&method, request.path()) {
+            Routed::To(Route::Submit, _) => self.submit(request, &caller).await,
+            Routed::To(Route::Status, id) => self.status(id, &caller).await,
+            Routed::To(Route::Cancel, id) => self.cancel(id, &caller).await,
+            Routed::MethodNotAllowed => Response::error(405, "method not allowed")
+                .with_header("allow", &allowed_methods(request.path()).join(", ")),
+            Routed::NotFound => {
+                Response::error(404, "no such route; see POST /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel")
+            }
         };
         tracing::info!(%caller, %method, path = request.path(), status = response.status_code, "request");
         response
@@ -176,4 +234,31 @@ fn within(allowed: &S3Uri, asked: &S3Uri) -> bool {
     asked.bucket() == allowed.bucket()
         && (base.is_empty() || prefix == base || prefix.starts_with(&format!("{base}/")))
         && !prefix.split('/').any(|part| part == "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table routes exactly as the function always has.
+    #[test]
+    fn routes() {
+        assert_eq!(route("POST", "/jobs"), Routed::To(Route::Submit, ""));
+        assert_eq!(route("POST", "/jobs/"), Routed::To(Route::Submit, ""));
+        assert_eq!(route("GET", "/jobs/a-1"), Routed::To(Route::Status, "a-1"));
+        assert_eq!(route("POST", "/jobs/a-1/cancel"), Routed::To(Route::Cancel, "a-1"));
+        assert_eq!(route("POST", "/jobs//cancel"), Routed::To(Route::Cancel, ""));
+        assert_eq!(route("GET", "/jobs/a%2Fb"), Routed::To(Route::Status, "a%2Fb"));
+        for (method, path) in
+            [("GET", "/jobs"), ("DELETE", "/jobs/a-1"), ("POST", "/jobs/a-1"), ("GET", "/jobs/a/cancel")]
+        {
+            assert_eq!(route(method, path), Routed::MethodNotAllowed, "{method} {path}");
+        }
+        assert_eq!(allowed_methods("/jobs"), ["POST"]);
+        assert_eq!(allowed_methods("/jobs/a-1"), ["GET"]);
+        assert_eq!(allowed_methods("/jobs/a-1/cancel/"), ["POST"]);
+        for path in ["/", "/elsewhere", "/jobs/a/b", "/jobs/a/cancel/now", "/job"] {
+            assert_eq!(route("GET", path), Routed::NotFound, "{path}");
+        }
+    }
 }

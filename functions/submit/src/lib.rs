@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod handler;
 pub mod http;
+pub mod openapi;
 pub mod rate_limit;
 pub mod settings;
 

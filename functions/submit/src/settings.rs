@@ -30,15 +30,15 @@ impl Settings {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut env = EnvReader::new(&lookup);
-        let job_queue_url = env.required("JOB_QUEUE_URL");
-        let jobs_table = env.required("JOBS_TABLE");
-        let rate_limit_table = env.required("RATE_LIMIT_TABLE");
-        let output = env.required("OUTPUT_PREFIX");
+        let job_queue_url = env.required("GAMEFORGE_JOB_QUEUE_URL");
+        let jobs_table = env.required("GAMEFORGE_JOBS_TABLE");
+        let rate_limit_table = env.required("GAMEFORGE_RATE_LIMIT_TABLE");
+        let output = env.required("GAMEFORGE_OUTPUT_PREFIX");
         let output = S3Uri::parse(&output).ok();
         if output.is_none() {
-            env.problem("OUTPUT_PREFIX is not an s3://bucket/prefix location");
+            env.problem("GAMEFORGE_OUTPUT_PREFIX is not an s3://bucket/prefix location");
         }
-        let default_model = env.optional("DEFAULT_MODEL");
+        let default_model = env.optional("GAMEFORGE_DEFAULT_MODEL");
         let number =
             |env: &mut EnvReader<_>, name: &str, default: f64, (low, high): (f64, f64)| match env.optional(name) {
                 None => default,
@@ -47,9 +47,9 @@ impl Settings {
                     default
                 }),
             };
-        let rate = number(&mut env, "RATE_LIMIT_PER_SECOND", 5.0, RATE_RANGE);
-        let burst = number(&mut env, "RATE_LIMIT_BURST", 20.0, BURST_RANGE);
-        let max_body_bytes = number(&mut env, "MAX_BODY_BYTES", 65_536.0, BODY_RANGE) as usize;
+        let rate = number(&mut env, "GAMEFORGE_RATE_LIMIT_PER_SECOND", 5.0, RATE_RANGE);
+        let burst = number(&mut env, "GAMEFORGE_RATE_LIMIT_BURST", 20.0, BURST_RANGE);
+        let max_body_bytes = number(&mut env, "GAMEFORGE_MAX_BODY_BYTES", 65_536.0, BODY_RANGE) as usize;
         env.finish()?;
         Ok(Self {
             job_queue_url,
@@ -78,15 +78,19 @@ mod tests {
     #[test]
     fn every_problem_is_named_at_once() {
         let error = Settings::from_lookup(|name| match name {
-            "OUTPUT_PREFIX" => Some("not-s3".into()),
-            "RATE_LIMIT_PER_SECOND" => Some("-1".into()),
+            "GAMEFORGE_OUTPUT_PREFIX" => Some("not-s3".into()),
+            "GAMEFORGE_RATE_LIMIT_PER_SECOND" => Some("-1".into()),
             _ => None,
         })
         .unwrap_err();
         let text = error.to_string();
-        for expected in
-            ["JOB_QUEUE_URL", "JOBS_TABLE", "RATE_LIMIT_TABLE", "OUTPUT_PREFIX is not", "RATE_LIMIT_PER_SECOND"]
-        {
+        for expected in [
+            "GAMEFORGE_JOB_QUEUE_URL",
+            "GAMEFORGE_JOBS_TABLE",
+            "GAMEFORGE_RATE_LIMIT_TABLE",
+            "GAMEFORGE_OUTPUT_PREFIX is not",
+            "GAMEFORGE_RATE_LIMIT_PER_SECOND",
+        ] {
             assert!(text.contains(expected), "{expected} in {text}");
         }
     }
@@ -94,17 +98,17 @@ mod tests {
     #[test]
     fn extreme_rates_and_sizes_are_refused_naming_their_range() {
         let error = Settings::from_lookup(|name| match name {
-            "RATE_LIMIT_PER_SECOND" => Some("1e-320".into()),
-            "RATE_LIMIT_BURST" => Some("1e300".into()),
-            "MAX_BODY_BYTES" => Some("1e30".into()),
+            "GAMEFORGE_RATE_LIMIT_PER_SECOND" => Some("1e-320".into()),
+            "GAMEFORGE_RATE_LIMIT_BURST" => Some("1e300".into()),
+            "GAMEFORGE_MAX_BODY_BYTES" => Some("1e30".into()),
             _ => Some("s3://bucket/images".into()),
         })
         .unwrap_err();
         let text = error.to_string();
         for expected in [
-            "RATE_LIMIT_PER_SECOND must be a number from 0.001 to 10000",
-            "RATE_LIMIT_BURST must be a number from 1 to 100000",
-            "MAX_BODY_BYTES must be a number from 1 to 6291456",
+            "GAMEFORGE_RATE_LIMIT_PER_SECOND must be a number from 0.001 to 10000",
+            "GAMEFORGE_RATE_LIMIT_BURST must be a number from 1 to 100000",
+            "GAMEFORGE_MAX_BODY_BYTES must be a number from 1 to 6291456",
         ] {
             assert!(text.contains(expected), "{expected} in {text}");
         }

@@ -31,16 +31,14 @@ async fn rig(burst: &str) -> Rig {
     let role = emulator.assume_role(&deployment.role_name("submit"), "submit").await.unwrap();
     let mut env = emulator.env_as(&role);
     let deployed = deployment.function_env(&config, "submit").await.unwrap();
-    env.extend(with_env(with_env(deployed, "RATE_LIMIT_PER_SECOND", "0.2"), "RATE_LIMIT_BURST", burst));
+    env.extend(with_env(
+        with_env(deployed, "GAMEFORGE_RATE_LIMIT_PER_SECOND", "0.2"),
+        "GAMEFORGE_RATE_LIMIT_BURST",
+        burst,
+    ));
     let host = LambdaHost::start(Path::new(BINARY), "submit", &env).unwrap();
     host.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let function = aws_sdk_lambda::Client::new(&config)
-        .get_function_configuration()
-        .function_name("gf-submit")
-        .send()
-        .await
-        .unwrap();
-    let function_arn = function.function_arn().unwrap().to_owned();
+    let function_arn = deployment.function_arn(&config, "submit").await.unwrap();
     let timeout = deployment.function_timeout(&config, "submit").await.unwrap();
     let callers = deployment.outputs["SubmitCallerPolicyArn"].clone();
     let alice = emulator.role_with_policies("game-backend", &[&callers]).await.unwrap();

@@ -2,24 +2,19 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use aws_config::imds::client::Client;
+use aws_config::imds::client::error::ImdsError;
 use chrono::{DateTime, Utc};
 use gameforge_contract::{CapacityType, Placement};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use super::ports::PortError;
 
-pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
-
+/// AWS's own IMDSv2 client: one session token reused until it expires, retries, and the endpoint from
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT` (or the profile's `ec2_metadata_service_endpoint`) unless given here.
 #[derive(Debug, Clone)]
 pub struct Imds {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
+    client: Client,
 }
 
 /// `spot/instance-action`: what EC2 will do to the instance, and when.
@@ -30,43 +25,26 @@ pub struct SpotAction {
 }
 
 impl Imds {
-    pub fn new(base: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        Self { client: Client::builder(TokioExecutor::new()).build(connector), base: base.trim_end_matches('/').into() }
-    }
-
-    async fn call(&self, method: Method, path: &str, header: (&str, &str)) -> Result<(StatusCode, String), PortError> {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header(header.0, header.1)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| PortError::new("IMDS", e))?;
-        let response = tokio::time::timeout(Duration::from_secs(2), self.client.request(request))
-            .await
-            .map_err(|_| PortError::new("IMDS", format!("{path}: timed out")))?
-            .map_err(|e| PortError::new("IMDS", format!("{path}: {e}")))?;
-        let status = response.status();
-        let body = response.into_body().collect().await.map_err(|e| PortError::new("IMDS", e))?.to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-
-    async fn token(&self) -> Result<String, PortError> {
-        match self.call(Method::PUT, "/latest/api/token", ("x-aws-ec2-metadata-token-ttl-seconds", "300")).await? {
-            (StatusCode::OK, token) => Ok(token),
-            (status, _) => Err(PortError::new("IMDS", format!("token: HTTP {status}"))),
+    /// A client of the metadata service at `endpoint`, or where AWS's settings say (the link-local address by
+    /// default). Polled every few seconds for a two-minute notice, so every call is short and retried once.
+    pub fn new(endpoint: Option<&str>) -> Result<Self, PortError> {
+        let mut builder = Client::builder()
+            .max_attempts(2)
+            .connect_timeout(Duration::from_secs(1))
+            .read_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5));
+        if let Some(endpoint) = endpoint {
+            builder = builder.endpoint(endpoint).map_err(|e| PortError::new("IMDS", format!("{endpoint}: {e}")))?;
         }
+        Ok(Self { client: builder.build() })
     }
 
     /// A metadata value, `None` where the service has none (404).
     pub async fn get(&self, path: &str) -> Result<Option<String>, PortError> {
-        let token = self.token().await?;
-        match self.call(Method::GET, &format!("/latest/meta-data/{path}"), ("x-aws-ec2-metadata-token", &token)).await?
-        {
-            (StatusCode::OK, body) => Ok(Some(body)),
-            (StatusCode::NOT_FOUND, _) => Ok(None),
-            (status, _) => Err(PortError::new("IMDS", format!("{path}: HTTP {status}"))),
+        match self.client.get(format!("/latest/meta-data/{path}")).await {
+            Ok(value) => Ok(Some(value.as_ref().to_owned())),
+            Err(ImdsError::ErrorResponse(answer)) if answer.response().status().as_u16() == 404 => Ok(None),
+            Err(e) => Err(PortError::new("IMDS", format!("{path}: {e}"))),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Model repos on the Hugging Face Hub (or any server speaking its API: `HF_ENDPOINT`).
+//! Model repos on the Hugging Face Hub (or any server speaking its API: `HF_ENDPOINT`): the listing of a revision
+//! and the download of one file. Where the files go is `hub_cache`'s and `hub_fetch`'s business.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -10,9 +11,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Remote, RemoteFile};
 use crate::error::PipelineError;
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -29,6 +30,35 @@ pub struct Hub {
     repo: String,
     revision: String,
     token: Option<String>,
+    /// `HF_HUB_OFFLINE`: the cache only, never a request.
+    offline: bool,
+}
+
+/// A revision's files, as the Hub lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The commit the revision stands for now.
+    pub commit: String,
+    pub files: Vec<HubFile>,
+}
+
+/// One file of a listing, with what the Hub says its content is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubFile {
+    /// Path inside the repo, `/`-separated.
+    pub path: String,
+    /// The git blob id (SHA-1 of `blob <len>\0<content>`); for an LFS file, that of its pointer.
+    pub blob_id: Option<String>,
+    /// The content's SHA-256, for an LFS file.
+    pub sha256: Option<String>,
+}
+
+/// A file written by [`Hub::download`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    pub bytes: u64,
+    /// The SHA-256 of what was written, hex.
+    pub sha256: String,
 }
 
 /// A Hub repo id: `namespace/name`, each part of ASCII letters, digits, `.`, `_` and `-`, neither starting nor
@@ -79,11 +109,12 @@ struct Lfs {
 }
 
 impl Hub {
-    /// The repo at `revision`, from `HF_ENDPOINT` (default huggingface.co) with `HF_TOKEN` when set.
+    /// The repo at `revision`, from `HF_ENDPOINT` (default huggingface.co) with `HF_TOKEN` when set, offline when
+    /// `HF_HUB_OFFLINE` says so.
     pub fn from_env(repo: impl Into<String>, revision: impl Into<String>) -> Result<Self, PipelineError> {
         let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
         let token = std::env::var("HF_TOKEN").or_else(|_| std::env::var("HUGGING_FACE_HUB_TOKEN")).ok();
-        Self::new(&endpoint, repo, revision, token)
+        Ok(Self::new(&endpoint, repo, revision, token)?.offline(super::hub_cache::offline_from_env()))
     }
 
     pub fn new(
@@ -125,7 +156,31 @@ impl Hub {
             repo,
             revision,
             token,
+            offline: false,
         })
+    }
+
+    /// Never touch the network: the revision is resolved through the cache alone.
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    /// For messages: `hf://owner/name@revision`.
+    pub fn uri(&self) -> String {
+        format!("hf://{}@{}", self.repo, self.revision)
     }
 
     fn fail(&self, reason: String) -> PipelineError {
@@ -134,6 +189,9 @@ impl Hub {
 
     /// GET following redirects (the Hub sends large files to a CDN); the token goes only to the Hub itself.
     async fn get(&self, url: &str) -> Result<Response<Incoming>, PipelineError> {
+        if self.offline {
+            return Err(self.fail(format!("{url}: offline (HF_HUB_OFFLINE), no request is made")));
+        }
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let parsed = url::Url::parse(&url).map_err(|e| self.fail(format!("{url}: {e}")))?;
@@ -165,8 +223,7 @@ impl Hub {
         url.origin() == self.origin
     }
 
-    /// The revision as one path segment (`refs/pr/1` → `refs%2Fpr%2F1`), as the Hub's API takes it: one folder
-    /// of the cache per revision, never nested in another revision's folder.
+    /// The revision as one path segment (`refs/pr/1` → `refs%2Fpr%2F1`), as the Hub's API takes it.
     fn revision_segment(&self) -> String {
         self.revision.replace('/', "%2F")
     }
@@ -182,16 +239,9 @@ impl Hub {
     }
 }
 
-impl Remote for Hub {
-    fn uri(&self) -> String {
-        format!("hf://{}@{}", self.repo, self.revision)
-    }
-
-    fn cache_folder(&self, cache: &Path) -> PathBuf {
-        cache.join("hub").join(&self.repo).join(self.revision_segment())
-    }
-
-    async fn list(&self) -> Result<Vec<RemoteFile>, PipelineError> {
+impl Hub {
+    /// The revision's commit and files. A refusal here is an answer (HTTP status), never a panic.
+    pub async fn list(&self) -> Result<Listing, PipelineError> {
         let url = format!("{}/api/models/{}/revision/{}?blobs=true", self.endpoint, self.repo, self.revision_segment());
         let response = self.get(&url).await?;
         if response.status() != StatusCode::OK {
@@ -199,41 +249,48 @@ impl Remote for Hub {
         }
         let body = response.into_body().collect().await.map_err(|e| self.fail(format!("listing: {e}")))?.to_bytes();
         let info: RepoInfo = serde_json::from_slice(&body).map_err(|e| self.fail(format!("listing: {e}")))?;
-        // The commit goes into every download's URL path.
-        if !valid_revision(&info.sha) || info.sha.contains('/') {
+        // The commit goes into every download's URL path and names a folder of the cache.
+        if !super::hub_cache::is_commit_hash(&info.sha) {
             return Err(self.fail(format!("listing: {:?} is not a commit", info.sha)));
         }
-        Ok(info
-            .siblings
-            .into_iter()
-            .map(|s| RemoteFile {
-                // The commit pins the download; the content hash tells a changed file from an unchanged one.
-                version: format!("{}:{}", info.sha, s.lfs.map(|l| l.sha256).or(s.blob_id).unwrap_or_default()),
-                path: s.rfilename,
-            })
-            .collect())
+        Ok(Listing {
+            commit: info.sha,
+            files: info
+                .siblings
+                .into_iter()
+                .map(|s| HubFile { path: s.rfilename, blob_id: s.blob_id, sha256: s.lfs.map(|l| l.sha256) })
+                .collect(),
+        })
     }
 
-    async fn download(&self, file: &RemoteFile, dest: &Path) -> Result<u64, PipelineError> {
-        let commit = file.version.split(':').next().unwrap_or(&self.revision);
-        let url = format!("{}/{}/resolve/{}/{}", self.endpoint, self.repo, commit, file.path);
+    /// Writes `path` at `commit` into `dest` (created), hashing it on the way.
+    pub async fn download(&self, commit: &str, path: &str, dest: &Path) -> Result<Downloaded, PipelineError> {
+        let url = format!("{}/{}/resolve/{}/{}", self.endpoint, self.repo, commit, path);
         let response = self.get(&url).await?;
         if response.status() != StatusCode::OK {
-            return Err(self.status_error(&file.path, response.status()));
+            return Err(self.status_error(path, response.status()));
         }
         let mut out = tokio::fs::File::create(dest).await.map_err(|e| PipelineError::io(dest, e))?;
         let mut body = response.into_body();
         let mut bytes = 0u64;
+        let mut hasher = Sha256::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.fail(format!("{}: {e}", file.path)))?;
+            let frame = frame.map_err(|e| self.fail(format!("{path}: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 bytes += data.len() as u64;
+                hasher.update(&data);
                 out.write_all(&data).await.map_err(|e| PipelineError::io(dest, e))?;
             }
         }
-        out.flush().await.map_err(|e| PipelineError::io(dest, e))?;
-        Ok(bytes)
+        // Synced before the rename that publishes it: a blob the cache names by its hash must hold that content.
+        out.sync_all().await.map_err(|e| PipelineError::io(dest, e))?;
+        Ok(Downloaded { bytes, sha256: hex(&hasher.finalize()) })
     }
+}
+
+/// Lower-case hex, as the Hub writes hashes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -299,12 +356,5 @@ mod tests {
         let default_port = Hub::new("https://huggingface.co", "a/b", "main", Some("t".into())).unwrap();
         assert!(default_port.sends_token_to(&url::Url::parse("https://huggingface.co:443/a/b").unwrap()));
         assert!(!default_port.sends_token_to(&url::Url::parse("https://huggingface.co.evil.example/a/b").unwrap()));
-    }
-
-    #[test]
-    fn a_revision_with_slashes_is_one_folder_of_the_cache() {
-        let hub = Hub::new("http://127.0.0.1:9", "test/tiny-b", "refs/pr/1", None).unwrap();
-        let cache = Path::new("/cache");
-        assert_eq!(hub.cache_folder(cache), Path::new("/cache/hub/test/tiny-b/refs%2Fpr%2F1"));
     }
 }

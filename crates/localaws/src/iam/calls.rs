@@ -126,6 +126,7 @@ pub async fn checks(info: &RequestInfo, facts: &impl Facts) -> Vec<Check> {
         "ec2" => ec2(info, action, region, facts).await,
         "ecs" => ecs(info, action, region),
         "s3" => s3(info, action, facts).await,
+        "cloudformation" => cloudformation(info, action, region),
         // Every principal may ask who it is; AWS checks no permission for it.
         "sts" if action == "GetCallerIdentity" => Vec::new(),
         _ => vec![Check::unmodelled(service, action, "the emulator has no authorization model for this service")],
@@ -221,7 +222,15 @@ fn dynamodb(info: &RequestInfo, action: &str, region: &str) -> Vec<Check> {
     match action {
         "GetItem" | "PutItem" | "UpdateItem" | "DeleteItem" | "Query" | "Scan" | "DescribeTable" => {
             match param(info, "TableName") {
-                Some(table) => vec![Check::new(format!("dynamodb:{action}"), table_arn(table, region))],
+                // A read of a secondary index is authorized on the index, not on its table (a policy may grant
+                // one without the other).
+                Some(table) => match param(info, "IndexName").filter(|_| matches!(action, "Query" | "Scan")) {
+                    Some(index) => vec![Check::new(
+                        format!("dynamodb:{action}"),
+                        format!("{}/index/{index}", table_arn(table, region)),
+                    )],
+                    None => vec![Check::new(format!("dynamodb:{action}"), table_arn(table, region))],
+                },
                 None => vec![Check::unmodelled("dynamodb", action, "the request names no table")],
             }
         }
@@ -322,6 +331,26 @@ fn ecs(info: &RequestInfo, action: &str, region: &str) -> Vec<Check> {
             })
             .collect(),
         _ => vec![Check::unmodelled("ecs", action, "no model for this ECS action")],
+    }
+}
+
+// ---- CloudFormation -------------------------------------------------------------------------------------------
+
+/// Reading a stack's outputs (`gameforge … --stack NAME`). A stack's ARN ends in an id AWS makes up; policies name
+/// it `stack/NAME/*`, so any id stands for it here.
+fn cloudformation(info: &RequestInfo, action: &str, region: &str) -> Vec<Check> {
+    match (action, param(info, "StackName")) {
+        ("DescribeStacks", Some(stack)) => {
+            let resource = if stack.starts_with("arn:") {
+                stack.to_owned()
+            } else {
+                format!("arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{stack}/00000000-0000-0000-0000-000000000000")
+            };
+            vec![Check::new("cloudformation:DescribeStacks", resource)]
+        }
+        // Every stack of the account: only a policy granting `*` allows it.
+        ("DescribeStacks", None) => vec![Check::new("cloudformation:DescribeStacks", "*")],
+        _ => vec![Check::unmodelled("cloudformation", action, "no model for this CloudFormation action")],
     }
 }
 

@@ -80,6 +80,8 @@ struct Shared {
     log: Mutex<Vec<RequestRecord>>,
     capacity: Mutex<Option<Ec2Capacity>>,
     launches: Mutex<Vec<LaunchCall>>,
+    /// Applied Service Quotas values by `(region, service code, quota code)`; the emulator has none of its own.
+    quotas: Mutex<std::collections::BTreeMap<(String, String, String), f64>>,
 }
 
 /// The running proxy. Dropping it stops it.
@@ -101,6 +103,7 @@ impl FaultInjector {
             log: Mutex::default(),
             capacity: Mutex::default(),
             launches: Mutex::default(),
+            quotas: Mutex::default(),
         });
         let state = shared.clone();
         let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -123,6 +126,13 @@ impl FaultInjector {
     /// Installs a rule after the existing ones; the first matching rule that is not used up decides.
     pub fn add(&self, rule: Rule) -> RuleHandle {
         self.shared.rules.lock().unwrap_or_else(|p| p.into_inner()).add(rule)
+    }
+
+    /// Sets what Service Quotas answers for a quota in a region (`ec2`, `L-DB2E81BA`: on-demand G and VT vCPUs).
+    /// A quota never set is answered as AWS answers one it does not know (`NoSuchResourceException`).
+    pub fn set_service_quota(&self, region: &str, service: &str, quota: &str, value: f64) {
+        let mut quotas = self.shared.quotas.lock().unwrap_or_else(|p| p.into_inner());
+        quotas.insert((region.to_owned(), service.to_owned(), quota.to_owned()), value);
     }
 
     /// Removes every rule and the capacity model, and forgets the request log.
@@ -204,7 +214,10 @@ async fn handle(
         Some(Answer::Forward) => (forward(&client, upstream_port, parts, body).await, false),
         None => match emulate_ec2(&shared, &client, upstream_port, &parts, &info).await {
             Some(response) => response,
-            None => (forward(&client, upstream_port, parts, body).await, false),
+            None => match service_quota(&shared, &info) {
+                Some(response) => (response, true),
+                None => (forward(&client, upstream_port, parts, body).await, false),
+            },
         },
     };
     record(&shared, &info, response.status().as_u16(), injected, received_at);
@@ -265,6 +278,45 @@ async fn forward(
 
 fn bad_gateway(reason: &str) -> Response<Full<Bytes>> {
     Response::builder().status(502).body(Full::new(Bytes::from(reason.to_owned()))).unwrap_or_default()
+}
+
+/// `GetServiceQuota`, which the emulator does not serve, answered from the quotas a test set.
+fn service_quota(shared: &Shared, info: &request::RequestInfo) -> Option<Response<Full<Bytes>>> {
+    if info.service.as_deref() != Some("servicequotas") || info.action.as_deref() != Some("GetServiceQuota") {
+        return None;
+    }
+    let param = |name: &str| info.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (service, quota) = (param("ServiceCode"), param("QuotaCode"));
+    let region = info.region.clone().unwrap_or_else(|| "us-east-1".into());
+    let value = shared
+        .quotas
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(region.clone(), service.clone(), quota.clone()))
+        .copied();
+    let (status, body) = match value {
+        Some(value) => (
+            200,
+            serde_json::json!({"Quota": {
+                "ServiceCode": service,
+                "QuotaCode": quota,
+                "QuotaArn": format!("arn:aws:servicequotas:{region}:{}:{service}/{quota}", crate::iam::calls::ACCOUNT),
+                "Value": value,
+                "Unit": "None",
+                "Adjustable": true,
+                "GlobalQuota": false,
+            }}),
+        ),
+        None => (
+            400,
+            serde_json::json!({"__type": "NoSuchResourceException", "message": format!("The request failed because the specified quota {service}/{quota} does not exist.")}),
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .ok()
 }
 
 /// Launch and terminate calls while a capacity model is installed. `None` lets the request through unchanged.

@@ -3,7 +3,6 @@
 
 mod alerts;
 mod compute;
-mod ledger;
 mod orchestrator;
 mod queues;
 
@@ -16,7 +15,7 @@ use rand::Rng;
 
 use gameforge_engine::ports::Clock;
 
-pub use ledger::DynamoLedger;
+pub use gameforge_fleet::DynamoLedger;
 
 /// Where the executor finds its AWS resources.
 #[derive(Debug, Clone)]
@@ -187,5 +186,21 @@ impl gameforge_engine::ports::LedgerStore for AwsWorld {
         now: DateTime<Utc>,
     ) -> Result<(), gameforge_engine::ports::PortError> {
         self.ledger.mark_done(fleet, control_id, now).await
+    }
+
+    async fn record_decisions(
+        &self,
+        fleet: &str,
+        decisions: &gameforge_engine::journal::Decisions,
+    ) -> Result<(), gameforge_engine::ports::PortError> {
+        self.ledger.record_decisions(fleet, decisions).await
+    }
+
+    async fn recent_decisions(
+        &self,
+        fleet: &str,
+        limit: usize,
+    ) -> Result<Vec<gameforge_engine::journal::Decisions>, gameforge_engine::ports::PortError> {
+        self.ledger.recent_decisions(fleet, limit).await
     }
 }

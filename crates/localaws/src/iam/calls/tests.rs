@@ -216,3 +216,35 @@ fn asking_who_one_is_needs_no_permission() {
     ));
     assert!(checks.is_empty());
 }
+
+#[test]
+fn reading_a_stacks_outputs_is_checked_on_that_stack() {
+    let info =
+        request("cloudformation", "us-east-1", "form", "Action=DescribeStacks&StackName=gf&Version=2010-05-15", "/");
+    let checks = block_on(run(&info, &Known::default()));
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].action, "cloudformation:DescribeStacks");
+    assert!(checks[0].resource.starts_with("arn:aws:cloudformation:us-east-1:123456789012:stack/gf/"), "{checks:?}");
+    let all = request("cloudformation", "us-east-1", "form", "Action=DescribeStacks&Version=2010-05-15", "/");
+    assert_eq!(block_on(run(&all, &Known::default()))[0].resource, "*");
+}
+
+#[test]
+fn a_query_of_an_index_is_checked_on_the_index_and_of_the_table_on_the_table() {
+    let index = request(
+        "dynamodb",
+        "us-east-1",
+        "DynamoDB_20120810.Query",
+        r#"{"TableName": "gf-jobs", "IndexName": "by-owner", "KeyConditionExpression": "submitted_by = :o"}"#,
+        "/",
+    );
+    let checks = block_on(run(&index, &Known::default()));
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].action, "dynamodb:Query");
+    assert_eq!(checks[0].resource, "arn:aws:dynamodb:us-east-1:123456789012:table/gf-jobs/index/by-owner");
+    let table = request("dynamodb", "us-east-1", "DynamoDB_20120810.Query", r#"{"TableName": "gf-jobs"}"#, "/");
+    assert_eq!(
+        block_on(run(&table, &Known::default()))[0].resource,
+        "arn:aws:dynamodb:us-east-1:123456789012:table/gf-jobs"
+    );
+}

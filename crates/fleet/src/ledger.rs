@@ -1,6 +1,7 @@
 //! The ledger in one DynamoDB table, partition key `pk` (the fleet), sort key `sk`: `offering#…`, `quota#…`,
-//! `interruptions#<region>`, `state`, `lock`; done markers live under `<fleet>#done`. Every item carries
-//! `expires_at` for TTL.
+//! `interruptions#<region>`, `state`, `lock`. Done markers live under `<fleet>#done`, and the decisions kept for
+//! operators under `<fleet>#decisions` (sorted by time), so that the executor's read of its ledger never pages
+//! through either. Every item carries `expires_at` for TTL.
 
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use gameforge_aws::sdk_error::lost_condition;
-use gameforge_engine::ports::{LedgerStore, LockOutcome, PortError, SaveOutcome};
+use gameforge_engine::journal::Decisions;
+use gameforge_engine::ports::{DECISIONS_KEPT, LedgerStore, LockOutcome, PortError, SaveOutcome};
 use gameforge_engine::state::FleetState;
 
 /// Ledger entries outlive their block by this much, so that a repeated failure still finds the streak.
@@ -237,5 +239,36 @@ impl LedgerStore for DynamoLedger {
             .await
             .map_err(|e| PortError::sdk("write done marker", &e))?;
         Ok(())
+    }
+
+    async fn record_decisions(&self, fleet: &str, decisions: &Decisions) -> Result<(), PortError> {
+        // Time first, so that a query reads them in order; the control id keeps two invocations apart.
+        let sk = format!("{}#{}", decisions.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"), decisions.control_id);
+        self.put(&format!("{fleet}#decisions"), sk, json(decisions)?, decisions.at + DECISIONS_KEPT).await
+    }
+
+    async fn recent_decisions(&self, fleet: &str, limit: usize) -> Result<Vec<Decisions>, PortError> {
+        let mut kept = Vec::new();
+        let mut start = None;
+        while kept.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(format!("{fleet}#decisions")))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - kept.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| PortError::sdk("read decisions", &e))?;
+            kept.extend(page.items().iter().filter_map(parse::<Decisions>));
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(kept)
     }
 }
