@@ -19,7 +19,7 @@ mod status;
 pub use control::{ControlCommand, ControlJob, OperatorAction};
 pub use job::{GenerationJob, Scheduler};
 pub use message::{ContractError, Message, Violation};
-pub use result::{ErrorClass, JobFailure, JobResult, JobStatus, Placement, Timings};
+pub use result::{ErrorClass, JobFailure, JobResult, JobStatus, Placement, Tier, Timings};
 pub use s3uri::{S3Uri, S3UriError};
 pub use signal::{
     CapacityShortage, CapacityType, IgnoreReason, IgnoredEvent, InstanceAction, InterruptionNotice, NoticeKind,

@@ -59,6 +59,14 @@ pub struct JobFailure {
     pub message: String,
 }
 
+/// The kind of worker that serves a job: the GPU fleet, or the CPU fallback tier while no GPU can be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Gpu,
+    Cpu,
+}
+
 /// Stable error classes a client can branch on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

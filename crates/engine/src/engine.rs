@@ -17,12 +17,13 @@ use gameforge_contract::{
 use gameforge_planner::FleetConfig;
 use gameforge_planner::Offering;
 use gameforge_planner::config::RebalancePolicy;
+use gameforge_planner::cpu_tier::{self, TierInputs};
 use gameforge_planner::fleet::{DrainReason, Worker, WorkerState, Workers, surplus};
 use gameforge_planner::ladder::{LaunchRequest, Skip, next_launch};
 use gameforge_planner::launch_errors::{LaunchErrorKind, classify, failed_offerings};
 use gameforge_planner::ledger::{BlockCause, LedgerView};
 use gameforge_planner::placement::{
-    MigrationReason, Target, choose_target, should_leave, should_return_home, toured_in_vain,
+    MigrationReason, Target, choose_target, region_exhausted, should_leave, should_return_home, toured_in_vain,
 };
 use gameforge_planner::scaling::{Demand, desired_workers};
 
@@ -68,6 +69,8 @@ struct Cx {
     launches: u32,
     /// The backlog, when this invocation read it.
     demand: Option<Demand>,
+    /// The any-tier queue, when this invocation read it.
+    eligible: Option<Demand>,
 }
 
 impl Cx {
@@ -151,6 +154,7 @@ impl<W: World> Executor<W> {
             control_id: job.control_id.clone(),
             launches: 0,
             demand: None,
+            eligible: None,
         };
         cx.note(Event::Job { control_id: job.control_id.clone(), command: job.command.kind().into() });
 
@@ -287,7 +291,8 @@ impl<W: World> Executor<W> {
 
     /// Desired size from the backlog.
     async fn scale(&self, cx: &mut Cx) -> Result<(), PortError> {
-        let demand = self.world.demand().await?;
+        let backlogs = self.world.demand().await?;
+        let demand = backlogs.total();
         let current = cx.state.desired;
         cx.demand = Some(demand);
         let decision = desired_workers(&self.config.workers, demand, current, cx.state.scale, cx.now);
@@ -296,7 +301,43 @@ impl<W: World> Executor<W> {
         }
         cx.state.desired = decision.desired;
         cx.state.scale = decision.memory;
+        cx.eligible = Some(backlogs.any_tier);
         Ok(())
+    }
+
+    /// Whether the CPU tier runs, and its size, from the eligible backlog and what the GPU side can do; after the
+    /// launches, so that what they learned of GPU capacity counts.
+    fn plan_cpu_tier(&self, cx: &mut Cx) {
+        let (Some(tier), Some(eligible)) = (&self.config.cpu_tier, cx.eligible) else { return };
+        // A pause stops every launch, the tier's included: it keeps the size it had.
+        if cx.state.operator.paused.is_some() {
+            return;
+        }
+        let usable: Vec<&str> = match &cx.state.operator.pinned {
+            Some(pinned) => vec![pinned.region.as_str()],
+            None => self.config.regions.iter().map(|r| r.region.as_str()).collect(),
+        };
+        let current = cx.state.cpu.desired;
+        let inputs = TierInputs {
+            gpu_offering_available: !toured_in_vain(&self.config, cx.state.fruitless_migrations)
+                && usable.iter().any(|r| !region_exhausted(&self.config, &cx.view, r, cx.now)),
+            gpu_workers: cx.workers.iter().filter(|w| w.state == WorkerState::Running).count() as u32,
+            eligible,
+            current,
+        };
+        let limits = tier.limits(&self.config.workers);
+        let decision = cpu_tier::decide(tier, &limits, inputs, &cx.state.cpu.memory, cx.now);
+        if decision.desired != current || decision.entered.is_some() || decision.left.is_some() {
+            cx.note(Event::CpuTier {
+                current,
+                desired: decision.desired,
+                eligible,
+                entered: decision.entered,
+                left: decision.left,
+            });
+        }
+        cx.state.cpu.desired = decision.desired;
+        cx.state.cpu.memory = decision.memory;
     }
 
     /// An operator's instruction. Returns whether launching should be tried now.
@@ -416,6 +457,7 @@ impl<W: World> Executor<W> {
             }
         }
         self.shrink(cx).await?;
+        self.plan_cpu_tier(cx);
         self.size_services(cx).await
     }
 
@@ -787,10 +829,27 @@ impl<W: World> Executor<W> {
                 || stamp.region == cx.state.placement.active_region
                 || cx.workers.iter().any(|w| w.offering.region == stamp.region);
             if relevant {
-                self.world.set_service_size(stamp, count).await?;
+                self.world.set_service_size(stamp, &stamp.ecs_service, count).await?;
                 cx.note(Event::ServiceSize { region: stamp.region.clone(), count });
             }
         }
+        self.size_cpu_service(cx).await
+    }
+
+    /// The tier starts where the fleet is and stays there until it goes off: CPU capacity is not what the fleet
+    /// moved for, and a moved CPU worker would load its model again.
+    async fn size_cpu_service(&self, cx: &mut Cx) -> Result<(), PortError> {
+        let Some(tier) = &self.config.cpu_tier else { return Ok(()) };
+        let count = cx.state.cpu.desired;
+        let region = (cx.state.cpu.region.clone())
+            .filter(|r| self.config.stamp(r).is_some())
+            .unwrap_or_else(|| cx.state.placement.active_region.clone());
+        let Some(stamp) = self.config.stamp(&region) else { return Ok(()) };
+        if count > 0 || cx.state.cpu.region.is_some() {
+            self.world.set_service_size(stamp, &tier.ecs_service, count).await?;
+            cx.note(Event::CpuServiceSize { region: region.clone(), count });
+        }
+        cx.state.cpu.region = (count > 0).then_some(region);
         Ok(())
     }
 }

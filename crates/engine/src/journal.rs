@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use gameforge_contract::{CapacityType, NoticeKind, OperatorAction};
 use gameforge_planner::Offering;
+use gameforge_planner::cpu_tier::{EnterReason, LeaveReason};
 use gameforge_planner::fleet::DrainReason;
 use gameforge_planner::ladder::Skip;
 use gameforge_planner::ledger::BlockCause;
@@ -100,6 +101,21 @@ pub enum Event {
         region: String,
         count: u32,
     },
+    /// The CPU tier came on, went off, or changed size.
+    CpuTier {
+        current: u32,
+        desired: u32,
+        /// The any-tier queue the tier serves.
+        eligible: Demand,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entered: Option<EnterReason>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        left: Option<LeaveReason>,
+    },
+    CpuServiceSize {
+        region: String,
+        count: u32,
+    },
     Waiting {
         until: DateTime<Utc>,
         why: String,
@@ -165,7 +181,14 @@ impl Journal {
     /// asking "what did it decide?" wants to read, so it is not kept in the ledger.
     pub fn is_routine(&self) -> bool {
         self.events().all(|e| {
-            matches!(e, Event::Job { .. } | Event::Satisfied { .. } | Event::ServiceSize { .. } | Event::Waiting { .. })
+            matches!(
+                e,
+                Event::Job { .. }
+                    | Event::Satisfied { .. }
+                    | Event::ServiceSize { .. }
+                    | Event::CpuServiceSize { .. }
+                    | Event::Waiting { .. }
+            )
         })
     }
 
@@ -259,6 +282,22 @@ impl Event {
             Event::Drain { instance_id, region, why } => format!("drain {instance_id} in {region} ({})", wire(why)),
             Event::Terminate { region, instances } => format!("terminate {} in {region}", instances.join(", ")),
             Event::ServiceSize { region, count } => format!("service in {region} sized to {count}"),
+            Event::CpuTier { current, desired, eligible, entered, left } => {
+                let change = match (entered, left) {
+                    (Some(EnterReason::NoGpuAnywhere), _) => "CPU tier on: no GPU offering left in any region; ",
+                    (Some(EnterReason::EligibleJobsWaiting), _) => {
+                        "CPU tier on: eligible jobs waited with no GPU worker to take them; "
+                    }
+                    (_, Some(LeaveReason::GpuBack)) => "CPU tier off: GPU workers are serving again; ",
+                    (_, Some(LeaveReason::NoEligibleWork)) => "CPU tier off: nothing eligible waits or runs; ",
+                    (None, None) => "",
+                };
+                format!(
+                    "{change}CPU workers {current} → {desired} ({} eligible queued, {} in flight)",
+                    eligible.queued, eligible.in_flight
+                )
+            }
+            Event::CpuServiceSize { region, count } => format!("CPU service in {region} sized to {count}"),
             Event::Waiting { until, why } => format!("no launch until {}: {why}", clock(*until)),
             Event::Retry { round, delay_s } => format!("retry round {round} in {delay_s:.0} s"),
             Event::Alert { kind, message } => format!("alert ({}): {message}", wire(kind)),

@@ -160,13 +160,35 @@ pub trait Orchestrator: Send + Sync {
         stamp: &RegionStamp,
         instance_id: &str,
     ) -> impl Future<Output = Result<usize, PortError>> + Send;
-    fn set_service_size(&self, stamp: &RegionStamp, count: u32) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Sets the desired count of `service` in the stamp's cluster: the stamp's GPU service, or the CPU tier's.
+    fn set_service_size(
+        &self,
+        stamp: &RegionStamp,
+        service: &str,
+        count: u32,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
     fn readiness(&self, stamp: &RegionStamp) -> impl Future<Output = Result<Readiness, PortError>> + Send;
 }
 
-/// The generation job queue, as demand.
+/// The generation job queues, as demand.
 pub trait Backlog: Send + Sync {
-    fn demand(&self) -> impl Future<Output = Result<Demand, PortError>> + Send;
+    fn demand(&self) -> impl Future<Output = Result<Backlogs, PortError>> + Send;
+}
+
+/// The two job queues. Submission routes a job the CPU tier could serve to `any_tier` and every other job to
+/// `gpu_only`; GPU workers read both, CPU workers only `any_tier`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backlogs {
+    pub gpu_only: Demand,
+    pub any_tier: Demand,
+}
+
+impl Backlogs {
+    /// What the GPU fleet scales for: everything, since GPU workers serve both queues. While the CPU tier runs,
+    /// its jobs in flight count too, which errs toward more GPU workers, the ones the fleet wants anyway.
+    pub fn total(&self) -> Demand {
+        self.gpu_only.plus(self.any_tier)
+    }
 }
 
 /// Control jobs for later: the next acquisition round after a backoff.

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use gameforge_planner::FleetConfig;
+use gameforge_planner::cpu_tier::TierMemory;
 use gameforge_planner::fleet::Worker;
 use gameforge_planner::placement::PlacementState;
 use gameforge_planner::scaling::{Demand, ScaleMemory};
@@ -37,8 +38,24 @@ pub struct FleetState {
     /// The fleet as the last invocation saw it, for operators (`gameforge fleet status`), who cannot list EC2.
     #[serde(default)]
     pub seen: Option<Seen>,
+    /// The CPU fallback tier, for fleets that have one.
+    #[serde(default)]
+    pub cpu: CpuTierState,
     /// Incremented on every save.
     pub version: u64,
+}
+
+/// The CPU tier between reconciles.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuTierState {
+    /// CPU workers wanted, from the last reconcile.
+    #[serde(default)]
+    pub desired: u32,
+    /// Where the tier runs while it is on.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub memory: TierMemory,
 }
 
 /// An operator's standing instructions.
@@ -107,6 +124,7 @@ impl FleetState {
             alerted: Default::default(),
             operator: Overrides::default(),
             seen: None,
+            cpu: CpuTierState::default(),
             version: 0,
         }
     }

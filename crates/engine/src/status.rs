@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::journal::{Decisions, migration_words};
 #[cfg(test)]
 use crate::state::Seen;
-use crate::state::{ConfigError, FleetState, Overrides};
+use crate::state::{ConfigError, CpuTierState, FleetState, Overrides};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FleetStatus {
@@ -43,6 +43,7 @@ pub struct Placed {
     pub workers: Vec<Worker>,
     pub demand: Option<Demand>,
     pub demand_at: Option<DateTime<Utc>>,
+    pub cpu_tier: CpuTierState,
 }
 
 /// Whether the executor launches now.
@@ -124,6 +125,7 @@ impl FleetStatus {
                 workers: seen.map(|s| s.workers.clone()).unwrap_or_default(),
                 demand: seen.and_then(|s| s.demand),
                 demand_at: seen.and_then(|s| s.demand_at),
+                cpu_tier: state.cpu.clone(),
             }
         });
         Self { fleet: fleet.to_owned(), now, fleet_state, blocked, quota_blocks, decisions }
@@ -197,6 +199,21 @@ impl fmt::Display for FleetStatus {
                 writeln!(f, "; backlog {} queued, {} in flight ({})", d.queued, d.in_flight, relative(at, now))?
             }
             _ => writeln!(f)?,
+        }
+        let tier = &placed.cpu_tier;
+        match (&tier.memory.active, tier.memory.waiting_since) {
+            (Some(on), _) => writeln!(
+                f,
+                "cpu tier   ON since {} ({}): {} workers in {}",
+                stamp(on.since, now),
+                wire(&on.reason),
+                tier.desired,
+                tier.region.as_deref().unwrap_or("no region yet")
+            )?,
+            (None, Some(since)) => {
+                writeln!(f, "cpu tier   off; jobs it could serve waiting since {}", stamp(since, now))?
+            }
+            (None, None) => {}
         }
         let mut workers: Vec<&Worker> = placed.workers.iter().collect();
         workers.sort_by(|a, b| (a.offering.key(), &a.instance_id).cmp(&(b.offering.key(), &b.instance_id)));
@@ -328,5 +345,17 @@ mod tests {
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["fleet_state"]["launching"]["launching"], "paused");
         assert_eq!(json["blocked"][0]["cause"], "shortage");
+        assert!(!text.contains("cpu tier"), "no tier line for a fleet whose tier never ran:\n{text}");
+
+        state.cpu.desired = 3;
+        state.cpu.region = Some(away.clone());
+        state.cpu.memory.active = Some(gameforge_planner::cpu_tier::Activation {
+            since: at(6),
+            reason: gameforge_planner::cpu_tier::EnterReason::NoGpuAnywhere,
+        });
+        let text = FleetStatus::new("sdxl", &view, Some(&state), Vec::new(), at(10)).to_string();
+        let expected =
+            format!("cpu tier   ON since 2026-12-06 10:06:00 UTC (4m ago) (no_gpu_anywhere): 3 workers in {away}");
+        assert!(text.contains(&expected), "{expected:?} not in\n{text}");
     }
 }

@@ -237,3 +237,91 @@ async fn unblocking_puts_matching_offerings_back_at_once_and_a_new_failure_start
         nothing.iter().any(|e| matches!(e, Event::Operator { outcome, .. } if outcome.starts_with("nothing blocked")))
     );
 }
+
+/// The example fleet with a CPU tier that takes a worker per four eligible jobs.
+fn fleet_with_cpu_tier() -> gameforge_planner::FleetConfig {
+    let mut fleet = serde_json::to_value(fleet()).unwrap();
+    fleet["cpu_tier"] = json!({
+        "ecs_service": "gameforge-sdxl-cpu-worker", "vcpus": 16, "memory_gib": 60, "price_per_hour": 0.91,
+        "pace": {"step_seconds_per_megapixel": 8.0, "decode_seconds_per_megapixel": 22.0, "job_seconds": 2.0},
+        "budget": {"max_megapixel_evaluations": 2.2, "max_megapixels": 0.27},
+        "enter": {"oldest_job_waited": "10m", "leave_after": "5m"},
+        "max_workers": 10, "target_backlog_per_worker": 4
+    });
+    gameforge_planner::FleetConfig::from_json(fleet.to_string().as_bytes()).unwrap()
+}
+
+fn no_gpu_anywhere(world: &Memory, config: &gameforge_planner::FleetConfig) {
+    let mut state = world.state();
+    for region in &config.regions {
+        for offering in config.offerings(&region.region) {
+            state.capacity.insert(offering.key(), 0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_no_gpu_anywhere_the_cpu_tier_starts_where_the_fleet_is_and_stays_there_when_the_fleet_moves() {
+    let config = fleet_with_cpu_tier();
+    let executor = Executor::new(config.clone(), Memory::at(at(0)), "test");
+    no_gpu_anywhere(executor.world(), &config);
+    executor.world().state().demand = Some(Demand { queued: 4, in_flight: 0 });
+    executor.world().state().eligible = Demand { queued: 9, in_flight: 0 };
+
+    let events = handle(&executor, &job("reconcile-1", json!({"type": "reconcile"}))).await;
+    let tier = events.iter().find(|e| matches!(e, Event::CpuTier { .. })).expect("the tier decided");
+    assert!(
+        matches!(tier, Event::CpuTier { current: 0, desired: 2, entered: Some(_), .. }),
+        "on for 9 eligible jobs, a worker per full 4: {tier:?}"
+    );
+    let tier_region = {
+        let state = executor.world().state();
+        let (region, count) = state.cpu_service_sizes.iter().next().map(|(r, c)| (r.clone(), *c)).unwrap();
+        assert_eq!((state.cpu_service_sizes.len(), count), (1, 2), "{:?}", state.cpu_service_sizes);
+        region
+    };
+    let described = tier.describe();
+    assert!(described.starts_with("CPU tier on: no GPU offering left in any region"), "{described}");
+
+    // Capacity comes back at home only; the fleet goes back there once the hysteresis window allows. The tier
+    // keeps serving where it started until GPU workers have served for five minutes, then goes off.
+    assert_ne!(tier_region, "us-east-1", "the tour ended away from home");
+    executor.world().state().capacity.retain(|key, _| !key.starts_with("us-east-1/"));
+    let mut moved = false;
+    for minute in 1..=20 {
+        executor.world().state().now = at(minute * 3);
+        handle(&executor, &job(&format!("reconcile-{}", minute + 1), json!({"type": "reconcile"}))).await;
+        let mut state = executor.world().state();
+        for worker in state.workers.iter_mut() {
+            worker.state = gameforge_planner::fleet::WorkerState::Running;
+        }
+        let sizes = &state.cpu_service_sizes;
+        assert!(sizes.keys().all(|r| *r == tier_region), "the tier never moves: {sizes:?}");
+        moved |= state.ledger.fleet_state.as_ref().unwrap().placement.active_region == "us-east-1"
+            && sizes[&tier_region] > 0;
+    }
+    assert!(moved, "the fleet went home while the tier served elsewhere");
+    assert_eq!(executor.world().state().cpu_service_sizes[&tier_region], 0, "off once GPUs served");
+    let state = executor.world().state();
+    let saved = state.ledger.fleet_state.as_ref().unwrap();
+    assert_eq!((saved.cpu.desired, saved.cpu.region.as_deref()), (0, None));
+}
+
+#[tokio::test]
+async fn a_pause_holds_the_cpu_tier_at_its_size() {
+    let config = fleet_with_cpu_tier();
+    let executor = Executor::new(config.clone(), Memory::at(at(0)), "test");
+    no_gpu_anywhere(executor.world(), &config);
+    executor.world().state().eligible = Demand { queued: 4, in_flight: 0 };
+    handle(&executor, &job("reconcile-1", json!({"type": "reconcile"}))).await;
+    handle(&executor, &operate("op-1", json!({"kind": "pause", "reason": "incident 42"}))).await;
+    executor.world().state().eligible = Demand { queued: 40, in_flight: 0 };
+    executor.world().state().now = at(1);
+    let events = handle(&executor, &job("reconcile-2", json!({"type": "reconcile"}))).await;
+    assert!(!events.iter().any(|e| matches!(e, Event::CpuTier { .. })), "{events:?}");
+    assert_eq!(executor.world().state().cpu_service_sizes.values().copied().collect::<Vec<_>>(), vec![1]);
+    handle(&executor, &operate("op-2", json!({"kind": "resume"}))).await;
+    executor.world().state().now = at(2);
+    handle(&executor, &job("reconcile-3", json!({"type": "reconcile"}))).await;
+    assert_eq!(executor.world().state().cpu_service_sizes.values().copied().collect::<Vec<_>>(), vec![10]);
+}

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gameforge_contract::{CapacityType, S3Uri, Violation};
 use serde::{Deserialize, Serialize};
 
+use crate::cpu_tier::CpuTier;
 use crate::duration::Span;
 use crate::offering::Offering;
 
@@ -28,6 +29,9 @@ pub struct FleetConfig {
     pub ledger: LedgerPolicy,
     pub migration: MigrationPolicy,
     pub retry: RetryPolicy,
+    /// CPU workers for the jobs a CPU can serve while no GPU can be had; absent means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_tier: Option<CpuTier>,
 }
 
 /// What the fleet needs in one region.
@@ -253,6 +257,9 @@ impl FleetConfig {
             ("retry.cap", self.retry.cap),
         ] {
             check(span <= MAX_SPAN, field, &format!("must be at most {MAX_SPAN}"));
+        }
+        if let Some(tier) = &self.cpu_tier {
+            v.extend(tier.violations());
         }
         v
     }

@@ -32,6 +32,20 @@ impl Span {
         Span(Duration::from_secs(n.saturating_mul(86_400)))
     }
 
+    /// Whole seconds, rounded up so that an estimate errs long; anything not a positive number is zero, anything
+    /// beyond [`crate::config::MAX_SPAN`] is that.
+    pub fn from_secs_ceil(seconds: f64) -> Self {
+        let max = crate::config::MAX_SPAN;
+        if seconds.is_nan() || seconds <= 0.0 {
+            Span::ZERO
+        } else if seconds >= max.0.as_secs_f64() {
+            max
+        } else {
+            // In range: the cast is exact after ceil, below the largest span.
+            Span::seconds(seconds.ceil() as u64)
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self, SpanError> {
         let fail = || SpanError(text.to_owned());
         let trimmed = text.trim();

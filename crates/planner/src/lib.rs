@@ -7,8 +7,10 @@
 //!   on-demand within its guardrails).
 //! - [`placement`]: when to leave a region, where to go, when to come home.
 //! - [`scaling`]: how many workers the backlog asks for.
+//! - [`cpu_tier`]: which jobs a CPU may serve, and when CPU workers stand in for GPUs nowhere to be had.
 
 pub mod config;
+pub mod cpu_tier;
 pub mod duration;
 pub mod fleet;
 pub mod ladder;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::WorkerLimits;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Demand {
     /// Jobs waiting on the queue.
     pub queued: u64,
@@ -20,6 +20,13 @@ pub struct Demand {
 impl Demand {
     pub fn has_work(&self) -> bool {
         self.queued > 0 || self.in_flight > 0
+    }
+
+    pub fn plus(self, other: Demand) -> Demand {
+        Demand {
+            queued: self.queued.saturating_add(other.queued),
+            in_flight: self.in_flight.saturating_add(other.in_flight),
+        }
     }
 }
 

@@ -12,15 +12,16 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use gameforge_capacity::CapacityModel;
-use gameforge_contract::{CONTRACT_VERSION, CapacityType, ControlCommand, ControlJob};
+use gameforge_contract::{CONTRACT_VERSION, CapacityType, ControlCommand, ControlJob, GenerationJob, S3Uri, Tier};
 use gameforge_engine::engine::Handled;
 use gameforge_engine::journal::Event;
 use gameforge_engine::{Executor, ports::Clock};
+use gameforge_planner::cpu_tier::{Route, route};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::scenario::Loaded;
-use crate::world::{Phase, SimWorld, release_job};
+use crate::world::{Phase, Queue, SimWorld, State, release_job};
 
 pub use scenario::{ScenarioError, load};
 
@@ -43,6 +44,68 @@ pub struct Summary {
     pub jobs_pending: u64,
     /// Jobs handed back to the queue by a worker that went away mid-job (never lost).
     pub jobs_released: u64,
+    /// Of `jobs_pending`, those only a GPU may serve.
+    pub jobs_pending_gpu_only: u64,
+    /// Jobs served, worker-hours and cost by tier (GPU at on-demand prices: the fleet file has no spot prices, so
+    /// the GPU figure is an upper bound).
+    pub tiers: BTreeMap<Tier, TierFigures>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierFigures {
+    pub jobs_completed: u64,
+    pub worker_hours: f64,
+    pub cost: f64,
+    pub cost_per_image: Option<f64>,
+}
+
+impl TierFigures {
+    fn new(jobs_completed: u64, worker_seconds: f64, cost: f64) -> Self {
+        let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+        Self {
+            jobs_completed,
+            worker_hours: round(worker_seconds / 3600.0, 3),
+            cost: round(cost, 2),
+            cost_per_image: (jobs_completed > 0).then(|| round(cost / jobs_completed as f64, 4)),
+        }
+    }
+}
+
+/// The CPU tier's tasks: started and stopped as its service says, serving after their boot, each taking the
+/// next any-tier job at the tier's measured pace.
+fn advance_cpu_workers(loaded: &Loaded, state: &mut State, lines: &mut Vec<Value>) {
+    let Some(tier) = &loaded.fleet.cpu_tier else { return };
+    let now = state.now;
+    let (started, stopped) = state.converge_cpu_workers();
+    lines.extend(started.into_iter().map(|id| json!({"event": "cpu_worker_started", "task": id})));
+    lines.extend(stopped.into_iter().map(|id| json!({"event": "cpu_worker_stopped", "task": id})));
+    // The queue holds counts, not shapes: every any-tier job takes as long as the largest shape routed there.
+    let mut shapes = vec![full_size_job()];
+    shapes.extend(loaded.scenario.jobs.as_ref().and_then(|j| j.small.as_ref()).map(|s| s.job()));
+    let per_job = shapes
+        .iter()
+        .filter(|job| route(Some(tier), job, now) == Route::AnyTier)
+        .map(|job| tier.pace.estimate(job))
+        .max()
+        .unwrap_or_default()
+        .as_chrono();
+    let boot = loaded.scenario.cpu_boot_time.as_chrono();
+    for worker in state.cpu_workers.values_mut() {
+        if !worker.serving && now >= worker.started_at + boot {
+            worker.serving = true;
+            lines.push(json!({"event": "cpu_worker_serving", "task": worker.id, "region": worker.region}));
+        }
+        if worker.serving && worker.job_done_at.is_none() && state.queued_any > 0 {
+            state.queued_any -= 1;
+            worker.job_done_at = Some(now + per_job);
+        }
+    }
+}
+
+/// The job a game backend submits with the contract's defaults: SDXL base at 1024², 30 guided steps.
+fn full_size_job() -> GenerationJob {
+    let output = S3Uri::parse("s3://gameforge-simulated-images/out/").expect("a valid S3 URI");
+    GenerationJob::new("full", "a castle at dusk", "sdxl", output)
 }
 
 const START: &str = "2026-01-01T00:00:00Z";
@@ -67,8 +130,17 @@ async fn play(loaded: &Loaded, emit: &mut impl FnMut(&Value)) -> Summary {
     let executor = Executor::new(loaded.fleet.clone(), world, "simulator");
     let end = start + scenario.duration.as_chrono();
     let step = scenario.step.as_chrono();
-    let mut sim =
-        Sim { executor: &executor, start, emit, migrations: 0, reconciles: 0, jobs_carry: 0.0, interrupts: 0 };
+    let mut sim = Sim {
+        executor: &executor,
+        start,
+        emit,
+        migrations: 0,
+        reconciles: 0,
+        jobs_carry: 0.0,
+        small_carry: 0.0,
+        any_tier_first: false,
+        interrupts: 0,
+    };
     let mut next_reconcile = start;
     let mut pending_events: Vec<(DateTime<Utc>, usize)> =
         scenario.events.iter().enumerate().map(|(i, e)| (start + e.at.as_chrono(), i)).collect();
@@ -123,6 +195,9 @@ struct Sim<'a, E> {
     migrations: u32,
     reconciles: u64,
     jobs_carry: f64,
+    small_carry: f64,
+    /// Which queue the next GPU worker tries first.
+    any_tier_first: bool,
     interrupts: u64,
 }
 
@@ -212,7 +287,8 @@ impl<E: FnMut(&Value)> Sim<'_, E> {
             }
             squeeze = over;
 
-            // Jobs: arrivals, completions, and idle serving workers taking the next one.
+            // Jobs: arrivals, each routed as submission routes it, completions, and idle serving workers taking
+            // the next one.
             if let Some(jobs) = &loaded.scenario.jobs {
                 let from = self.start + jobs.from.as_chrono();
                 let until = jobs.until.map(|u| self.start + u.as_chrono());
@@ -220,7 +296,22 @@ impl<E: FnMut(&Value)> Sim<'_, E> {
                     self.jobs_carry += jobs.per_minute * step.num_milliseconds() as f64 / 60_000.0;
                     let arrived = self.jobs_carry.floor();
                     self.jobs_carry -= arrived;
-                    state.queued = state.queued.saturating_add(arrived as u64);
+                    let small = jobs.small.as_ref().map_or(0.0, |small| {
+                        self.small_carry += arrived * small.share;
+                        let small = self.small_carry.floor();
+                        self.small_carry -= small;
+                        small
+                    });
+                    let full = arrived - small;
+                    let tier = loaded.fleet.cpu_tier.as_ref();
+                    let queue = |job: &GenerationJob| match route(tier, job, now) {
+                        Route::AnyTier => Queue::AnyTier,
+                        Route::GpuOnly(_) => Queue::GpuOnly,
+                    };
+                    if let Some(shape) = &jobs.small {
+                        state.enqueue(queue(&shape.job()), small as u64);
+                    }
+                    state.enqueue(queue(&full_size_job()), full as u64);
                 }
             }
             let mut completed = 0;
@@ -230,7 +321,16 @@ impl<E: FnMut(&Value)> Sim<'_, E> {
                     completed += 1;
                 }
             }
-            state.counters.jobs_completed += completed;
+            let mut cpu_completed = 0;
+            for worker in state.cpu_workers.values_mut() {
+                if worker.job_done_at.is_some_and(|at| now >= at) {
+                    worker.job_done_at = None;
+                    cpu_completed += 1;
+                }
+            }
+            state.counters.jobs_completed += completed + cpu_completed;
+            state.counters.cpu_jobs_completed += cpu_completed;
+            advance_cpu_workers(loaded, &mut state, &mut lines);
             let rates: Vec<(String, f64)> = state
                 .instances
                 .values()
@@ -243,24 +343,47 @@ impl<E: FnMut(&Value)> Sim<'_, E> {
                 })
                 .collect();
             for (id, per_hour) in rates {
-                if state.queued == 0 {
+                // A GPU worker takes from both queues in turn, so that neither waits behind the other.
+                self.any_tier_first = !self.any_tier_first;
+                let order = if self.any_tier_first {
+                    [Queue::AnyTier, Queue::GpuOnly]
+                } else {
+                    [Queue::GpuOnly, Queue::AnyTier]
+                };
+                let Some(queue) = order.into_iter().find(|q| match q {
+                    Queue::GpuOnly => state.queued > 0,
+                    Queue::AnyTier => state.queued_any > 0,
+                }) else {
                     break;
+                };
+                match queue {
+                    Queue::GpuOnly => state.queued -= 1,
+                    Queue::AnyTier => state.queued_any -= 1,
                 }
-                state.queued -= 1;
                 let seconds = (3600.0 / per_hour.max(0.001)) as i64;
                 if let Some(i) = state.instances.get_mut(&id) {
                     i.job_done_at = Some(now + chrono::Duration::seconds(seconds));
+                    i.job_queue = queue;
                 }
             }
-            let serving: Vec<bool> = state
+            let serving: Vec<(bool, f64)> = state
                 .instances
                 .values()
                 .filter(|i| matches!(i.phase, Phase::Running | Phase::Draining))
-                .map(|i| i.offering.capacity_type == CapacityType::OnDemand)
+                .map(|i| {
+                    let price = loaded
+                        .fleet
+                        .instance_type(&i.offering.instance_type)
+                        .map_or(0.0, |t| t.on_demand_price_per_hour);
+                    (i.offering.capacity_type == CapacityType::OnDemand, price)
+                })
                 .collect();
             let seconds = step.num_milliseconds() as f64 / 1000.0;
             state.counters.worker_seconds += serving.len() as f64 * seconds;
-            state.counters.on_demand_worker_seconds += serving.iter().filter(|od| **od).count() as f64 * seconds;
+            state.counters.on_demand_worker_seconds += serving.iter().filter(|(od, _)| *od).count() as f64 * seconds;
+            state.counters.gpu_cost += serving.iter().map(|(_, price)| price * seconds / 3600.0).sum::<f64>();
+            // Fargate bills from the task's start.
+            state.counters.cpu_worker_seconds += state.cpu_workers.len() as f64 * seconds;
         }
         for line in lines {
             self.line("sim", line);
@@ -362,8 +485,22 @@ impl<E: FnMut(&Value)> Sim<'_, E> {
             interruptions: counters.interruptions,
             alerts: state.alerts.len() as u32,
             jobs_completed: counters.jobs_completed,
-            jobs_pending: state.queued + state.in_flight(),
+            jobs_pending: state.queued + state.queued_any + state.in_flight(),
             jobs_released: counters.jobs_released,
+            jobs_pending_gpu_only: state.queued + state.in_flight_from(Queue::GpuOnly),
+            tiers: self.tier_figures(&state),
         }
+    }
+
+    fn tier_figures(&self, state: &State) -> BTreeMap<Tier, TierFigures> {
+        let counters = &state.counters;
+        let mut tiers = BTreeMap::new();
+        let gpu_jobs = counters.jobs_completed - counters.cpu_jobs_completed;
+        tiers.insert(Tier::Gpu, TierFigures::new(gpu_jobs, counters.worker_seconds, counters.gpu_cost));
+        if let Some(tier) = &self.executor.config().cpu_tier {
+            let cost = counters.cpu_worker_seconds / 3600.0 * tier.price_per_hour;
+            tiers.insert(Tier::Cpu, TierFigures::new(counters.cpu_jobs_completed, counters.cpu_worker_seconds, cost));
+        }
+        tiers
     }
 }

@@ -1,5 +1,5 @@
 //! A simulated AWS under a virtual clock, implementing the executor's ports: EC2 with a capacity model, ECS
-//! draining, the job queue, the ledger, the retry queue and alerts.
+//! draining and the CPU tier's Fargate service, the two job queues, the ledger, the retry queue and alerts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -11,8 +11,8 @@ use gameforge_contract::{CapacityType, ControlJob};
 use gameforge_engine::journal::Decisions;
 use gameforge_engine::memory::MemoryLedger;
 use gameforge_engine::ports::{
-    Alert, Alerts, Backlog, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome, Orchestrator,
-    PortError, Readiness, RetryQueue, SaveOutcome,
+    Alert, Alerts, Backlog, Backlogs, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome,
+    Orchestrator, PortError, Readiness, RetryQueue, SaveOutcome,
 };
 use gameforge_engine::state::FleetState;
 use gameforge_planner::config::RegionStamp;
@@ -41,16 +41,41 @@ pub struct Instance {
     pub reclaim_at: Option<DateTime<Utc>>,
     /// The job it is working on: when it finishes.
     pub job_done_at: Option<DateTime<Utc>>,
+    /// The queue that job came from, and goes back to if the worker goes away.
+    pub job_queue: Queue,
+}
+
+/// The two job queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Queue {
+    #[default]
+    GpuOnly,
+    AnyTier,
+}
+
+/// A CPU tier worker: a Fargate task of the CPU service.
+#[derive(Debug, Clone)]
+pub struct CpuWorker {
+    pub id: String,
+    pub region: String,
+    pub started_at: DateTime<Utc>,
+    pub serving: bool,
+    pub job_done_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Default)]
 pub struct Counters {
     pub launch_calls: u32,
     pub jobs_completed: u64,
+    /// Of `jobs_completed`, those a CPU worker served.
+    pub cpu_jobs_completed: u64,
     pub jobs_released: u64,
     pub interruptions: u32,
     pub on_demand_worker_seconds: f64,
     pub worker_seconds: f64,
+    /// What the GPU workers cost, at on-demand prices (the fleet file has no spot prices: an upper bound).
+    pub gpu_cost: f64,
+    pub cpu_worker_seconds: f64,
     pub first_capacity_at: Option<DateTime<Utc>>,
 }
 
@@ -64,9 +89,15 @@ pub struct State {
     next_id: u64,
     ledger: MemoryLedger,
     pub service_sizes: HashMap<String, u32>,
+    pub cpu_service_sizes: HashMap<String, u32>,
+    pub cpu_workers: BTreeMap<String, CpuWorker>,
+    next_cpu_id: u64,
     pub retries: Vec<(DateTime<Utc>, ControlJob)>,
     pub alerts: Vec<Alert>,
+    /// The GPU-only queue.
     pub queued: u64,
+    /// The any-tier queue.
+    pub queued_any: u64,
     pub counters: Counters,
     pub not_ready: HashSet<String>,
     pub placement_scores: Option<HashMap<String, u8>>,
@@ -89,9 +120,13 @@ impl SimWorld {
             next_id: 1,
             ledger: MemoryLedger::default(),
             service_sizes: HashMap::new(),
+            cpu_service_sizes: HashMap::new(),
+            cpu_workers: BTreeMap::new(),
+            next_cpu_id: 1,
             retries: Vec::new(),
             alerts: Vec::new(),
             queued: 0,
+            queued_any: 0,
             counters: Counters::default(),
             not_ready: HashSet::new(),
             placement_scores: None,
@@ -133,7 +168,60 @@ impl State {
     }
 
     pub fn in_flight(&self) -> u64 {
-        self.instances.values().filter(|i| i.job_done_at.is_some()).count() as u64
+        self.in_flight_from(Queue::GpuOnly) + self.in_flight_from(Queue::AnyTier)
+    }
+
+    /// Jobs of `queue` being worked on, by GPU and CPU workers.
+    pub fn in_flight_from(&self, queue: Queue) -> u64 {
+        let gpu = self.instances.values().filter(|i| i.job_done_at.is_some() && i.job_queue == queue).count();
+        let cpu = match queue {
+            Queue::GpuOnly => 0,
+            Queue::AnyTier => self.cpu_workers.values().filter(|w| w.job_done_at.is_some()).count(),
+        };
+        (gpu + cpu) as u64
+    }
+
+    pub fn enqueue(&mut self, queue: Queue, jobs: u64) {
+        let depth = match queue {
+            Queue::GpuOnly => &mut self.queued,
+            Queue::AnyTier => &mut self.queued_any,
+        };
+        *depth = depth.saturating_add(jobs);
+    }
+
+    /// Brings the CPU workers of each region to its service's size: new tasks boot; surplus ones stop, idle
+    /// ones first, and a busy one gives its job back to the any-tier queue. Answers the tasks started and stopped.
+    pub fn converge_cpu_workers(&mut self) -> (Vec<String>, Vec<String>) {
+        let mut started = Vec::new();
+        let mut stopped = Vec::new();
+        let sizes: Vec<(String, u32)> = self.cpu_service_sizes.iter().map(|(r, n)| (r.clone(), *n)).collect();
+        for (region, size) in sizes {
+            let mut here: Vec<CpuWorker> = self.cpu_workers.values().filter(|w| w.region == region).cloned().collect();
+            while (here.len() as u32) < size {
+                let id = format!("cpu-{:05}", self.next_cpu_id);
+                self.next_cpu_id += 1;
+                let worker = CpuWorker {
+                    id: id.clone(),
+                    region: region.clone(),
+                    started_at: self.now,
+                    serving: false,
+                    job_done_at: None,
+                };
+                self.cpu_workers.insert(id.clone(), worker.clone());
+                here.push(worker);
+                started.push(id);
+            }
+            // Busy and oldest kept: the idle and the newest stop first.
+            here.sort_by_key(|w| (w.job_done_at.is_none(), w.started_at, w.id.clone()));
+            for worker in here.iter().skip(size as usize) {
+                if self.cpu_workers.remove(&worker.id).is_some_and(|w| w.job_done_at.is_some()) {
+                    self.queued_any += 1;
+                    self.counters.jobs_released += 1;
+                }
+                stopped.push(worker.id.clone());
+            }
+        }
+        (started, stopped)
     }
 }
 
@@ -279,6 +367,7 @@ impl Compute for SimWorld {
                         draining_since: None,
                         reclaim_at: None,
                         job_done_at: None,
+                        job_queue: Queue::GpuOnly,
                     },
                 );
                 outcome.launched.push(Worker {
@@ -354,7 +443,8 @@ pub(crate) fn release_job(state: &mut State, instance_id: &str) {
     if let Some(instance) = state.instances.get_mut(instance_id)
         && instance.job_done_at.take().is_some()
     {
-        state.queued += 1;
+        let queue = instance.job_queue;
+        state.enqueue(queue, 1);
         state.counters.jobs_released += 1;
     }
 }
@@ -377,8 +467,10 @@ impl Orchestrator for SimWorld {
         Ok(state.instances.get(instance_id).map_or(0, |i| usize::from(i.job_done_at.is_some())))
     }
 
-    async fn set_service_size(&self, stamp: &RegionStamp, count: u32) -> Result<(), PortError> {
-        self.state().service_sizes.insert(stamp.region.clone(), count);
+    async fn set_service_size(&self, stamp: &RegionStamp, service: &str, count: u32) -> Result<(), PortError> {
+        let mut state = self.state();
+        let sizes = if service == stamp.ecs_service { &mut state.service_sizes } else { &mut state.cpu_service_sizes };
+        sizes.insert(stamp.region.clone(), count);
         Ok(())
     }
 
@@ -389,9 +481,12 @@ impl Orchestrator for SimWorld {
 }
 
 impl Backlog for SimWorld {
-    async fn demand(&self) -> Result<Demand, PortError> {
+    async fn demand(&self) -> Result<Backlogs, PortError> {
         let state = self.state();
-        Ok(Demand { queued: state.queued, in_flight: state.in_flight() })
+        Ok(Backlogs {
+            gpu_only: Demand { queued: state.queued, in_flight: state.in_flight_from(Queue::GpuOnly) },
+            any_tier: Demand { queued: state.queued_any, in_flight: state.in_flight_from(Queue::AnyTier) },
+        })
     }
 }
 

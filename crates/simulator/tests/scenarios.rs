@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use gameforge_contract::Tier;
 use gameforge_simulator::{Summary, load, run};
 use serde_json::Value;
 
@@ -230,4 +231,54 @@ fn spot_fills_the_deepest_pool_first_as_price_capacity_optimized_does() {
     let blocked_1a =
         lines.iter().any(|l| l["event"] == "blocked" && l["offering"]["availability_zone"] == "us-east-1a");
     assert!(!blocked_1a, "the shallow pool was never tried dry");
+}
+
+fn cpu_tier_events(lines: &[Value]) -> Vec<&Value> {
+    lines.iter().filter(|l| l["event"] == "cpu_tier").collect()
+}
+
+#[test]
+fn in_a_total_gpu_shortage_the_cpu_tier_serves_the_small_jobs_and_leaves_once_gpus_are_back() {
+    let (summary, lines) = play("total-gpu-shortage.json");
+    let tier = cpu_tier_events(&lines);
+    let (first, last) = (tier.first().unwrap(), tier.last().unwrap());
+    assert_eq!(first["entered"], "no_gpu_anywhere", "{first}");
+    assert!(first["t"].as_i64().unwrap() <= 120, "on as soon as the tour of the regions failed: {first}");
+    // GPUs come back at two hours: the tier goes off after GPU workers have served for `leave_after` (5 min).
+    assert_eq!(last["left"], "gpu_back", "{last}");
+    let left_at = last["t"].as_i64().unwrap();
+    assert!((2 * 3600..2 * 3600 + 20 * 60).contains(&left_at), "{last}");
+    let started = lines.iter().filter(|l| l["event"] == "cpu_worker_started").count();
+    let stopped = lines.iter().filter(|l| l["event"] == "cpu_worker_stopped").count();
+    assert_eq!(started, stopped, "every CPU worker stopped by the end");
+    assert!(lines.iter().all(|l| l["event"] != "cpu_worker_started" || l["t"].as_i64().unwrap() < left_at));
+
+    // Two small jobs a minute for three hours: the CPU served only those (GPU-only jobs never reach it), and
+    // while no GPU existed it was the only one serving.
+    let cpu = &summary.tiers[&Tier::Cpu];
+    let gpu = &summary.tiers[&Tier::Gpu];
+    assert!(cpu.jobs_completed >= 200 && cpu.jobs_completed <= 360, "{summary:?}");
+    let first_gpu = lines.iter().find(|l| l["event"] == "worker_serving").unwrap()["t"].as_i64().unwrap();
+    assert!(first_gpu >= 2 * 3600);
+    assert!(gpu.jobs_completed > 0 && cpu.cost_per_image.unwrap() > 0.0 && gpu.cost_per_image.unwrap() > 0.0);
+    // Every job is done or waiting, and none went round: the only job handed back is the one a stopping CPU
+    // worker was running when the tier went off.
+    assert_eq!(summary.jobs_completed + summary.jobs_pending, 4 * 180);
+    assert!(summary.jobs_released <= 1, "{summary:?}");
+    assert!(summary.jobs_pending_gpu_only <= summary.jobs_pending);
+}
+
+#[test]
+fn without_the_cpu_tier_the_same_shortage_serves_nothing_for_two_hours() {
+    let mut loaded = load(&scenario("total-gpu-shortage.json")).unwrap();
+    // The two hours without GPUs only: once they return, they catch up either way.
+    loaded.scenario.duration = gameforge_planner::Span::hours(2);
+    let with = run(&loaded, |_| {});
+    loaded.fleet.cpu_tier = None;
+    let mut lines = Vec::new();
+    let without = run(&loaded, |line| lines.push(line.clone()));
+    assert!(cpu_tier_events(&lines).is_empty());
+    assert!(!without.tiers.contains_key(&Tier::Cpu));
+    assert_eq!(without.jobs_completed, 0);
+    assert!(with.jobs_completed >= 200, "{with:?}");
 }

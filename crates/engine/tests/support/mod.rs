@@ -11,8 +11,8 @@ use gameforge_contract::ControlJob;
 use gameforge_engine::journal::Decisions;
 use gameforge_engine::memory::MemoryLedger;
 use gameforge_engine::ports::{
-    Alert, Alerts, Backlog, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome, Orchestrator,
-    PortError, Readiness, RetryQueue, SaveOutcome,
+    Alert, Alerts, Backlog, Backlogs, Clock, Compute, LaunchFailure, LaunchOutcome, LedgerStore, LockOutcome,
+    Orchestrator, PortError, Readiness, RetryQueue, SaveOutcome,
 };
 use gameforge_engine::state::FleetState;
 use gameforge_planner::config::RegionStamp;
@@ -35,7 +35,12 @@ pub struct State {
     pub drained: Vec<String>,
     pub terminated: Vec<String>,
     pub service_sizes: HashMap<String, u32>,
+    /// The CPU tier's service size per region.
+    pub cpu_service_sizes: HashMap<String, u32>,
+    /// The GPU-only queue.
     pub demand: Option<Demand>,
+    /// The any-tier queue.
+    pub eligible: Demand,
     pub scheduled: Vec<(ControlJob, Duration)>,
     pub alerts: Vec<Alert>,
     next_id: u32,
@@ -240,8 +245,10 @@ impl Orchestrator for Memory {
         Ok(0)
     }
 
-    async fn set_service_size(&self, stamp: &RegionStamp, count: u32) -> Result<(), PortError> {
-        self.state().service_sizes.insert(stamp.region.clone(), count);
+    async fn set_service_size(&self, stamp: &RegionStamp, service: &str, count: u32) -> Result<(), PortError> {
+        let mut state = self.state();
+        let sizes = if service == stamp.ecs_service { &mut state.service_sizes } else { &mut state.cpu_service_sizes };
+        sizes.insert(stamp.region.clone(), count);
         Ok(())
     }
 
@@ -251,8 +258,9 @@ impl Orchestrator for Memory {
 }
 
 impl Backlog for Memory {
-    async fn demand(&self) -> Result<Demand, PortError> {
-        Ok(self.state().demand.unwrap_or(Demand { queued: 0, in_flight: 0 }))
+    async fn demand(&self) -> Result<Backlogs, PortError> {
+        let state = self.state();
+        Ok(Backlogs { gpu_only: state.demand.unwrap_or_default(), any_tier: state.eligible })
     }
 }
 

@@ -64,11 +64,11 @@ impl Orchestrator for AwsWorld {
             .map_or(0, |c| (c.running_tasks_count() + c.pending_tasks_count()).max(0) as usize))
     }
 
-    async fn set_service_size(&self, stamp: &RegionStamp, count: u32) -> Result<(), PortError> {
+    async fn set_service_size(&self, stamp: &RegionStamp, service: &str, count: u32) -> Result<(), PortError> {
         self.ecs(&stamp.region)
             .update_service()
             .cluster(&stamp.ecs_cluster)
-            .service(&stamp.ecs_service)
+            .service(service)
             .desired_count(count as i32)
             .send()
             .await

@@ -7,10 +7,11 @@ use gameforge_contract::{ControlJob, Message};
 use gameforge_planner::scaling::Demand;
 
 use super::AwsWorld;
-use gameforge_engine::ports::{Backlog, PortError, RetryQueue};
+use gameforge_engine::ports::{Backlog, Backlogs, PortError, RetryQueue};
 
 impl Backlog for AwsWorld {
-    async fn demand(&self) -> Result<Demand, PortError> {
+    /// The job queue is the GPU-only queue; the any-tier queue comes with the template's CPU tier.
+    async fn demand(&self) -> Result<Backlogs, PortError> {
         let attributes = self
             .sqs
             .get_queue_attributes()
@@ -21,10 +22,11 @@ impl Backlog for AwsWorld {
             .await
             .map_err(|e| PortError::sdk("GetQueueAttributes", &e))?;
         let get = |name| attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok(Demand {
+        let gpu_only = Demand {
             queued: get(QueueAttributeName::ApproximateNumberOfMessages),
             in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        })
+        };
+        Ok(Backlogs { gpu_only, any_tier: Demand::default() })
     }
 }
 
