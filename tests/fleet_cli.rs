@@ -44,6 +44,7 @@ async fn rig() -> Rig {
     let resources = Resources {
         ledger_table: deployment.ledger_table.clone(),
         job_queue_url: deployment.job_queue_url.clone(),
+        any_tier_queue_url: Some(deployment.any_tier_queue_url.clone()),
         retry_queue_url: deployment.control_retry_url.clone(),
         alert_bus: "default".into(),
     };

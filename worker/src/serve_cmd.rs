@@ -9,10 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use gameforge_jobs::DynamoJobStore;
 use gameforge_jobs::clients::{dynamodb_for_table, sqs_for_queue};
+use gameforge_planner::cpu_tier::CpuTier;
 use sdxl_worker::serve::aws::{AwsAnnouncer, S3Objects, SqsJobQueue};
 use sdxl_worker::serve::decide::Judge;
 use sdxl_worker::serve::health;
 use sdxl_worker::serve::imds::Imds;
+use sdxl_worker::serve::lanes::Lanes;
 use sdxl_worker::serve::model::ModelThread;
 use sdxl_worker::serve::runner::{Health, HealthState, Service, ServiceConfig};
 use sdxl_worker::serve::stop;
@@ -34,6 +36,13 @@ pub struct Args {
     /// The job queue (any region).
     #[arg(long, env = "GAMEFORGE_JOB_QUEUE_URL")]
     queue_url: String,
+    /// The any-tier queue, where the fleet has a CPU tier: a GPU worker reads it in turn with the job queue.
+    #[arg(long, env = "GAMEFORGE_ANY_TIER_QUEUE_URL")]
+    any_tier_queue_url: Option<String>,
+    /// Makes this a CPU tier worker: the fleet file's `cpu_tier` (JSON), whose budget and measured pace it judges
+    /// jobs by. It reads only the any-tier queue and moves to the job queue what it cannot finish in time.
+    #[arg(long, env = "GAMEFORGE_CPU_TIER", value_parser = cpu_tier, requires = "any_tier_queue_url")]
+    cpu_tier: Option<CpuTier>,
     /// The job status store (a table name, or its ARN to reach the home region from a standby).
     #[arg(long, env = "GAMEFORGE_JOBS_TABLE")]
     jobs_table: String,
@@ -104,7 +113,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let stop_timeout = Duration::from_secs(args.stop_timeout_seconds);
     stop::on_signals(stop_tx.clone(), stop_timeout)?;
 
-    let (device, dtype) = device_and_dtype(args.cpu, args.dtype)?;
+    // The CPU tier runs where there is no GPU to find.
+    let (device, dtype) = device_and_dtype(args.cpu || args.cpu_tier.is_some(), args.dtype)?;
     let (model_arg, cache) = (args.model.clone(), args.cache_dir.clone());
     let root = tokio::task::spawn_blocking(move || resolve(&model_arg, cache, dtype)).await??;
     let options = LoadOptions { device, dtype, vae_tiling: VaeTiling::Off, memory_budget: args.memory_budget };
@@ -127,6 +137,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let (queue, max_receives) = SqsJobQueue::connect(sqs_for_queue(&config, &args.queue_url), args.queue_url.clone())
         .await
         .context("the job queue")?;
+    let (queue, max_receives) = match &args.any_tier_queue_url {
+        None => (Lanes::gpu(queue, None), max_receives),
+        Some(url) => {
+            let (any_tier, any_max) =
+                SqsJobQueue::connect(sqs_for_queue(&config, url), url.clone()).await.context("the any-tier queue")?;
+            // One judge for both queues: the sooner of their last deliveries is the one it may not run.
+            let max_receives = max_receives.into_iter().chain(any_max).min();
+            match args.cpu_tier {
+                Some(_) => (Lanes::cpu(queue, any_tier), max_receives),
+                None => (Lanes::gpu(queue, Some(any_tier)), max_receives),
+            }
+        }
+    };
     let (dynamodb, table) = dynamodb_for_table(&config, &args.jobs_table);
     let jobs = DynamoJobStore::new(dynamodb, table, Duration::from_secs(args.job_retention_days * 86_400));
     let placement = if args.imds.as_deref() == Some("off") {
@@ -148,7 +171,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         jobs: Arc::new(jobs),
         announce: Arc::new(AwsAnnouncer::new(&config, args.event_bus.clone())),
         model,
-        judge: Judge { model_id: args.model_id.clone().unwrap_or(args.model.clone()), max_receives, placement },
+        judge: Judge {
+            model_id: args.model_id.clone().unwrap_or(args.model.clone()),
+            max_receives,
+            placement,
+            cpu_tier: args.cpu_tier.clone(),
+        },
         config: ServiceConfig {
             visibility: Duration::from_secs(args.visibility_seconds.max(1)),
             wait: Duration::from_secs(args.receive_wait_seconds),
@@ -159,9 +187,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         health: Arc::clone(&health_state),
     };
     health_state.set(HealthState::Ready);
-    tracing::info!(queue = %args.queue_url, max_receives = ?max_receives, "ready");
+    tracing::info!(queue = %args.queue_url, any_tier = ?args.any_tier_queue_url, tier = ?service.judge.tier(),
+        max_receives = ?max_receives, "ready");
     let summary = service.run(stop_rx).await;
     tracing::info!(?summary, "stopped");
     drop(stop_tx);
     Ok(())
+}
+
+fn cpu_tier(text: &str) -> Result<CpuTier, String> {
+    let tier: CpuTier = serde_json::from_str(text).map_err(|e| format!("not a cpu_tier: {e}"))?;
+    let problems: Vec<String> = tier.violations().iter().map(ToString::to_string).collect();
+    if problems.is_empty() { Ok(tier) } else { Err(problems.join("; ")) }
 }

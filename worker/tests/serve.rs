@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use bytes::Bytes;
-use gameforge_contract::{ErrorClass, GenerationJob, JobResult, JobState, JobStatus, Message, S3Uri};
+use gameforge_contract::{ErrorClass, GenerationJob, JobResult, JobState, JobStatus, Message, S3Uri, Tier};
 use gameforge_jobs::{CancelOutcome, Client, ClientSettings, OWNER_ATTRIBUTE, Submitted};
 use gameforge_localaws::{AwsError, Deployment, Emulator, LoopbackServer, RoleCredentials, Rule};
 use http_body_util::Full;
@@ -909,4 +909,50 @@ async fn a_worker_with_its_deployed_defaults_takes_each_job_at_once_after_idle_l
         assert!(took < Duration::from_secs(40), "{id} waited {took:?}: its first delivery went to an abandoned poll");
     }
     assert_eq!(setup.depth(&setup.dlq).await, (0, 0));
+}
+
+/// The fleet file's CPU tier as a CPU worker is given it; the tiny model's jobs fit its budget and pace.
+const CPU_TIER: &str = r#"{"ecs_service": "w-cpu-worker", "vcpus": 16, "memory_gib": 60, "price_per_hour": 0.91,
+  "pace": {"step_seconds_per_megapixel": 8.0, "decode_seconds_per_megapixel": 22.0, "job_seconds": 2.0},
+  "budget": {"max_megapixel_evaluations": 2.2, "max_megapixels": 0.27},
+  "enter": {"oldest_job_waited": "10m", "leave_after": "5m"}, "max_workers": 4, "target_backlog_per_worker": 8}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_worker_serves_only_the_any_tier_queue_and_a_gpu_worker_serves_both() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(60).await;
+    let any_tier = setup.deployment.any_tier_queue_url.clone();
+    let send_to = |queue: &str, id: &str| {
+        let body = setup.job(id, 1, 1.0).to_json();
+        setup.sqs.send_message().queue_url(queue).message_body(body).send()
+    };
+    send_to(&setup.jobs, "gpu-1").await.unwrap();
+    send_to(&any_tier, "any-1").await.unwrap();
+    send_to(&any_tier, "any-2").await.unwrap();
+
+    let cpu = setup.worker("cpu", &["--any-tier-queue-url", &any_tier, "--cpu-tier", CPU_TIER]);
+    let served = results(&setup, 2, Duration::from_secs(90)).await;
+    let mut ids: Vec<&str> = served.iter().map(|r| r.job_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["any-1", "any-2"]);
+    assert!(served.iter().all(|r| r.status == JobStatus::Succeeded && r.tier == Some(Tier::Cpu)), "{served:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(setup.depth(&setup.jobs).await, (1, 0), "the GPU-only job is never a CPU worker's");
+    assert!(cpu.logged("job started").iter().all(|(_, v)| v["job_id"] != "gpu-1"));
+    // Stopped as ECS stops a task: a receive still in flight hands back what it brings.
+    let mut cpu = cpu;
+    cpu.signal("TERM");
+    assert!(cpu.exit(Duration::from_secs(30)).await.success());
+
+    send_to(&any_tier, "any-3").await.unwrap();
+    let gpu = setup.worker("gpu", &["--any-tier-queue-url", &any_tier]);
+    let served = results(&setup, 2, Duration::from_secs(90)).await;
+    let mut ids: Vec<&str> = served.iter().map(|r| r.job_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["any-3", "gpu-1"]);
+    assert!(served.iter().all(|r| r.status == JobStatus::Succeeded && r.tier == Some(Tier::Gpu)), "{served:?}");
+    drop(gpu);
+    for queue in [&setup.jobs, &any_tier, &setup.dlq] {
+        assert_eq!(setup.depth(queue).await, (0, 0), "{queue}");
+    }
 }

@@ -27,6 +27,9 @@ pub struct JobResult {
     /// Where the job ran; absent when it was rejected before reaching a worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// The kind of worker that answered; absent when no worker did (a job cancelled while queued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
     /// The seed the image was generated from (the job's, or the one the worker picked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 9_007_199_254_740_991_u64))]

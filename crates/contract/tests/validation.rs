@@ -113,6 +113,7 @@ fn result(status: JobStatus) -> JobResult {
             generation_ms: Some(4000),
         },
         placement: None,
+        tier: Some(gameforge_contract::Tier::Gpu),
         seed: Some(7),
         prompt_truncated: false,
         attempt: 1,

@@ -105,6 +105,7 @@ pub fn cancelled_result(job_id: &str, job: Option<&GenerationJob>, now: DateTime
             generation_ms: None,
         },
         placement: None,
+        tier: None,
         seed: job.and_then(|j| j.seed),
         prompt_truncated: false,
         attempt: 0,

@@ -81,6 +81,8 @@ pub struct Deployment {
     pub control_dead_letter_url: String,
     pub control_retry_url: String,
     pub job_queue_url: String,
+    /// The jobs the CPU tier may serve.
+    pub any_tier_queue_url: String,
     pub job_dead_letter_url: String,
     pub dedup_table: String,
     pub ledger_table: String,
@@ -219,6 +221,7 @@ impl Deployment {
             control_dead_letter_url: queue_url(config, &format!("{prefix}-control-dlq.fifo")).await?,
             control_retry_url: queue_url(config, &format!("{prefix}-control-retry")).await?,
             job_queue_url: queue_url(config, &format!("{prefix}-jobs")).await?,
+            any_tier_queue_url: queue_url(config, &format!("{prefix}-jobs-any-tier")).await?,
             job_dead_letter_url: queue_url(config, &format!("{prefix}-jobs-dlq")).await?,
             dedup_table: output("SignalDedupTableName")?,
             ledger_table: output("LedgerTableName")?,

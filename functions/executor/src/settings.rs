@@ -24,6 +24,7 @@ impl Settings {
         let fleet_source = env.required("GAMEFORGE_FLEET_CONFIG");
         let ledger_table = env.required("GAMEFORGE_LEDGER_TABLE");
         let job_queue_url = env.required("GAMEFORGE_JOB_QUEUE_URL");
+        let any_tier_queue_url = env.optional("GAMEFORGE_ANY_TIER_QUEUE_URL");
         let retry_queue_url = env.required("GAMEFORGE_RETRY_QUEUE_URL");
         let control_dead_letter_url = env.required("GAMEFORGE_CONTROL_DLQ_URL");
         let alert_bus = env.optional("GAMEFORGE_ALERT_BUS").unwrap_or_else(|| "default".into());
@@ -55,7 +56,7 @@ impl Settings {
         let fleet = fleet.ok_or_else(|| SettingsError(vec!["GAMEFORGE_FLEET_CONFIG is missing".into()]))?;
         Ok(Self {
             fleet,
-            resources: Resources { ledger_table, job_queue_url, retry_queue_url, alert_bus },
+            resources: Resources { ledger_table, job_queue_url, any_tier_queue_url, retry_queue_url, alert_bus },
             control_dead_letter_url,
         })
     }

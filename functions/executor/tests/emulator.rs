@@ -256,6 +256,22 @@ async fn the_fleet_moves_back_home_only_after_the_hysteresis_window() {
 }
 
 #[tokio::test]
+async fn the_backlog_is_both_queues_read_with_the_executors_own_role() {
+    use gameforge_engine::ports::Backlog;
+    let rig = rig(&[EAST]).await;
+    let executor = rig.executor("a");
+    rig.add_jobs(3).await;
+    let sqs = aws_sdk_sqs::Client::new(&rig.config);
+    for i in 0..5 {
+        let url = &rig.deployment.any_tier_queue_url;
+        sqs.send_message().queue_url(url).message_body(format!("small-{i}")).send().await.unwrap();
+    }
+    let backlogs = executor.world().demand().await.unwrap();
+    assert_eq!((backlogs.gpu_only.queued, backlogs.any_tier.queued), (3, 5));
+    assert_eq!(backlogs.total().queued, 8, "the GPU fleet scales for both: GPU workers serve both");
+}
+
+#[tokio::test]
 async fn the_fleet_scales_to_zero_when_idle_and_back_up_on_backlog() {
     let rig = rig(&[EAST]).await;
     let executor = rig.executor("a");

@@ -160,6 +160,20 @@ impl JobQueue for SqsJobQueue {
         letter.send(&self.client, dlq).await?;
         self.delete(&delivery.receipt).await
     }
+
+    async fn send(&self, delivery: &Delivery) -> Result<(), PortError> {
+        let mut send = self.client.send_message().queue_url(&self.url).message_body(&delivery.body);
+        if let Some(owner) = &delivery.owner {
+            let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(owner)
+                .build()
+                .map_err(|e| PortError::new("SendMessage job", e))?;
+            send = send.message_attributes(OWNER_ATTRIBUTE, value);
+        }
+        send.send().await.map_err(|e| PortError::sdk("SendMessage job", &e))?;
+        Ok(())
+    }
 }
 
 /// Images to S3, through a client of each bucket's own region: a standby region's worker writes to the home

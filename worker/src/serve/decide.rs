@@ -1,13 +1,15 @@
 //! What to do with a delivered message before any model runs: run it, answer it without running (rejected,
-//! deadline passed, wrong model, poison), or set it aside when it cannot even be answered. Pure.
+//! deadline passed, wrong model, poison), hand it to the GPUs (a CPU worker's job it cannot serve), or set it
+//! aside when it cannot even be answered. Pure.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use gameforge_contract::{
-    CONTRACT_VERSION, ErrorClass, GenerationJob, JobFailure, JobResult, JobStatus, Message, Placement, Timings,
+    CONTRACT_VERSION, ErrorClass, GenerationJob, JobFailure, JobResult, JobStatus, Message, Placement, Tier, Timings,
 };
 use gameforge_jobs::{JobKey, Owner};
+use gameforge_planner::cpu_tier::{CpuTier, GpuOnly, cpu_can_finish};
 use serde_json::Value;
 
 use crate::pipeline::GenerateRequest;
@@ -46,6 +48,12 @@ pub enum Verdict {
     DeadLetter {
         reason: String,
     },
+    /// A CPU worker cannot serve it (too large for the tier, or no longer in time at its pace): to the GPU-only
+    /// queue, which no CPU worker reads.
+    ToGpu {
+        job_id: String,
+        reason: GpuOnly,
+    },
 }
 
 /// What the worker knows about itself when judging.
@@ -55,9 +63,15 @@ pub struct Judge {
     /// The queue's `maxReceiveCount`: the delivery that reaches it is the job's last, and is not run.
     pub max_receives: Option<u32>,
     pub placement: Option<Placement>,
+    /// Set on a CPU worker: the tier whose budget and measured pace it judges jobs by.
+    pub cpu_tier: Option<CpuTier>,
 }
 
 impl Judge {
+    pub fn tier(&self) -> Tier {
+        if self.cpu_tier.is_some() { Tier::Cpu } else { Tier::Gpu }
+    }
+
     pub fn judge(&self, delivery: &Delivery, now: DateTime<Utc>) -> Verdict {
         let owner = match delivery.owner.as_deref().map(Owner::from_arn).transpose() {
             Ok(owner) => owner,
@@ -114,6 +128,11 @@ impl Judge {
             let message = format!("the deadline {deadline} passed before a worker started the job");
             return fail(ErrorClass::DeadlineExceeded, message, false);
         }
+        if let Some(tier) = &self.cpu_tier
+            && let Err(reason) = tier.admits(&job).and_then(|()| cpu_can_finish(tier, &job, now))
+        {
+            return Verdict::ToGpu { job_id: job.job_id, reason };
+        }
         Verdict::Run { key, job: Box::new(job) }
     }
 
@@ -133,6 +152,7 @@ impl Judge {
             labels: job.labels.clone(),
             seed: job.seed,
             placement: self.placement.clone(),
+            tier: self.tier(),
         };
         unsuccessful(known, delivery, now, status, JobFailure { class, message: truncate(message) })
     }
@@ -158,7 +178,8 @@ impl Judge {
             .and_then(Value::as_object)
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).take(16).collect())
             .unwrap_or_default();
-        let known = Known { job_id: job_id.to_string(), submitted_at, labels, seed: None, placement: None };
+        let known =
+            Known { job_id: job_id.to_string(), submitted_at, labels, seed: None, placement: None, tier: self.tier() };
         let failure = JobFailure { class: ErrorClass::InvalidJob, message: truncate(message) };
         unsuccessful(known, delivery, now, JobStatus::Rejected, failure)
     }
@@ -171,6 +192,7 @@ struct Known {
     labels: BTreeMap<String, String>,
     seed: Option<u64>,
     placement: Option<Placement>,
+    tier: Tier,
 }
 
 fn unsuccessful(
@@ -194,6 +216,7 @@ fn unsuccessful(
             generation_ms: None,
         },
         placement: known.placement,
+        tier: Some(known.tier),
         seed: known.seed,
         prompt_truncated: false,
         attempt: delivery.receive_count.max(1),
@@ -244,7 +267,7 @@ mod tests {
     use gameforge_contract::S3Uri;
 
     fn judge() -> Judge {
-        Judge { model_id: "tiny".into(), max_receives: Some(3), placement: None }
+        Judge { model_id: "tiny".into(), max_receives: Some(3), placement: None, cpu_tier: None }
     }
 
     fn delivery(body: String, receive_count: u32) -> Delivery {
@@ -266,6 +289,44 @@ mod tests {
         assert_eq!(key.stored(), "arn:aws:sts::123456789012:assumed-role/game-backend#job-1");
         let Verdict::Run { key, .. } = judge().judge(&delivery(job().to_json(), 1), now) else { panic!() };
         assert_eq!(key, JobKey::unowned("job-1"));
+    }
+
+    fn cpu_judge() -> Judge {
+        let tier = serde_json::from_value(serde_json::json!({
+            "ecs_service": "cpu", "vcpus": 16, "memory_gib": 60, "price_per_hour": 0.91,
+            "pace": {"step_seconds_per_megapixel": 8.0, "decode_seconds_per_megapixel": 22.0, "job_seconds": 2.0},
+            "budget": {"max_megapixel_evaluations": 2.2, "max_megapixels": 0.27},
+            "enter": {"oldest_job_waited": "10m", "leave_after": "5m"},
+            "max_workers": 4, "target_backlog_per_worker": 8
+        }))
+        .unwrap();
+        Judge { cpu_tier: Some(tier), ..judge() }
+    }
+
+    #[test]
+    fn a_cpu_worker_runs_what_it_can_finish_and_hands_the_rest_to_the_gpus() {
+        let now = Utc::now();
+        let mut small = job();
+        (small.width, small.height, small.steps, small.guidance) = (512, 512, 4, 0.0);
+        // 2 + 22 × 0.262 + 8 × 1.05 = 16.2 s at the tier's pace.
+        small.deadline = Some(now + chrono::Duration::seconds(60));
+        assert!(matches!(cpu_judge().judge(&delivery(small.to_json(), 1), now), Verdict::Run { .. }));
+        assert!(matches!(judge().judge(&delivery(small.to_json(), 1), now), Verdict::Run { .. }));
+
+        small.deadline = Some(now + chrono::Duration::seconds(10));
+        let verdict = cpu_judge().judge(&delivery(small.to_json(), 1), now);
+        assert!(
+            matches!(&verdict, Verdict::ToGpu { job_id, reason: GpuOnly::Deadline { .. } } if job_id == "job-1"),
+            "{verdict:?}"
+        );
+        // A job that reached the any-tier queue by a stale rule is over the budget: also the GPUs'.
+        let verdict = cpu_judge().judge(&delivery(job().to_json(), 1), now);
+        assert!(matches!(&verdict, Verdict::ToGpu { reason: GpuOnly::Size { .. }, .. }), "{verdict:?}");
+        // Answers name the tier that gave them.
+        let Verdict::Answer { result, .. } = cpu_judge().judge(&delivery("{\"job_id\": \"j\"}".into(), 1), now) else {
+            panic!()
+        };
+        assert_eq!(result.tier, Some(Tier::Cpu));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod decide;
 pub mod health;
 pub mod imds;
+pub mod lanes;
 pub mod model;
 pub mod ports;
 pub mod runner;

@@ -19,6 +19,8 @@ pub trait JobQueue: Send + Sync + 'static {
     fn delete(&self, receipt: &str) -> impl Future<Output = Result<(), PortError>> + Send;
     /// Moves the message to the dead-letter queue with the reason, then deletes it.
     fn dead_letter(&self, delivery: &Delivery, reason: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Sends the delivery's job to this queue as a new message, with its owner.
+    fn send(&self, delivery: &Delivery) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// What became of an image.

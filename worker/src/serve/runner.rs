@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::decide::{Delivery, Judge, Verdict, request_for};
+use super::lanes::Lanes;
 use super::model::ModelThread;
 use super::ports::{Announcement, Announcer, JobQueue, ObjectStore, PortError, Stored};
 use crate::error::PipelineError;
@@ -92,6 +93,8 @@ pub struct RunSummary {
     pub released_on_interruption: u64,
     /// Messages dropped because another delivery of the same job id ran it or runs it.
     pub duplicates: u64,
+    /// Jobs a CPU worker handed to the GPU-only queue.
+    pub to_gpu: u64,
 }
 
 /// A received message whose visibility is kept up until it is settled.
@@ -127,7 +130,7 @@ impl Lease {
 /// The running service's parts.
 #[derive(Debug)]
 pub struct Service<Q, O, A, J> {
-    pub queue: Arc<Q>,
+    pub queue: Arc<Lanes<Q>>,
     pub store: Arc<O>,
     pub jobs: Arc<J>,
     pub announce: Arc<A>,
@@ -149,6 +152,8 @@ enum Outcome {
     },
     /// Another delivery of the same job id has it.
     Duplicate,
+    /// Moved to the GPU-only queue.
+    ToGpu,
 }
 
 impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J> {
@@ -209,6 +214,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                     summary.released_on_interruption += u64::from(interruption);
                 }
                 Ok(Outcome::Duplicate) => summary.duplicates += 1,
+                Ok(Outcome::ToGpu) => summary.to_gpu += 1,
                 Err(e) => {
                     // AWS failed us mid-way: hand the message back after a backoff; the next delivery redoes
                     // the job and overwrites the same image key.
@@ -258,6 +264,12 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                     steps_per_second: None,
                 };
                 Ok(self.answer(lease, answer, settle, Instant::now()).await?.outcome())
+            }
+            Verdict::ToGpu { job_id, reason } => {
+                tracing::info!(job_id, %reason, "to the GPU-only queue");
+                lease.stop_heartbeat();
+                self.queue.move_to_gpu_only(delivery).await?;
+                Ok(Outcome::ToGpu)
             }
             Verdict::Run { key, job } => self.run_job(lease, &key, &job, stop).await,
         }
@@ -461,6 +473,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                             generation_ms: Some(generation_time.as_millis() as u64),
                         },
                         placement: self.judge.placement.clone(),
+                        tier: Some(self.judge.tier()),
                         seed: Some(seed),
                         prompt_truncated: generated.dropped_tokens > 0,
                         attempt: delivery.receive_count.max(1),

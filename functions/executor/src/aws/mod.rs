@@ -22,6 +22,8 @@ pub use gameforge_fleet::DynamoLedger;
 pub struct Resources {
     pub ledger_table: String,
     pub job_queue_url: String,
+    /// The jobs the CPU tier may serve; absent, that backlog reads as empty.
+    pub any_tier_queue_url: Option<String>,
     pub retry_queue_url: String,
     /// The event bus alerts go to.
     pub alert_bus: String,

@@ -10,23 +10,33 @@ use super::AwsWorld;
 use gameforge_engine::ports::{Backlog, Backlogs, PortError, RetryQueue};
 
 impl Backlog for AwsWorld {
-    /// The job queue is the GPU-only queue; the any-tier queue comes with the template's CPU tier.
     async fn demand(&self) -> Result<Backlogs, PortError> {
+        let gpu_only = self.depth(&self.resources.job_queue_url).await?;
+        let any_tier = match &self.resources.any_tier_queue_url {
+            Some(url) => self.depth(url).await?,
+            None => Demand::default(),
+        };
+        Ok(Backlogs { gpu_only, any_tier })
+    }
+}
+
+impl AwsWorld {
+    /// Jobs waiting and jobs being worked on (received, not yet deleted) in one queue.
+    async fn depth(&self, url: &str) -> Result<Demand, PortError> {
         let attributes = self
             .sqs
             .get_queue_attributes()
-            .queue_url(&self.resources.job_queue_url)
+            .queue_url(url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
             .map_err(|e| PortError::sdk("GetQueueAttributes", &e))?;
         let get = |name| attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let gpu_only = Demand {
+        Ok(Demand {
             queued: get(QueueAttributeName::ApproximateNumberOfMessages),
             in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        };
-        Ok(Backlogs { gpu_only, any_tier: Demand::default() })
+        })
     }
 }
 

@@ -85,6 +85,7 @@ impl Rig {
         Resources {
             ledger_table: self.deployment.ledger_table.clone(),
             job_queue_url: self.deployment.job_queue_url.clone(),
+            any_tier_queue_url: Some(self.deployment.any_tier_queue_url.clone()),
             retry_queue_url: self.deployment.control_retry_url.clone(),
             alert_bus: "default".into(),
         }
