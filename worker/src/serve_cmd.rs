@@ -42,7 +42,7 @@ pub struct Args {
     /// Makes this a CPU tier worker: the fleet file's `cpu_tier` (JSON), whose budget and measured pace it judges
     /// jobs by. It reads only the any-tier queue and moves to the job queue what it cannot finish in time.
     #[arg(long, env = "GAMEFORGE_CPU_TIER", value_parser = cpu_tier, requires = "any_tier_queue_url")]
-    cpu_tier: Option<CpuTier>,
+    cpu_tier: Option<Box<CpuTier>>,
     /// The job status store (a table name, or its ARN to reach the home region from a standby).
     #[arg(long, env = "GAMEFORGE_JOBS_TABLE")]
     jobs_table: String,
@@ -175,7 +175,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             model_id: args.model_id.clone().unwrap_or(args.model.clone()),
             max_receives,
             placement,
-            cpu_tier: args.cpu_tier.clone(),
+            cpu_tier: args.cpu_tier.as_deref().cloned(),
         },
         config: ServiceConfig {
             visibility: Duration::from_secs(args.visibility_seconds.max(1)),
@@ -195,8 +195,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cpu_tier(text: &str) -> Result<CpuTier, String> {
+/// Boxed: the tier would make `serve`'s arguments far larger than the other commands'.
+fn cpu_tier(text: &str) -> Result<Box<CpuTier>, String> {
     let tier: CpuTier = serde_json::from_str(text).map_err(|e| format!("not a cpu_tier: {e}"))?;
     let problems: Vec<String> = tier.violations().iter().map(ToString::to_string).collect();
-    if problems.is_empty() { Ok(tier) } else { Err(problems.join("; ")) }
+    if problems.is_empty() { Ok(Box::new(tier)) } else { Err(problems.join("; ")) }
 }
