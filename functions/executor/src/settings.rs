@@ -54,6 +54,8 @@ impl Settings {
         };
         env.finish()?;
         let fleet = fleet.ok_or_else(|| SettingsError(vec!["GAMEFORGE_FLEET_CONFIG is missing".into()]))?;
+        // A fleet without a CPU tier has no eligible backlog to read: one call less per reconcile.
+        let any_tier_queue_url = any_tier_queue_url.filter(|_| fleet.cpu_tier.is_some());
         Ok(Self {
             fleet,
             resources: Resources { ledger_table, job_queue_url, any_tier_queue_url, retry_queue_url, alert_bus },
