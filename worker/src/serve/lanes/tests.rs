@@ -70,9 +70,21 @@ async fn a_gpu_worker_takes_the_two_queues_in_turn_and_settles_each_message_on_i
         }
     }
     let ids: Vec<&str> = got.iter().map(|d| d.message_id.as_str()).collect();
-    assert_eq!(ids, ["g1", "a1", "g2", "g3"], "in turn; an empty queue's turn answers nothing");
+    assert_eq!(ids, ["g1", "a1", "g2", "g3"], "in turn while both have jobs, then the one that has");
     let any = lanes.any_tier.as_ref().unwrap();
-    assert_eq!(*any.waits.lock().unwrap(), vec![Duration::from_secs(10); 2], "half the long poll each");
+    let zero = Duration::ZERO;
+    assert_eq!(
+        *any.waits.lock().unwrap(),
+        [zero, zero, zero],
+        "never a long poll on an empty queue while the other has jobs"
+    );
+    assert_eq!(
+        *lanes.gpu_only.waits.lock().unwrap(),
+        [zero, zero, zero, zero, Duration::from_secs(10)],
+        "both empty: a long poll on one, half the wait"
+    );
+    assert!(lanes.receive(wait).await.unwrap().is_none());
+    assert_eq!(any.waits.lock().unwrap().last(), Some(&Duration::from_secs(10)), "then on the other");
 
     lanes.set_visibility(&got[1].receipt, Duration::from_secs(60)).await.unwrap();
     lanes.delete(&got[1].receipt).await.unwrap();
