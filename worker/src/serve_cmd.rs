@@ -197,7 +197,5 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 /// Boxed: the tier would make `serve`'s arguments far larger than the other commands'.
 fn cpu_tier(text: &str) -> Result<Box<CpuTier>, String> {
-    let tier: CpuTier = serde_json::from_str(text).map_err(|e| format!("not a cpu_tier: {e}"))?;
-    let problems: Vec<String> = tier.violations().iter().map(ToString::to_string).collect();
-    if problems.is_empty() { Ok(Box::new(tier)) } else { Err(problems.join("; ")) }
+    CpuTier::from_json(text).map(Box::new).map_err(|e| e.to_string())
 }

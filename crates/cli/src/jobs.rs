@@ -54,6 +54,13 @@ pub struct Deployment {
     /// The job status table's name or ARN.
     #[arg(long, env = "GAMEFORGE_JOBS_TABLE", global = true, hide_env_values = true)]
     jobs_table: Option<String>,
+    /// Where the jobs the CPU tier could serve go, where the deployment has a CPU tier.
+    #[arg(long, env = "GAMEFORGE_ANY_TIER_QUEUE_URL", global = true, hide_env_values = true)]
+    any_tier_queue_url: Option<String>,
+    /// The deployment's CPU tier (the fleet file's `cpu_tier`, JSON; the stack's `CpuTier` output), which decides
+    /// which jobs go to the any-tier queue.
+    #[arg(long, env = "GAMEFORGE_CPU_TIER", global = true, hide_env_values = true)]
+    cpu_tier: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +223,10 @@ async fn connect(deployment: &Deployment, caller: &Caller) -> Result<Client, Fai
         "GAMEFORGE_JOBS_TABLE" => {
             crate::stack::setting(deployment.jobs_table.as_ref(), outputs.as_ref(), "JobsTableArn")
         }
+        "GAMEFORGE_ANY_TIER_QUEUE_URL" => {
+            crate::stack::setting(deployment.any_tier_queue_url.as_ref(), outputs.as_ref(), "AnyTierJobQueueUrl")
+        }
+        "GAMEFORGE_CPU_TIER" => crate::stack::setting(deployment.cpu_tier.as_ref(), outputs.as_ref(), "CpuTier"),
         _ => None,
     })?;
     Ok(Client::new(&config, &settings))

@@ -10,22 +10,24 @@ use gameforge_contract::{GenerationJob, JobResult, JobStatusReport, S3Uri};
 
 use gameforge_contract::{ContractError, Violation};
 
-use crate::clients::{BucketClients, dynamodb_for_table, sqs_for_queue};
+use crate::clients::{BucketClients, dynamodb_for_table};
 use crate::listing::{JobFilter, ListError};
 use crate::store::CancelOutcome;
 use crate::submit_url::{Defaults, SubmitUrl};
 use crate::{
-    CallerIdentity, DynamoJobStore, FINAL_RETENTION_DAYS, JobKey, JobStore, Owner, SqsJobSender, SqsReplyQueues,
-    SubmitError, Submitted, submit,
+    AnyTier, CallerIdentity, DynamoJobStore, FINAL_RETENTION_DAYS, JobKey, JobStore, Owner, SqsJobSender,
+    SqsReplyQueues, SubmitError, Submitted, submit,
 };
 
 /// Where the deployment's job queue and status store are; the stack's outputs name both.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientSettings {
     /// `GAMEFORGE_JOB_QUEUE_URL`.
     pub job_queue_url: String,
     /// `GAMEFORGE_JOBS_TABLE`: a table name or ARN (an ARN reaches the home region from anywhere).
     pub jobs_table: String,
+    /// The CPU tier's routing, where the deployment has one (`GAMEFORGE_CPU_TIER`).
+    pub any_tier: Option<AnyTier>,
 }
 
 impl ClientSettings {
@@ -37,8 +39,9 @@ impl ClientSettings {
         let mut env = EnvReader::new(lookup);
         let job_queue_url = env.required("GAMEFORGE_JOB_QUEUE_URL");
         let jobs_table = env.required("GAMEFORGE_JOBS_TABLE");
+        let any_tier = AnyTier::from_env(&mut env);
         env.finish()?;
-        Ok(Self { job_queue_url, jobs_table })
+        Ok(Self { job_queue_url, jobs_table, any_tier })
     }
 }
 
@@ -84,7 +87,7 @@ impl Client {
         Self {
             door: Door::Direct(Box::new(Direct {
                 store: DynamoJobStore::new(dynamodb, table, Duration::from_secs(FINAL_RETENTION_DAYS * 86_400)),
-                sender: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
+                sender: SqsJobSender::for_deployment(config, &settings.job_queue_url, settings.any_tier.as_ref()),
                 replies: SqsReplyQueues::new(config, &settings.job_queue_url),
             })),
             identity: CallerIdentity::new(config),

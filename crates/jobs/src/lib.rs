@@ -38,7 +38,7 @@ pub use listing::{JobFilter, ListError, OWNER_INDEX};
 pub use owner::{InvalidOwner, JobKey, OWNER_ATTRIBUTE, Owner};
 pub use record::{JobRecord, cancelled_result, fingerprint};
 pub use reply_to::{ReplyQueues, ReplyToError, SqsReplyQueues};
-pub use sender::{JobSender, SqsJobSender};
+pub use sender::{AnyTier, JobSender, SqsJobSender};
 pub use store::{CancelOutcome, Claim, Finish, JobStore, ProgressAnswer};
 pub use submit::{SubmitError, Submitted, submit};
 pub use submit_url::Defaults;

@@ -410,6 +410,7 @@ async fn the_library_owns_jobs_as_its_callers_identity_and_sees_only_those() {
     let settings = ClientSettings {
         job_queue_url: rig.deployment.job_queue_url.clone(),
         jobs_table: rig.deployment.jobs_table.clone(),
+        any_tier: None,
     };
     let other = Client::new(&backend(&rig.emulator, &rig.deployment, "another-team").await, &settings);
     let backend = Client::new(&rig.backend, &settings);
@@ -443,6 +444,7 @@ async fn the_client_survives_throttling_and_reports_status() {
         &ClientSettings {
             job_queue_url: rig.deployment.job_queue_url.clone(),
             jobs_table: rig.deployment.jobs_table.clone(),
+            any_tier: None,
         },
     );
     let throttled = rig.emulator.faults().add(Rule::for_service("dynamodb").throttle().times(3));

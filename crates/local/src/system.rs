@@ -174,6 +174,7 @@ impl System {
             &ClientSettings {
                 job_queue_url: deployment.job_queue_url.clone(),
                 jobs_table: deployment.jobs_table.clone(),
+                any_tier: None,
             },
         );
         let on_signal_role = emulator.assume_role(&deployment.role_name("on-signal"), "on-signal").await?;

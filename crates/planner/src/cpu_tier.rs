@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use gameforge_contract::{GenerationJob, Violation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MAX_SPAN, MAX_WORKERS, WorkerLimits};
+use crate::config::{ConfigError, MAX_SPAN, MAX_WORKERS, WorkerLimits};
 use crate::duration::Span;
 use crate::scaling::{Demand, ScaleMemory, desired_workers};
 
@@ -134,6 +134,14 @@ impl CpuPace {
 }
 
 impl CpuTier {
+    /// The tier from its JSON alone (the fleet file's `cpu_tier` section, as submission and the CPU worker are
+    /// given it), checked as the fleet file checks it.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let tier: Self = serde_json::from_str(text).map_err(|e| ConfigError::NotJson(format!("cpu_tier: {e}")))?;
+        let violations = tier.violations();
+        if violations.is_empty() { Ok(tier) } else { Err(ConfigError::Invalid(violations)) }
+    }
+
     /// The tier's scaling limits: its own size and backlog share, the GPU fleet's delays.
     pub fn limits(&self, fleet: &WorkerLimits) -> WorkerLimits {
         WorkerLimits {

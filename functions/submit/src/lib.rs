@@ -9,7 +9,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod settings;
 
-use gameforge_jobs::clients::{dynamodb_for_table, sqs_for_queue};
+use gameforge_jobs::clients::dynamodb_for_table;
 use gameforge_jobs::{DynamoJobStore, FINAL_RETENTION_DAYS, SqsJobSender, SqsReplyQueues};
 
 use crate::aws::DynamoRateLimiter;
@@ -24,7 +24,7 @@ pub fn deployed_handler(settings: &Settings, config: &aws_config::SdkConfig) -> 
     let (rates, rate_table) = dynamodb_for_table(config, &settings.rate_limit_table);
     Handler {
         store: DynamoJobStore::new(jobs, table, std::time::Duration::from_secs(FINAL_RETENTION_DAYS * 86_400)),
-        queue: SqsJobSender::new(sqs_for_queue(config, &settings.job_queue_url), &settings.job_queue_url),
+        queue: SqsJobSender::for_deployment(config, &settings.job_queue_url, settings.any_tier.as_ref()),
         replies: SqsReplyQueues::new(config, &settings.job_queue_url),
         limiter: DynamoRateLimiter::new(rates, rate_table, settings.bucket),
         config: settings.handler_config(),

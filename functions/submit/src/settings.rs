@@ -2,6 +2,7 @@
 
 use gameforge_aws::env::{EnvReader, SettingsError};
 use gameforge_contract::S3Uri;
+use gameforge_jobs::AnyTier;
 
 use crate::handler::HandlerConfig;
 use crate::rate_limit::TokenBucket;
@@ -15,6 +16,7 @@ const BODY_RANGE: (f64, f64) = (1.0, 6_291_456.0);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub job_queue_url: String,
+    pub any_tier: Option<AnyTier>,
     pub jobs_table: String,
     pub rate_limit_table: String,
     pub output: Option<S3Uri>,
@@ -31,6 +33,7 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut env = EnvReader::new(&lookup);
         let job_queue_url = env.required("GAMEFORGE_JOB_QUEUE_URL");
+        let any_tier = AnyTier::from_env(&mut env);
         let jobs_table = env.required("GAMEFORGE_JOBS_TABLE");
         let rate_limit_table = env.required("GAMEFORGE_RATE_LIMIT_TABLE");
         let output = env.required("GAMEFORGE_OUTPUT_PREFIX");
@@ -53,6 +56,7 @@ impl Settings {
         env.finish()?;
         Ok(Self {
             job_queue_url,
+            any_tier,
             jobs_table,
             rate_limit_table,
             output,
