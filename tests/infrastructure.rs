@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use aws_config::Region;
+use executor::aws::{AwsClock, AwsWorld};
+use gameforge_engine::ports::Orchestrator;
 use gameforge_localaws::{Deployment, Emulator, deploy_standby};
 
 async fn deployed() -> (Emulator, aws_config::SdkConfig, Deployment) {
@@ -143,6 +145,92 @@ async fn every_region_gets_a_worker_stamp_and_a_standby_works_for_the_home_regio
         let targets = events.list_targets_by_rule().rule(rule.name().unwrap()).send().await.unwrap();
         let arns: Vec<&str> = targets.targets().iter().map(|t| t.arn()).collect();
         assert_eq!(arns, ["arn:aws:events:us-east-1:123456789012:event-bus/default"], "{:?}", rule.name());
+    }
+}
+
+/// With a `CpuTier`, every way in routes alike: the jobs the tier could serve go to the any-tier queue, the rest to
+/// the job queue (the client library configured from the stack's outputs as the CLI's `--stack` does, under
+/// GameBackendPolicy); submission, the executor's backlog and every worker stamp are given the queue.
+#[tokio::test]
+async fn with_a_cpu_tier_the_jobs_it_could_serve_go_to_the_any_tier_queue() {
+    use gameforge_contract::{GenerationJob, S3Uri};
+    use gameforge_jobs::{Client, ClientSettings};
+
+    let emulator = Emulator::start().unwrap();
+    let config = emulator.sdk_config().await;
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/scenarios/total-gpu-shortage.json");
+    let scenario: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(scenario).unwrap()).unwrap();
+    let mut tier = scenario["fleet_patch"]["cpu_tier"].clone();
+    tier["ecs_service"] = "gf-sdxl-cpu-worker".into();
+    let tier = tier.to_string();
+    let deployment = Deployment::deploy_with(&config, "gf", &[], &[("CpuTier", &tier)]).await.unwrap();
+    let any_tier_queue = "https://sqs.us-east-1.amazonaws.com/123456789012/gf-jobs-any-tier";
+    assert_eq!(deployment.outputs["CpuWorkerServiceName"], "gf-sdxl-cpu-worker");
+
+    let submit = deployment.function_env(&config, "submit").await.unwrap();
+    let routing = submit::settings::Settings::from_lookup(lookup(&submit)).unwrap().any_tier.expect("routes");
+    assert_eq!(routing.queue_url.rsplit('/').next(), Some("gf-jobs-any-tier"));
+    let executor = deployment.function_env(&config, "executor").await.unwrap();
+    let executor = executor::settings::Settings::from_lookup(lookup(&executor)).unwrap();
+    assert!(executor.resources.any_tier_queue_url.is_some(), "its jobs count in the backlog");
+    let cpu_tier = executor.fleet.cpu_tier.clone().expect("the executor runs the stack's tier");
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let env = task_environment(&ecs, &deployment.stamp.task_definition).await;
+    assert_eq!(env["GAMEFORGE_ANY_TIER_QUEUE_URL"], any_tier_queue, "GPU workers read it too");
+
+    // The tier's own worker: no GPU, the tier's settings (its role is worker/tests/serve.rs's); scaled from zero
+    // by the executor's role. (The emulator keeps neither a task definition's size nor its roles.)
+    let described = ecs.describe_task_definition().task_definition("gf-sdxl-cpu-worker").send().await.unwrap();
+    let task = described.task_definition().unwrap();
+    let container = &task.container_definitions()[0];
+    assert!(container.resource_requirements().is_empty(), "no GPU");
+    let cpu_env = task_environment(&ecs, "gf-sdxl-cpu-worker").await;
+    assert_eq!(cpu_env["GAMEFORGE_ANY_TIER_QUEUE_URL"], any_tier_queue);
+    assert_eq!(
+        gameforge_planner::cpu_tier::CpuTier::from_json(&cpu_env["GAMEFORGE_CPU_TIER"]).unwrap(),
+        cpu_tier,
+        "the worker judges jobs by the tier the executor runs"
+    );
+    let executor_role = emulator.assume_role(&deployment.role_name("executor"), "executor").await.unwrap();
+    let executor_config = emulator.sdk_config_as(&executor_role, "us-east-1").await;
+    let world = AwsWorld::new(executor_config, executor.resources.clone(), AwsClock::System);
+    world.set_service_size(&deployment.stamp, &cpu_tier.ecs_service, 2).await.unwrap();
+    let services = ecs
+        .describe_services()
+        .cluster(&deployment.stamp.ecs_cluster)
+        .services(&cpu_tier.ecs_service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(services.services()[0].desired_count(), 2);
+
+    let role = emulator.role_with_policies("game-backend", &[&deployment.outputs["GameBackendPolicyArn"]]).await;
+    let backend = emulator.sdk_config_as(&role.unwrap(), "us-east-1").await;
+    let outputs = &deployment.outputs;
+    let settings = ClientSettings::from_lookup(|name| match name {
+        "GAMEFORGE_JOB_QUEUE_URL" => outputs.get("JobQueueUrl").cloned(),
+        "GAMEFORGE_JOBS_TABLE" => outputs.get("JobsTableArn").cloned(),
+        "GAMEFORGE_ANY_TIER_QUEUE_URL" => outputs.get("AnyTierJobQueueUrl").cloned(),
+        "GAMEFORGE_CPU_TIER" => outputs.get("CpuTier").cloned(),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(settings.any_tier, Some(routing), "the stack tells the library what it told submission");
+    let client = Client::new(&backend, &settings);
+    let output = S3Uri::parse(&format!("s3://{}/images", deployment.output_bucket)).unwrap();
+    let mut small = GenerationJob::new("sprite", "a potion bottle", "sdxl-turbo", output.clone());
+    (small.width, small.height, small.steps, small.guidance) = (512, 512, 4, 0.0);
+    let mut large = GenerationJob::new("poster", "a castle at dawn", "sdxl-base", output);
+    (large.width, large.height, large.steps, large.guidance) = (1024, 1024, 30, 5.0);
+    for job in [&small, &large] {
+        client.submit(job).await.unwrap();
+    }
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    for (queue, expected) in [(any_tier_queue, "sprite"), (deployment.job_queue_url.as_str(), "poster")] {
+        let got = sqs.receive_message().queue_url(queue).max_number_of_messages(10).send().await.unwrap();
+        let bodies: Vec<&str> = got.messages().iter().filter_map(|m| m.body()).collect();
+        assert_eq!(bodies.len(), 1, "{queue}: {bodies:?}");
+        assert!(bodies[0].contains(&format!("\"job_id\":\"{expected}\"")), "{queue}: {bodies:?}");
     }
 }
 

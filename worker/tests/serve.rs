@@ -58,10 +58,15 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
 }
 
 async fn setup(visibility: u32) -> Setup {
+    setup_with(visibility, &[]).await
+}
+
+/// [`setup`] with more of the template's parameters.
+async fn setup_with(visibility: u32, parameters: &[(&str, &str)]) -> Setup {
     let emulator = Emulator::start().unwrap();
     let config = emulator.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let deployment = Deployment::deploy(&config, "w").await.unwrap();
+    let deployment = Deployment::deploy_with(&config, "w", &[], parameters).await.unwrap();
     let s3 = gameforge_jobs::clients::s3(&config);
     let (jobs, dlq) = (deployment.job_queue_url.clone(), deployment.job_dead_letter_url.clone());
     let dlq_arn = queue_arn(&sqs, &dlq).await;
@@ -81,7 +86,7 @@ async fn setup(visibility: u32) -> Setup {
     let backend = emulator.role_with_policies("game-backend", &[&backend_policy]).await.unwrap();
     let client = Client::new(
         &emulator.sdk_config_as(&backend, "us-east-1").await,
-        &ClientSettings { job_queue_url: jobs.clone(), jobs_table: deployment.jobs_table.clone() },
+        &ClientSettings { job_queue_url: jobs.clone(), jobs_table: deployment.jobs_table.clone(), any_tier: None },
     );
     let bucket = deployment.output_bucket.clone();
     Setup { emulator, deployment, client, worker_role, sqs, s3, bucket, jobs, dlq, replies }
@@ -911,45 +916,56 @@ async fn a_worker_with_its_deployed_defaults_takes_each_job_at_once_after_idle_l
     assert_eq!(setup.depth(&setup.dlq).await, (0, 0));
 }
 
-/// The fleet file's CPU tier as a CPU worker is given it; the tiny model's jobs fit its budget and pace.
-const CPU_TIER: &str = r#"{"ecs_service": "w-cpu-worker", "vcpus": 16, "memory_gib": 60, "price_per_hour": 0.91,
-  "pace": {"step_seconds_per_megapixel": 8.0, "decode_seconds_per_megapixel": 22.0, "job_seconds": 2.0},
+/// The fleet file's CPU tier as a CPU worker is given it; the tiny model's jobs fit its budget, and its pace is so
+/// slow that no deadline a test sets can be met: a job that has one is handed to the GPUs.
+const CPU_TIER: &str = r#"{"ecs_service": "w-sdxl-cpu-worker", "vcpus": 16, "memory_gib": 64, "price_per_hour": 0.91,
+  "pace": {"step_seconds_per_megapixel": 100000.0, "decode_seconds_per_megapixel": 22.0, "job_seconds": 2.0},
   "budget": {"max_megapixel_evaluations": 2.2, "max_megapixels": 0.27},
   "enter": {"oldest_job_waited": "10m", "leave_after": "5m"}, "max_workers": 4, "target_backlog_per_worker": 8}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cpu_worker_serves_only_the_any_tier_queue_and_a_gpu_worker_serves_both() {
     let _serial = SERIAL.lock().await;
-    let setup = setup(60).await;
+    // Deployed with the tier, so that the CPU worker runs as the CPU worker's own role.
+    let setup = setup_with(60, &[("CpuTier", CPU_TIER)]).await;
+    let cpu_role = setup.emulator.assume_role(&setup.deployment.role_name("cpu-worker-task"), "cpu worker").await;
     let any_tier = setup.deployment.any_tier_queue_url.clone();
-    let send_to = |queue: &str, id: &str| {
-        let body = setup.job(id, 1, 1.0).to_json();
-        setup.sqs.send_message().queue_url(queue).message_body(body).send()
+    let send_to = |queue: &str, id: &str, deadline: Option<Duration>| {
+        let mut job = setup.job(id, 1, 1.0);
+        job.deadline = deadline.map(|d| job.submitted_at + chrono::Duration::from_std(d).unwrap());
+        setup.sqs.send_message().queue_url(queue).message_body(job.to_json()).send()
     };
-    send_to(&setup.jobs, "gpu-1").await.unwrap();
-    send_to(&any_tier, "any-1").await.unwrap();
-    send_to(&any_tier, "any-2").await.unwrap();
+    send_to(&setup.jobs, "gpu-1", None).await.unwrap();
+    send_to(&any_tier, "any-1", None).await.unwrap();
+    send_to(&any_tier, "any-late", Some(Duration::from_secs(300))).await.unwrap();
+    send_to(&any_tier, "any-2", None).await.unwrap();
 
-    let cpu = setup.worker("cpu", &["--any-tier-queue-url", &any_tier, "--cpu-tier", CPU_TIER]);
+    let cpu_args = ["--any-tier-queue-url", &any_tier, "--cpu-tier", CPU_TIER];
+    let cpu = setup.worker_with_env("cpu", &cpu_args, setup.emulator.env_as(&cpu_role.unwrap()));
     let served = results(&setup, 2, Duration::from_secs(90)).await;
     let mut ids: Vec<&str> = served.iter().map(|r| r.job_id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["any-1", "any-2"]);
     assert!(served.iter().all(|r| r.status == JobStatus::Succeeded && r.tier == Some(Tier::Cpu)), "{served:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(setup.depth(&setup.jobs).await, (1, 0), "the GPU-only job is never a CPU worker's");
-    assert!(cpu.logged("job started").iter().all(|(_, v)| v["job_id"] != "gpu-1"));
+    assert_eq!(
+        setup.depth(&setup.jobs).await,
+        (2, 0),
+        "the GPU-only job is never a CPU worker's, and the one it cannot finish in time was handed on"
+    );
+    assert_eq!(setup.depth(&any_tier).await, (0, 0));
+    assert!(cpu.logged("job started").iter().all(|(_, v)| v["job_id"] != "gpu-1" && v["job_id"] != "any-late"));
     // Stopped as ECS stops a task: a receive still in flight hands back what it brings.
     let mut cpu = cpu;
     cpu.signal("TERM");
     assert!(cpu.exit(Duration::from_secs(30)).await.success());
 
-    send_to(&any_tier, "any-3").await.unwrap();
+    send_to(&any_tier, "any-3", None).await.unwrap();
     let gpu = setup.worker("gpu", &["--any-tier-queue-url", &any_tier]);
-    let served = results(&setup, 2, Duration::from_secs(90)).await;
+    let served = results(&setup, 3, Duration::from_secs(90)).await;
     let mut ids: Vec<&str> = served.iter().map(|r| r.job_id.as_str()).collect();
     ids.sort();
-    assert_eq!(ids, ["any-3", "gpu-1"]);
+    assert_eq!(ids, ["any-3", "any-late", "gpu-1"]);
     assert!(served.iter().all(|r| r.status == JobStatus::Succeeded && r.tier == Some(Tier::Gpu)), "{served:?}");
     drop(gpu);
     for queue in [&setup.jobs, &any_tier, &setup.dlq] {

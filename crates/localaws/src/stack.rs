@@ -186,6 +186,16 @@ impl Deployment {
 
     /// [`Deployment::deploy`] with the home stamp's subnets in `zones`.
     pub async fn deploy_with_zones(config: &SdkConfig, prefix: &str, zones: &[&str]) -> Result<Self, Error> {
+        Self::deploy_with(config, prefix, zones, &[]).await
+    }
+
+    /// [`Deployment::deploy_with_zones`] with more of the template's parameters (`CpuTier`, say).
+    pub async fn deploy_with(
+        config: &SdkConfig,
+        prefix: &str,
+        zones: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<Self, Error> {
         let fail = |reason: String| Error::Stack { stack: prefix.to_owned(), reason };
         let path = crate::tools::repo_root().join("infra/fleet.json");
         let fleet = std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
@@ -204,12 +214,16 @@ impl Deployment {
             zones,
             // The emulator cannot run Lambda: the tests and the local run host the functions and feed them.
             &[
-                ("Role", "home"),
-                ("HomeRegion", &region),
-                ("ArtifactBucket", &artifacts),
-                ("FleetConfig", &fleet),
-                ("EventSourcesEnabled", "false"),
-            ],
+                &[
+                    ("Role", "home"),
+                    ("HomeRegion", &region),
+                    ("ArtifactBucket", &artifacts),
+                    ("FleetConfig", &fleet),
+                    ("EventSourcesEnabled", "false"),
+                ],
+                extra,
+            ]
+            .concat(),
         )
         .await?;
         let output = |key: &str| outputs.get(key).cloned().ok_or_else(|| fail(format!("no output {key}")));

@@ -2,6 +2,7 @@
 
 use gameforge_aws::env::{EnvReader, SettingsError};
 use gameforge_planner::FleetConfig;
+use gameforge_planner::cpu_tier::CpuTier;
 
 use crate::aws::Resources;
 
@@ -37,15 +38,10 @@ impl Settings {
                 std::fs::read(&fleet_source).map_err(|e| format!("GAMEFORGE_FLEET_CONFIG {fleet_source}: {e}"))
             };
             match bytes.and_then(|b| FleetConfig::from_json(&b).map_err(|e| e.to_string())) {
-                // Refused rather than ignored: an operator who configured a fallback must not believe it runs.
-                Ok(fleet) if fleet.cpu_tier.is_some() => {
-                    env.problem(
-                        "GAMEFORGE_FLEET_CONFIG: cpu_tier is not acted on by this executor yet (jobs are routed and \
-                         the tier planned, but no CPU worker is started); remove it",
-                    );
-                    None
+                Ok(mut fleet) => {
+                    with_cpu_tier(&mut env, &mut fleet, any_tier_queue_url.is_some());
+                    Some(fleet)
                 }
-                Ok(fleet) => Some(fleet),
                 Err(problem) => {
                     env.problem(problem);
                     None
@@ -54,8 +50,6 @@ impl Settings {
         };
         env.finish()?;
         let fleet = fleet.ok_or_else(|| SettingsError(vec!["GAMEFORGE_FLEET_CONFIG is missing".into()]))?;
-        // A fleet without a CPU tier has no eligible backlog to read: one call less per reconcile.
-        let any_tier_queue_url = any_tier_queue_url.filter(|_| fleet.cpu_tier.is_some());
         Ok(Self {
             fleet,
             resources: Resources { ledger_table, job_queue_url, any_tier_queue_url, retry_queue_url, alert_bus },
@@ -64,31 +58,73 @@ impl Settings {
     }
 }
 
+/// The fleet's CPU tier is the stack's `CpuTier` parameter (`GAMEFORGE_CPU_TIER`), which submission routes by and
+/// the template's CPU service runs; a fleet file may repeat it, but not differ from it, and may not have one the
+/// stack lacks: that tier would never be given a job.
+fn with_cpu_tier<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>, fleet: &mut FleetConfig, routed: bool) {
+    let stack_tier = match env.optional("GAMEFORGE_CPU_TIER").filter(|t| !t.trim().is_empty()) {
+        None => None,
+        Some(text) => match CpuTier::from_json(&text) {
+            Ok(tier) => Some(tier),
+            Err(e) => return env.problem(format!("GAMEFORGE_CPU_TIER: {e}")),
+        },
+    };
+    match (&fleet.cpu_tier, stack_tier) {
+        (None, None) => {}
+        (None, Some(tier)) => fleet.cpu_tier = Some(tier),
+        (Some(own), Some(tier)) if *own == tier => {}
+        (Some(_), Some(_)) => env.problem(
+            "GAMEFORGE_FLEET_CONFIG: cpu_tier differs from GAMEFORGE_CPU_TIER (the stack's CpuTier parameter), which \
+             submission routes by; leave it out of the fleet file or make it the same",
+        ),
+        (Some(_), None) => env.problem(
+            "GAMEFORGE_FLEET_CONFIG: cpu_tier needs the stack's CpuTier parameter (GAMEFORGE_CPU_TIER): without it no \
+             job is routed to the tier and no CPU service is deployed",
+        ),
+    }
+    if fleet.cpu_tier.is_some() && !routed {
+        env.problem("GAMEFORGE_CPU_TIER needs GAMEFORGE_ANY_TIER_QUEUE_URL, the backlog the tier serves");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lookup(fleet: String) -> impl Fn(&str) -> Option<String> {
-        move |name| match name {
-            "GAMEFORGE_FLEET_CONFIG" => Some(fleet.clone()),
-            other if other.starts_with("GAMEFORGE_") && other != "GAMEFORGE_ALERT_BUS" => Some("x".into()),
-            _ => None,
-        }
-    }
-
     #[test]
-    fn a_fleet_file_with_a_cpu_tier_is_refused_until_the_executor_runs_one() {
+    fn the_fleets_cpu_tier_is_the_stacks_and_a_fleet_file_may_only_repeat_it() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/fleet.json");
-        let mut fleet: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert!(Settings::from_lookup(lookup(fleet.to_string())).is_ok());
-        fleet["cpu_tier"] = serde_json::json!({
+        let fleet: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let tier = serde_json::json!({
             "ecs_service": "gameforge-sdxl-cpu-worker", "vcpus": 16, "memory_gib": 64, "price_per_hour": 0.93,
             "pace": {"step_seconds_per_megapixel": 9.0, "decode_seconds_per_megapixel": 30.0, "job_seconds": 3.0},
             "budget": {"max_megapixel_evaluations": 2.2, "max_megapixels": 0.27},
             "enter": {"oldest_job_waited": "10m", "leave_after": "5m"},
             "max_workers": 4, "target_backlog_per_worker": 8
         });
-        let err = Settings::from_lookup(lookup(fleet.to_string())).unwrap_err().to_string();
-        assert!(err.contains("cpu_tier is not acted on"), "{err}");
+        let read = |fleet: &serde_json::Value, stack_tier: Option<&serde_json::Value>| {
+            let (fleet, stack_tier) = (fleet.to_string(), stack_tier.map(|t| t.to_string()));
+            Settings::from_lookup(move |name| match name {
+                "GAMEFORGE_FLEET_CONFIG" => Some(fleet.clone()),
+                "GAMEFORGE_CPU_TIER" => stack_tier.clone(),
+                other if other.starts_with("GAMEFORGE_") && other != "GAMEFORGE_ALERT_BUS" => Some("x".into()),
+                _ => None,
+            })
+        };
+        assert!(read(&fleet, None).unwrap().fleet.cpu_tier.is_none());
+        let settings = read(&fleet, Some(&tier)).unwrap();
+        assert_eq!(settings.fleet.cpu_tier.unwrap().ecs_service, "gameforge-sdxl-cpu-worker", "the stack's tier");
+        let mut repeated = fleet.clone();
+        repeated["cpu_tier"] = tier.clone();
+        assert!(read(&repeated, Some(&tier)).is_ok(), "the fleet file may repeat it");
+        let mut other = tier.clone();
+        other["max_workers"] = 9.into();
+        let err = read(&repeated, Some(&other)).unwrap_err().to_string();
+        assert!(err.contains("cpu_tier differs from GAMEFORGE_CPU_TIER"), "{err}");
+        let err = read(&repeated, None).unwrap_err().to_string();
+        assert!(err.contains("cpu_tier needs the stack's CpuTier parameter"), "{err}");
+        other["vcpus"] = 99.into();
+        let err = read(&fleet, Some(&other)).unwrap_err().to_string();
+        assert!(err.contains("GAMEFORGE_CPU_TIER") && err.contains("cpu_tier.vcpus"), "{err}");
     }
 }
