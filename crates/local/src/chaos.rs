@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::story::{MODEL_ID, system_options};
-use crate::system::{PREFIX, System};
+use crate::system::{Options, PREFIX, System};
 use crate::timeline::Timeline;
 
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct ChaosOptions {
     pub timeout: Duration,
     /// Outage mode: each service unavailable for this long in turn, then all at once (no kills, no bursts).
     pub outage: Option<Duration>,
+    /// The stacks' `CpuTier` parameter, if any ([`crate::system::Options::cpu_tier`]).
+    pub cpu_tier: Option<String>,
 }
 
 /// The outages of outage mode, in order: each service alone, then every one at once.
@@ -148,7 +150,8 @@ fn next_gap(rng: &mut StdRng, mean: f64) -> Duration {
 
 pub async fn run(options: &ChaosOptions) -> anyhow::Result<Report> {
     let timeline = Timeline::quiet();
-    let system = System::start(&system_options(), timeline.clone()).await?;
+    let system_options = Options { cpu_tier: options.cpu_tier.clone(), ..system_options() };
+    let system = System::start(&system_options, timeline.clone()).await?;
     let outcome = play(&system, options).await;
     let lines = timeline.lines();
     system.shutdown().await;

@@ -290,21 +290,7 @@ impl Hosts {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn().with_context(|| format!("starting {}", self.launch.binary.display()))?;
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(follow_worker(stdout, id.clone(), self.timeline.clone()));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            // What a worker says on its way out (the error it exits with) is on stderr.
-            let (timeline, id) = (self.timeline.clone(), id.clone());
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if !line.trim().is_empty() {
-                        timeline.line(&id, format!("worker stderr: {line}"));
-                    }
-                }
-            });
-        }
+        follow_output(&mut child, &id, &self.timeline);
         host.starts += 1;
         host.worker = Some(child);
         self.timeline.line(
@@ -435,9 +421,28 @@ impl Hosts {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     if let Some(pid) = child.id() {
         let _ = std::process::Command::new("kill").args([format!("-{name}"), pid.to_string()]).status();
+    }
+}
+
+/// Follows a worker process's output into the timeline under `id` (its instance or task).
+pub(crate) fn follow_output(child: &mut Child, id: &str, timeline: &Timeline) {
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(follow_worker(stdout, id.to_owned(), timeline.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        // What a worker says on its way out (the error it exits with) is on stderr.
+        let (timeline, id) = (timeline.clone(), id.to_owned());
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if !line.trim().is_empty() {
+                    timeline.line(&id, format!("worker stderr: {line}"));
+                }
+            }
+        });
     }
 }
 

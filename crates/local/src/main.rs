@@ -6,8 +6,10 @@
 mod chaos;
 mod chart;
 mod cloudtrail;
+mod fargate;
 mod hosts;
 mod imds;
+mod shortage;
 mod story;
 mod system;
 mod timeline;
@@ -67,6 +69,25 @@ enum Command {
         /// jobs arrive at a steady rate (instead of kills and bursts).
         #[arg(long)]
         outage: Option<u64>,
+        /// Deploy with a CPU tier (a file holding the fleet file's `cpu_tier` section): the jobs it admits go to
+        /// the any-tier queue, and every GPU worker reads both queues.
+        #[arg(long, value_name = "FILE")]
+        cpu_tier: Option<PathBuf>,
+    },
+    /// The CPU tier's story: no GPU anywhere; the tier serves the small jobs on Fargate while the larger ones
+    /// wait, GPUs return and serve them, and the tier is drained.
+    Shortage {
+        /// Where the timeline, the chart and the images go.
+        #[arg(long, default_value = "out/shortage")]
+        out: PathBuf,
+        /// Small jobs (the tier may serve them).
+        #[arg(long, default_value_t = 6)]
+        small: u32,
+        /// Larger jobs (GPU only).
+        #[arg(long, default_value_t = 2)]
+        large: u32,
+        #[arg(long, default_value_t = 180)]
+        step_timeout: u64,
     },
     /// The whole system without the story, until Ctrl-C: submit your own jobs and publish your own events.
     Serve,
@@ -100,7 +121,26 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Chaos { jobs, seed, kill_every, burst_every, event_every, out, timeout, outage } => {
+        Command::Shortage { out, small, large, step_timeout } => {
+            shortage::run(&shortage::ShortageOptions {
+                out,
+                small,
+                large,
+                step_timeout: Duration::from_secs(step_timeout),
+            })
+            .await
+        }
+        Command::Chaos { jobs, seed, kill_every, burst_every, event_every, out, timeout, outage, cpu_tier } => {
+            let cpu_tier = match cpu_tier {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    // One line: a stack parameter, and an environment variable of the functions and workers.
+                    let tier: serde_json::Value =
+                        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+                    Some(tier.to_string())
+                }
+                None => None,
+            };
             let report = chaos::run(&chaos::ChaosOptions {
                 jobs,
                 seed,
@@ -110,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
                 out: out.clone(),
                 timeout: Duration::from_secs(timeout),
                 outage: outage.map(Duration::from_secs),
+                cpu_tier,
             })
             .await?;
             println!("{report}");
@@ -130,7 +171,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Samples { files, timeout } => {
             let timeline = timeline::Timeline::new();
-            let options = system::Options { signal_path_only: true, reconcile_every: Duration::from_secs(60) };
+            let options =
+                system::Options { signal_path_only: true, reconcile_every: Duration::from_secs(60), cpu_tier: None };
             let system = system::System::start(&options, timeline.clone()).await?;
             let files = if files.is_empty() { system::sample_events()? } else { files };
             let published = system.publish_files(&files, Duration::from_secs(timeout)).await;

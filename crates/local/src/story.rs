@@ -47,7 +47,7 @@ pub struct StoryOptions {
 /// environment and their own defaults (20 s long polls, 60 s visibility, the SDK's timeouts): only what AWS
 /// takes long to do is compressed (the fleet file's minutes, a spot notice's two minutes, the reconcile schedule).
 pub fn system_options() -> Options {
-    Options { signal_path_only: false, reconcile_every: Duration::from_secs(3) }
+    Options { signal_path_only: false, reconcile_every: Duration::from_secs(3), cpu_tier: None }
 }
 
 fn job(system: &System, id: &str, prompt: &str, steps: u32) -> anyhow::Result<GenerationJob> {
@@ -74,7 +74,7 @@ const PROMPTS: &[&str] = &[
 ];
 
 /// Polls `check` until it answers `Some`, or fails with `what` after the timeout.
-async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+pub(crate) async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
@@ -109,7 +109,8 @@ pub async fn run(options: &StoryOptions) -> anyhow::Result<()> {
     let timeline = Timeline::new();
     let system = System::start(&system_options(), timeline.clone()).await?;
     let outcome = play(&system, options).await;
-    let written = write_outputs(&system, &timeline, options, outcome.as_ref().ok()).await;
+    let title = "gameforge local story: capacity shortage, migration, spot interruption, return home";
+    let written = write_outputs(&system, &timeline, &options.out, title, outcome.as_ref().ok()).await;
     let denied = system.take_iam_denials();
     system.shutdown().await;
     let summary = outcome?;
@@ -317,33 +318,41 @@ async fn play(system: &System, options: &StoryOptions) -> anyhow::Result<Summary
         }
     }
     let summary = Summary { jobs, runs_by_job, duration: started.elapsed() };
-    let failed: Vec<&String> =
-        summary.jobs.iter().filter(|(_, (s, _))| *s != JobState::Succeeded).map(|(id, _)| id).collect();
-    if !failed.is_empty() {
-        bail!("jobs that did not succeed: {failed:?}\n{summary}");
-    }
-    let twice: Vec<&String> = summary
-        .runs_by_job
-        .iter()
-        .filter(|(_, runs)| runs.iter().filter(|(_, o)| *o == RunOutcome::Succeeded).count() > 1)
-        .map(|(id, _)| id)
-        .collect();
-    if !twice.is_empty() {
-        bail!("jobs generated to completion more than once: {twice:?}\n{summary}");
-    }
+    summary.check()?;
     Ok(summary)
 }
 
+impl Summary {
+    /// Every job succeeded, and none was generated to completion twice.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        let failed: Vec<&String> =
+            self.jobs.iter().filter(|(_, (s, _))| *s != JobState::Succeeded).map(|(id, _)| id).collect();
+        if !failed.is_empty() {
+            bail!("jobs that did not succeed: {failed:?}\n{self}");
+        }
+        let twice: Vec<&String> = self
+            .runs_by_job
+            .iter()
+            .filter(|(_, runs)| runs.iter().filter(|(_, o)| *o == RunOutcome::Succeeded).count() > 1)
+            .map(|(id, _)| id)
+            .collect();
+        if !twice.is_empty() {
+            bail!("jobs generated to completion more than once: {twice:?}\n{self}");
+        }
+        Ok(())
+    }
+}
+
 /// `out/timeline.txt`, `out/timeline.svg`, `out/timeline.html`, `out/summary.json` and the images.
-async fn write_outputs(
+pub(crate) async fn write_outputs(
     system: &System,
     timeline: &Timeline,
-    options: &StoryOptions,
+    out: &Path,
+    title: &str,
     summary: Option<&Summary>,
 ) -> anyhow::Result<()> {
-    let out = &options.out;
     std::fs::create_dir_all(out.join("images")).with_context(|| format!("creating {}", out.display()))?;
-    let chart = timeline.chart("gameforge local story: capacity shortage, migration, spot interruption, return home");
+    let chart = timeline.chart(title);
     let lines = timeline.lines();
     write(out, "timeline.txt", &(lines.join("\n") + "\n"))?;
     write(out, "timeline.svg", &crate::chart::svg(&chart))?;

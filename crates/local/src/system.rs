@@ -13,14 +13,16 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use gameforge_contract::{ControlJob, Message, Signal};
 use gameforge_jobs::{Client, ClientSettings};
 use gameforge_localaws::{
-    Deployment, Emulator, LambdaHost, LaunchLog, SqsEventSource, deploy_standby, tools, with_env,
+    Deployment, Emulator, LambdaHost, LaunchLog, SqsEventSource, deploy_standby_with, tools, with_env,
 };
 use gameforge_planner::FleetConfig;
 use gameforge_planner::config::RegionStamp;
+use gameforge_planner::cpu_tier::CpuTier;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::cloudtrail;
+use crate::fargate::{CpuService, CpuServiceSpec};
 use crate::hosts::{Hosts, WorkerLaunch};
 use crate::timeline::Timeline;
 
@@ -41,12 +43,17 @@ pub struct Options {
     pub signal_path_only: bool,
     /// How often the reconcile schedule fires (`rate(1 minute)` on AWS).
     pub reconcile_every: Duration,
+    /// The stacks' `CpuTier` parameter (the fleet file's `cpu_tier`, JSON): jobs the tier admits are routed to the
+    /// any-tier queue, and GPU workers read both queues.
+    pub cpu_tier: Option<String>,
 }
 
 pub struct System {
     // Dropped first: the loops, then the machines, the functions, the emulator.
     tasks: Vec<JoinHandle<()>>,
     pub hosts: Arc<Hosts>,
+    /// The CPU tier's Fargate service, where the stacks have a CPU tier.
+    pub cpu_service: Option<Arc<CpuService>>,
     on_signal: Arc<LambdaHost>,
     executor: Option<Arc<LambdaHost>>,
     /// The account's own access: what the run does as AWS or as the operator.
@@ -145,9 +152,11 @@ impl System {
             ),
         );
         let config = emulator.sdk_config().await;
-        let deployment =
-            Deployment::deploy_with_zones(&config, PREFIX, HOME.1).await.context("deploying infra/gameforge.yaml")?;
-        let standby = deploy_standby(&config, STANDBY.0, PREFIX, HOME.0, STANDBY.1)
+        let parameters: Vec<(&str, &str)> = options.cpu_tier.iter().map(|t| ("CpuTier", t.as_str())).collect();
+        let deployment = Deployment::deploy_with(&config, PREFIX, HOME.1, &parameters)
+            .await
+            .context("deploying infra/gameforge.yaml")?;
+        let standby = deploy_standby_with(&config, STANDBY.0, PREFIX, HOME.0, STANDBY.1, &parameters)
             .await
             .context("deploying the standby stack")?;
         let stamps = vec![deployment.stamp.clone(), standby];
@@ -169,14 +178,18 @@ impl System {
             deployment.outputs.get("GameBackendPolicyArn").context("no GameBackendPolicyArn output")?;
         let backend_role = emulator.role_with_policies("game-backend", &[backend_policy]).await?;
         let backend = emulator.sdk_config_as(&backend_role, HOME.0).await;
-        let client = Client::new(
-            &backend,
-            &ClientSettings {
-                job_queue_url: deployment.job_queue_url.clone(),
-                jobs_table: deployment.jobs_table.clone(),
-                any_tier: None,
-            },
-        );
+        // Configured from the home stack's outputs, as `--stack` configures the CLI.
+        let settings = ClientSettings::from_lookup(|name| {
+            let output = match name {
+                "GAMEFORGE_JOB_QUEUE_URL" => "JobQueueUrl",
+                "GAMEFORGE_JOBS_TABLE" => "JobsTableArn",
+                "GAMEFORGE_ANY_TIER_QUEUE_URL" => "AnyTierJobQueueUrl",
+                "GAMEFORGE_CPU_TIER" => "CpuTier",
+                _ => return None,
+            };
+            deployment.outputs.get(output).cloned()
+        })?;
+        let client = Client::new(&backend, &settings);
         let on_signal_role = emulator.assume_role(&deployment.role_name("on-signal"), "on-signal").await?;
         let executor_role = emulator.assume_role(&deployment.role_name("executor"), "executor").await?;
         let mut worker_roles = HashMap::new();
@@ -226,6 +239,7 @@ impl System {
             WorkerLaunch { binary: PathBuf::new(), env: Vec::new(), task_roles: HashMap::new(), scratch: models };
         let mut hosts = Arc::new(Hosts::new(config.clone(), &fleet.fleet, stamps.clone(), launch, timeline.clone()));
         let mut executor = None;
+        let mut cpu_service = None;
         if !options.signal_path_only {
             let host = Arc::new(LambdaHost::start(&sibling_binary("executor")?, "gameforge-executor", &executor_env)?);
             let cold = host.wait_ready(Duration::from_secs(30)).await.context("executor did not start")?;
@@ -261,6 +275,24 @@ impl System {
                 scratch: tools::scratch_dir().join("hosts"),
             };
             let _ = std::fs::remove_dir_all(&launch.scratch);
+            if let Some(tier) = &options.cpu_tier {
+                let mut cpu_roles = HashMap::new();
+                for stamp in &stamps {
+                    let role = format!("{PREFIX}-cpu-worker-task-{}", stamp.region);
+                    let credentials = emulator.assume_role(&role, &format!("cpu worker task {}", stamp.region)).await?;
+                    cpu_roles.insert(stamp.region.clone(), credentials.env());
+                }
+                let tier = CpuTier::from_json(tier).context("the CPU tier")?;
+                let spec = CpuServiceSpec {
+                    service: deployment.outputs.get("CpuWorkerServiceName").context("no CpuWorkerServiceName")?.clone(),
+                    family: format!("{PREFIX}-sdxl-cpu-worker"),
+                    size: format!("Fargate {} vCPU", tier.vcpus),
+                };
+                let launch = WorkerLaunch { task_roles: cpu_roles, ..launch.clone() };
+                let service = Arc::new(CpuService::new(config.clone(), stamps.clone(), spec, launch, timeline.clone()));
+                tasks.push(tokio::spawn(service.clone().run(Duration::from_millis(500))));
+                cpu_service = Some(service);
+            }
             hosts = Arc::new(Hosts::new(config.clone(), &fleet.fleet, stamps.clone(), launch, timeline.clone()));
             tasks.push(tokio::spawn(hosts.clone().run(Duration::from_millis(500))));
             tasks.push(tokio::spawn(play_cloudtrail(emulator.faults().launch_log(), config.clone(), timeline.clone())));
@@ -272,7 +304,20 @@ impl System {
             executor = Some(host);
         }
         let fleet = fleet.fleet;
-        Ok(Self { tasks, hosts, on_signal, executor, config, backend, deployment, client, emulator, timeline, fleet })
+        Ok(Self {
+            tasks,
+            hosts,
+            cpu_service,
+            on_signal,
+            executor,
+            config,
+            backend,
+            deployment,
+            client,
+            emulator,
+            timeline,
+            fleet,
+        })
     }
 
     /// Publishes each file to the emulator's default event bus and waits until the signal path has handled
@@ -411,6 +456,9 @@ impl System {
             task.abort();
         }
         self.hosts.shutdown().await;
+        if let Some(service) = &self.cpu_service {
+            service.shutdown().await;
+        }
     }
 }
 

@@ -240,7 +240,7 @@ impl Timeline {
             )
         };
         let text = match kind.as_str() {
-            "service_size" | "blocked" if self.restated(&kind, entry) => return Some(kind),
+            "service_size" | "cpu_service_size" | "blocked" if self.restated(&kind, entry) => return Some(kind),
             "scale" if entry["desired"] != entry["current"] => format!(
                 "scale {} → {} workers ({} queued, {} in flight)",
                 entry["current"], entry["desired"], entry["demand"]["queued"], entry["demand"]["in_flight"]
@@ -296,6 +296,20 @@ impl Timeline {
                 s("region")
             ),
             "service_size" => format!("ECS service in {} → {} task(s)", s("region"), entry["count"]),
+            "cpu_tier"
+                if !entry["entered"].is_null() || !entry["left"].is_null() || entry["desired"] != entry["current"] =>
+            {
+                let change = match (entry["entered"].as_str(), entry["left"].as_str()) {
+                    (Some(why), _) => format!("CPU TIER ON ({}): ", why.replace('_', " ")),
+                    (_, Some(why)) => format!("CPU TIER OFF ({}): ", why.replace('_', " ")),
+                    _ => String::new(),
+                };
+                format!(
+                    "{change}CPU workers {} → {} ({} eligible queued, {} in flight)",
+                    entry["current"], entry["desired"], entry["eligible"]["queued"], entry["eligible"]["in_flight"]
+                )
+            }
+            "cpu_service_size" => format!("CPU tier's ECS service in {} → {} task(s)", s("region"), entry["count"]),
             "retry" => format!("retry round {} in {:.1} s", entry["round"], entry["delay_s"].as_f64().unwrap_or(0.0)),
             "alert" => format!("ALERT {}: {}", s("kind"), s("message")),
             "skipped" => format!("skip {} in {} ({})", s("capacity_type"), s("region"), reason(&entry["why"])),
@@ -311,15 +325,13 @@ impl Timeline {
     /// same offering within the last ten seconds.
     fn restated(&self, kind: &str, entry: &Value) -> bool {
         let (key, value) = match kind {
-            "service_size" => (format!("service/{}", entry["region"]), entry["count"].to_string()),
+            "service_size" | "cpu_service_size" => (format!("{kind}/{}", entry["region"]), entry["count"].to_string()),
             _ => (format!("blocked/{}", entry["offering"]), String::new()),
         };
         let now = self.now_s();
         let mut state = self.state();
-        let restated = state
-            .said
-            .get(&key)
-            .is_some_and(|(said, at)| *said == value && (kind == "service_size" || now - at < 10.0));
+        let restated =
+            state.said.get(&key).is_some_and(|(said, at)| *said == value && (kind != "blocked" || now - at < 10.0));
         if !restated {
             state.said.insert(key, (value, now));
         }

@@ -29,7 +29,10 @@ pub use injector::{AwsError, FaultInjector, LaunchCall, LaunchLog, RequestRecord
 pub use lambda_host::{Invocation, InvokeError, LambdaHost};
 pub use queues::{drain_queue, queue_depth};
 pub use roles::RoleCredentials;
-pub use stack::{Deployment, deploy_stack, deploy_standby, queue_url, task_environment, with_env};
+pub use stack::{
+    Deployment, deploy_stack, deploy_standby, deploy_standby_with, family_environment, queue_url, task_environment,
+    with_env,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -170,8 +170,20 @@ pub async fn deploy_standby(
     home_region: &str,
     zones: &[&str],
 ) -> Result<RegionStamp, Error> {
+    deploy_standby_with(base, region, prefix, home_region, zones, &[]).await
+}
+
+/// [`deploy_standby`] with more of the template's parameters (`CpuTier`, say).
+pub async fn deploy_standby_with(
+    base: &SdkConfig,
+    region: &str,
+    prefix: &str,
+    home_region: &str,
+    zones: &[&str],
+    extra: &[(&str, &str)],
+) -> Result<RegionStamp, Error> {
     let config = base.to_builder().region(Region::new(region.to_owned())).build();
-    let parameters = [("Role", "standby"), ("HomeRegion", home_region)];
+    let parameters = [&[("Role", "standby"), ("HomeRegion", home_region)], extra].concat();
     let (_, stamp) = deploy_region(&config, prefix, zones, &parameters).await?;
     Ok(stamp)
 }
@@ -298,8 +310,12 @@ impl Deployment {
 /// The worker container's environment in a stamp's task definition (in the stamp's region), exactly as the
 /// template set it.
 pub async fn task_environment(base: &SdkConfig, stamp: &RegionStamp) -> Result<Vec<(String, String)>, Error> {
-    let config = base.to_builder().region(Region::new(stamp.region.clone())).build();
-    let family = &stamp.task_definition;
+    family_environment(base, &stamp.region, &stamp.task_definition).await
+}
+
+/// The environment of a task definition `family` in `region` (the CPU tier's worker, say).
+pub async fn family_environment(base: &SdkConfig, region: &str, family: &str) -> Result<Vec<(String, String)>, Error> {
+    let config = base.to_builder().region(Region::new(region.to_owned())).build();
     let described =
         aws_sdk_ecs::Client::new(&config).describe_task_definition().task_definition(family).send().await.map_err(
             |e| Error::Emulator(format!("task definition {family}: {}", aws_sdk_ecs::error::DisplayErrorContext(e))),
