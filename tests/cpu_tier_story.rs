@@ -22,7 +22,9 @@ fn with_no_gpu_anywhere_the_cpu_tier_serves_the_small_jobs_and_is_drained_when_g
 
     let position = |text: &str| stdout.find(text).unwrap_or_else(|| panic!("no {text:?} in\n{stdout}"));
     let on = position("CPU TIER ON (");
+    let waiting = position("scene-01 is queued: waiting for a GPU (");
     let served = position("the CPU tier served every icon; the scenes wait for a GPU");
+    assert!(waiting < served, "{stdout}");
     let back = position("AWS has g5.xlarge and g4dn.xlarge capacity again");
     let off = position("CPU TIER OFF (");
     let drained = position("GPU workers served the scenes, and the CPU tier is drained to zero");

@@ -225,6 +225,10 @@ async fn with_a_cpu_tier_the_jobs_it_could_serve_go_to_the_any_tier_queue() {
     for job in [&small, &large] {
         client.submit(job).await.unwrap();
     }
+    // A job only a GPU may serve says why in its status while it waits.
+    let waiting = client.status("poster").await.unwrap().unwrap().gpu_only.expect("a reason");
+    assert!(waiting.contains("1.05 megapixels is larger than the CPU tier's 0.27"), "{waiting}");
+    assert_eq!(client.status("sprite").await.unwrap().unwrap().gpu_only, None);
     let sqs = aws_sdk_sqs::Client::new(&config);
     for (queue, expected) in [(any_tier_queue, "sprite"), (deployment.job_queue_url.as_str(), "poster")] {
         let got = sqs.receive_message().queue_url(queue).max_number_of_messages(10).send().await.unwrap();

@@ -432,6 +432,9 @@ fn describe(report: &JobStatusReport) -> String {
     if report.cancel_requested {
         text.push_str(", cancellation requested");
     }
+    if let (Some(why), None) = (&report.gpu_only, &report.placement) {
+        text.push_str(&format!(" — waiting for a GPU: {why}"));
+    }
     if let Some(result) = &report.result {
         text.push_str(&format!(" — {}", summarize(result, None)));
     }
@@ -455,4 +458,27 @@ fn summarize(result: &JobResult, file: Option<&std::path::Path>) -> String {
 /// A contract enum's name as the JSON says it (`on_demand`, `cancelled`).
 fn wire_name(value: impl serde::Serialize) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_job_only_a_gpu_may_serve_says_why_it_waits() {
+        let why = "2.62 megapixel-evaluations is more than the CPU tier's budget of 2.20";
+        let report = JobStatusReport {
+            version: 1,
+            job_id: "poster".into(),
+            state: gameforge_contract::JobState::Queued,
+            submitted_at: None,
+            updated_at: chrono::Utc::now(),
+            placement: None,
+            progress: None,
+            cancel_requested: false,
+            gpu_only: Some(why.into()),
+            result: None,
+        };
+        assert_eq!(describe(&report), format!("poster: queued — waiting for a GPU: {why}"));
+    }
 }

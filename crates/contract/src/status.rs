@@ -90,6 +90,10 @@ pub struct JobStatusReport {
     /// A cancellation was asked for while the job ran; the worker stops it at its next step.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
+    /// Why only a GPU may serve this job, in a deployment with a CPU tier (over the tier's budget, or a deadline
+    /// a CPU would miss): while no GPU can be had anywhere, the job waits for one. Absent once final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_only: Option<String>,
     /// The final result, present exactly when the state is final.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<JobResult>,

@@ -91,6 +91,7 @@ pub(crate) fn parse(item: &Item) -> Result<JobRecord, PortError> {
         placement,
         progress,
         cancel_requested: flag("cancel_requested"),
+        gpu_only: text(item, "gpu_only").map(str::to_string),
         runs_started: number(item, "runs_started").unwrap_or(0),
         runs_released: number(item, "runs_released").unwrap_or(0),
         result,
@@ -230,10 +231,15 @@ impl JobStore for DynamoJobStore {
         }
     }
 
-    async fn mark_queued(&self, key: &JobKey) -> Result<(), PortError> {
-        let answer = self
-            .update(key)
-            .update_expression("SET job_state = :queued, updated_at = :now")
+    async fn mark_queued(&self, key: &JobKey, gpu_only: Option<&str>) -> Result<(), PortError> {
+        let mut update = self.update(key);
+        update = match gpu_only {
+            Some(why) => update
+                .update_expression("SET job_state = :queued, updated_at = :now, gpu_only = :why")
+                .expression_attribute_values(":why", s(why)),
+            None => update.update_expression("SET job_state = :queued, updated_at = :now"),
+        };
+        let answer = update
             .condition_expression("job_state = :submitted")
             .expression_attribute_values(":queued", s(JobState::Queued.as_str()))
             .expression_attribute_values(":submitted", s(JobState::Submitted.as_str()))

@@ -31,6 +31,8 @@ pub struct JobRecord {
     pub placement: Option<Placement>,
     pub progress: Option<Progress>,
     pub cancel_requested: bool,
+    /// Why only a GPU may serve the job, as submission routed it (absent without a CPU tier).
+    pub gpu_only: Option<String>,
     /// Runs started, and runs handed back cleanly (drain, spot notice): the difference is how many times a
     /// worker died on it.
     pub runs_started: u32,
@@ -69,6 +71,7 @@ impl JobRecord {
             placement: self.placement.clone(),
             progress: (self.state == JobState::Running).then_some(self.progress).flatten(),
             cancel_requested: self.cancel_requested && !self.state.is_final(),
+            gpu_only: self.gpu_only.clone().filter(|_| !self.state.is_final()),
             result: self.result.clone().filter(|_| self.state.is_final()),
         }
     }
@@ -163,6 +166,7 @@ mod tests {
             placement: None,
             progress: Some(Progress { step: 3, total: 30 }),
             cancel_requested: true,
+            gpu_only: None,
             runs_started: 1,
             runs_released: 0,
             result: None,

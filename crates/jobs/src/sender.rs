@@ -13,7 +13,8 @@ use crate::clients::sqs_for_queue;
 use crate::{OWNER_ATTRIBUTE, Owner};
 
 pub trait JobSender: Send + Sync + 'static {
-    fn send(&self, job: &GenerationJob, owner: &Owner) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Enqueues `job`, and says which queue it went to and why.
+    fn send(&self, job: &GenerationJob, owner: &Owner) -> impl Future<Output = Result<Route, PortError>> + Send;
 }
 
 /// The CPU tier as submission sees it: the rule that says which jobs it could serve, and the queue they go to.
@@ -73,22 +74,18 @@ impl SqsJobSender {
         Self { gpu_only: lane(job_queue_url), any_tier: any_tier.map(|a| (lane(&a.queue_url), a.tier.clone())) }
     }
 
-    fn lane_for(&self, job: &GenerationJob) -> &Lane {
-        match &self.any_tier {
-            Some((lane, tier)) => match route(Some(tier), job, chrono::Utc::now()) {
-                Route::AnyTier => lane,
-                Route::GpuOnly(reason) => {
-                    tracing::debug!(job_id = %job.job_id, %reason, "GPU only");
-                    &self.gpu_only
-                }
-            },
-            None => &self.gpu_only,
+    fn lane_for(&self, job: &GenerationJob) -> (&Lane, Route) {
+        let tier = self.any_tier.as_ref().map(|(_, tier)| tier.as_ref());
+        let route = route(tier, job, chrono::Utc::now());
+        match (&route, &self.any_tier) {
+            (Route::AnyTier, Some((lane, _))) => (lane, route),
+            _ => (&self.gpu_only, route),
         }
     }
 }
 
 impl JobSender for SqsJobSender {
-    async fn send(&self, job: &GenerationJob, owner: &Owner) -> Result<(), PortError> {
+    async fn send(&self, job: &GenerationJob, owner: &Owner) -> Result<Route, PortError> {
         let text = |value: &str| {
             MessageAttributeValue::builder()
                 .data_type("String")
@@ -96,7 +93,7 @@ impl JobSender for SqsJobSender {
                 .build()
                 .map_err(|e| PortError::new("SendMessage job", e))
         };
-        let lane = self.lane_for(job);
+        let (lane, route) = self.lane_for(job);
         lane.client
             .send_message()
             .queue_url(&lane.queue_url)
@@ -106,7 +103,7 @@ impl JobSender for SqsJobSender {
             .send()
             .await
             .map_err(|e| PortError::sdk("SendMessage job", &e))?;
-        Ok(())
+        Ok(route)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use gameforge_aws::PortError;
 use gameforge_contract::{ContractError, GenerationJob, JobState, Message, Violation};
+use gameforge_planner::cpu_tier::{GpuOnly, Route};
 
 use crate::record::fingerprint;
 use crate::reply_to::{ReplyQueues, ReplyToError};
@@ -67,12 +68,20 @@ pub async fn submit<S: JobStore, Q: JobSender, R: ReplyQueues>(
             // messages, and the worker's claim lets only one of them run.
             tracing::info!(job_id = %job.job_id, "completing an earlier submission");
             let original = existing.job.clone().unwrap_or_else(|| job.clone());
-            queue.send(&original, owner).await?;
-            store.mark_queued(&key).await?;
+            let route = queue.send(&original, owner).await?;
+            store.mark_queued(&key, gpu_only(&route).as_deref()).await?;
             return Ok(Submitted::Existing(existing));
         }
     }
-    queue.send(job, owner).await?;
-    store.mark_queued(&key).await?;
+    let route = queue.send(job, owner).await?;
+    store.mark_queued(&key, gpu_only(&route).as_deref()).await?;
     Ok(Submitted::New)
+}
+
+/// What the job's status says of its route: why only a GPU may serve it, where there was a CPU tier to ask.
+fn gpu_only(route: &Route) -> Option<String> {
+    match route {
+        Route::GpuOnly(GpuOnly::NoCpuTier) | Route::AnyTier => None,
+        Route::GpuOnly(reason) => Some(reason.to_string()),
+    }
 }

@@ -253,6 +253,7 @@ fn sparse_record(job_id: &str, state: JobState) -> JobRecord {
         placement: None,
         progress: None,
         cancel_requested: false,
+        gpu_only: None,
         runs_started: 0,
         runs_released: 0,
         result: None,
@@ -269,6 +270,7 @@ fn record_of(report: &JobStatusReport) -> JobRecord {
         placement: report.placement.clone(),
         progress: report.progress,
         cancel_requested: report.cancel_requested,
+        gpu_only: report.gpu_only.clone(),
         result: report.result.clone(),
         ..sparse_record(&report.job_id, report.state)
     }

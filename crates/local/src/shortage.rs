@@ -115,6 +115,8 @@ async fn play(system: &System, options: &ShortageOptions) -> anyhow::Result<Summ
         if status.state.is_final() {
             bail!("{} is GPU only, yet it ended ({}) while no GPU could be had", job.job_id, status.state.as_str());
         }
+        let why = status.gpu_only.with_context(|| format!("{}'s status says nothing of why it waits", job.job_id))?;
+        t.line("story", format!("{} is {}: waiting for a GPU ({why})", job.job_id, status.state.as_str()));
     }
     t.line("story", "the CPU tier served every icon; the scenes wait for a GPU");
 
