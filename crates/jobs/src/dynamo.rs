@@ -253,6 +253,24 @@ impl JobStore for DynamoJobStore {
         }
     }
 
+    async fn mark_gpu_only(&self, key: &JobKey, why: &str) -> Result<(), PortError> {
+        let answer = self
+            .update(key)
+            .update_expression("SET gpu_only = :why, updated_at = :now")
+            .condition_expression("job_state IN (:submitted, :queued)")
+            .expression_attribute_values(":why", s(why))
+            .expression_attribute_values(":queued", s(JobState::Queued.as_str()))
+            .expression_attribute_values(":submitted", s(JobState::Submitted.as_str()))
+            .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(e) if lost_condition(&e) => Ok(()),
+            Err(e) => Err(PortError::sdk("UpdateItem job (gpu only)", &e)),
+        }
+    }
+
     async fn get(&self, key: &JobKey) -> Result<Option<JobRecord>, PortError> {
         self.fetch(key).await
     }

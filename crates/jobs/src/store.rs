@@ -66,6 +66,9 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Result<(), Box<JobRecord>>, PortError>> + Send;
     /// `submitted` → `queued`, once the job is on the queue; nothing if it has moved on already.
     fn mark_queued(&self, key: &JobKey, gpu_only: Option<&str>) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// A waiting job was handed to the GPUs (by a CPU worker that could not serve it): its status says why. Nothing
+    /// if it has moved on already.
+    fn mark_gpu_only(&self, key: &JobKey, why: &str) -> impl Future<Output = Result<(), PortError>> + Send;
     fn get(&self, key: &JobKey) -> impl Future<Output = Result<Option<JobRecord>, PortError>> + Send;
     fn cancel(&self, key: &JobKey, now: DateTime<Utc>)
     -> impl Future<Output = Result<CancelOutcome, PortError>> + Send;

@@ -178,6 +178,34 @@ async fn a_submission_that_died_before_sending_is_completed_by_its_retry() {
 }
 
 #[tokio::test]
+async fn a_job_handed_to_the_gpus_while_it_waits_says_why_until_a_worker_takes_it() {
+    let rig = rig().await;
+    let job = job("moved-1");
+    rig.submit(&job).await.unwrap();
+    let key = rig.key(&job.job_id);
+    assert_eq!(rig.store.get(&key).await.unwrap().unwrap().report().gpu_only, None, "no tier, nothing to say");
+    // The worker's role does it (a CPU worker that cannot finish the job by its deadline).
+    let worker_role = rig.emulator.assume_role(&rig.deployment.role_name("worker-task"), "worker").await.unwrap();
+    let worker = rig.emulator.sdk_config_as(&worker_role, "us-east-1").await;
+    let store = DynamoJobStore::new(
+        aws_sdk_dynamodb::Client::new(&worker),
+        &rig.deployment.jobs_table,
+        Duration::from_secs(3600),
+    );
+    store.mark_gpu_only(&key, "a CPU worker needs about 7m and the deadline is 2m away").await.unwrap();
+    let report = rig.store.get(&key).await.unwrap().unwrap().report();
+    assert_eq!(report.gpu_only.as_deref(), Some("a CPU worker needs about 7m and the deadline is 2m away"));
+    report.validate().unwrap();
+    // Once a worker runs it, the reason is history: nothing changes a running job's record.
+    let Claim::Run(_) = rig.store.claim(&key, &job, "m-1", Some(&placement())).await.unwrap() else { panic!() };
+    store.mark_gpu_only(&key, "late").await.unwrap();
+    assert_eq!(
+        rig.store.get(&key).await.unwrap().unwrap().gpu_only.as_deref(),
+        Some("a CPU worker needs about 7m and the deadline is 2m away")
+    );
+}
+
+#[tokio::test]
 async fn a_job_moves_queued_running_final_and_its_result_is_announced_once() {
     let rig = rig().await;
     let job = job("life-1");

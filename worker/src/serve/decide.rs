@@ -51,6 +51,7 @@ pub enum Verdict {
     /// A CPU worker cannot serve it (too large for the tier, or no longer in time at its pace): to the GPU-only
     /// queue, which no CPU worker reads.
     ToGpu {
+        key: JobKey,
         job_id: String,
         reason: GpuOnly,
     },
@@ -131,7 +132,7 @@ impl Judge {
         if let Some(tier) = &self.cpu_tier
             && let Err(reason) = tier.admits(&job).and_then(|()| cpu_can_finish(tier, &job, now))
         {
-            return Verdict::ToGpu { job_id: job.job_id, reason };
+            return Verdict::ToGpu { key, job_id: job.job_id, reason };
         }
         Verdict::Run { key, job: Box::new(job) }
     }
@@ -316,7 +317,7 @@ mod tests {
         small.deadline = Some(now + chrono::Duration::seconds(10));
         let verdict = cpu_judge().judge(&delivery(small.to_json(), 1), now);
         assert!(
-            matches!(&verdict, Verdict::ToGpu { job_id, reason: GpuOnly::Deadline { .. } } if job_id == "job-1"),
+            matches!(&verdict, Verdict::ToGpu { job_id, reason: GpuOnly::Deadline { .. }, .. } if job_id == "job-1"),
             "{verdict:?}"
         );
         // A job that reached the any-tier queue by a stale rule is over the budget: also the GPUs'.

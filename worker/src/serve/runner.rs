@@ -265,10 +265,14 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                 };
                 Ok(self.answer(lease, answer, settle, Instant::now()).await?.outcome())
             }
-            Verdict::ToGpu { job_id, reason } => {
+            Verdict::ToGpu { key, job_id, reason } => {
                 tracing::info!(job_id, %reason, "to the GPU-only queue");
                 lease.stop_heartbeat();
                 self.queue.move_to_gpu_only(delivery).await?;
+                // The job has moved: its status saying why is worth a try, not a reason to move it again.
+                if let Err(e) = self.jobs.mark_gpu_only(&key, &reason.to_string()).await {
+                    tracing::warn!(job_id, error = %e, "could not record why the job waits for a GPU");
+                }
                 Ok(Outcome::ToGpu)
             }
             Verdict::Run { key, job } => self.run_job(lease, &key, &job, stop).await,
