@@ -134,6 +134,15 @@ async fn play(system: &System, options: &ShortageOptions) -> anyhow::Result<Summ
     until(step, "the CPU tier drained", || async { Ok(cpu.running().await.is_empty().then_some(())) }).await?;
     t.line("story", "GPU workers served the scenes, and the CPU tier is drained to zero");
 
+    // The chart is drawn from the workers' logs, which may trail the status store by a moment.
+    let ids: Vec<&str> = small.iter().chain(&large).map(|j| j.job_id.as_str()).collect();
+    until(step, "every job's run in the timeline", || async {
+        let lanes = t.chart("").lanes;
+        let logged =
+            |id: &str| lanes.iter().flat_map(|l| &l.jobs).any(|b| b.job_id == id && b.outcome == RunOutcome::Succeeded);
+        Ok(ids.iter().all(|id| logged(id)).then_some(()))
+    })
+    .await?;
     let mut runs_by_job: BTreeMap<String, Vec<(String, RunOutcome)>> = BTreeMap::new();
     for lane in t.chart("").lanes {
         for bar in lane.jobs {
