@@ -6,6 +6,8 @@
 
 use candle_core::{DType, Tensor};
 
+use crate::profile;
+
 /// How many attention scores one computation may hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Slicing {
@@ -50,15 +52,20 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, slicing: Slicing) 
 fn attend_slice(q: &Tensor, kt: &Tensor, v: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
     // Each intermediate is dropped as soon as the next exists, so a slice never holds more than two score
     // matrices (8 bytes per score); the memory planner counts on that.
-    let scores = {
-        let raw = q.matmul(kt)?;
-        (raw * scale)?
-    };
-    let probs = {
+    let device = q.device();
+    let name = || format!("{:?}·{:?}", q.dims(), kt.dims());
+    let scores = profile::time("attn_scores", name, device, || q.matmul(kt)? * scale)?;
+    let probs = profile::time("attn_softmax", name, device, || {
         let scores = scores.to_dtype(DType::F32)?;
-        candle_nn::ops::softmax_last_dim(&scores)?
-    };
-    probs.to_dtype(v.dtype())?.matmul(v)
+        candle_nn::ops::softmax_last_dim(&scores)
+    })?;
+    drop(scores);
+    profile::time(
+        "attn_values",
+        || format!("{:?}·{:?}", probs.dims(), v.dims()),
+        device,
+        || probs.to_dtype(v.dtype())?.matmul(v),
+    )
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! `CLIPTextModelWithProjection` (`text_encoder_2`), returning what SDXL conditions on.
 
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use crate::config::ClipTextConfig;
 use crate::error::PipelineError;
+use crate::layers::Linear;
 
 /// What one encoder contributes to SDXL's conditioning.
 #[derive(Debug, Clone)]
@@ -52,14 +53,14 @@ impl EncoderLayer {
         let attn = vb.pp("self_attn");
         let mlp = vb.pp("mlp");
         Ok(Self {
-            q: candle_nn::linear(h, h, attn.pp("q_proj"))?,
-            k: candle_nn::linear(h, h, attn.pp("k_proj"))?,
-            v: candle_nn::linear(h, h, attn.pp("v_proj"))?,
-            out: candle_nn::linear(h, h, attn.pp("out_proj"))?,
+            q: Linear::new(attn.pp("q_proj"), h, h)?,
+            k: Linear::new(attn.pp("k_proj"), h, h)?,
+            v: Linear::new(attn.pp("v_proj"), h, h)?,
+            out: Linear::new(attn.pp("out_proj"), h, h)?,
             norm1: candle_nn::layer_norm(h, config.layer_norm_eps, vb.pp("layer_norm1"))?,
             norm2: candle_nn::layer_norm(h, config.layer_norm_eps, vb.pp("layer_norm2"))?,
-            fc1: candle_nn::linear(h, config.intermediate_size, mlp.pp("fc1"))?,
-            fc2: candle_nn::linear(config.intermediate_size, h, mlp.pp("fc2"))?,
+            fc1: Linear::new(mlp.pp("fc1"), h, config.intermediate_size)?,
+            fc2: Linear::new(mlp.pp("fc2"), config.intermediate_size, h)?,
             heads: config.num_attention_heads,
             activation,
         })
@@ -127,7 +128,7 @@ impl ClipTextEncoder {
             let dim = config
                 .projection_dim
                 .ok_or_else(|| PipelineError::Unsupported("text_encoder_2 config has no projection_dim".into()))?;
-            Some(candle_nn::linear_no_bias(h, dim, vb.pp("text_projection"))?)
+            Some(Linear::no_bias(vb.pp("text_projection"), h, dim)?)
         } else {
             None
         };

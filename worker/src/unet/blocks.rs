@@ -2,12 +2,12 @@
 //! out (`resnets.N`, `attentions.N`, `downsamplers.0.conv`, `upsamplers.0.conv`).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use candle_nn::VarBuilder;
 
 use super::transformer::{Transformer2D, Transformer2DConfig};
 use crate::attention::Slicing;
 use crate::config::BlockAttention;
+use crate::layers::{Conv2d, ResnetBlock};
 
 /// What every block shares: the norm settings, the time embedding width and the attention settings.
 #[derive(Debug, Clone, Copy)]
@@ -27,20 +27,9 @@ impl BlockSettings {
         in_channels: usize,
         out_channels: usize,
         scale: f64,
-    ) -> candle_core::Result<ResnetBlock2D> {
-        ResnetBlock2D::new(
-            vb,
-            in_channels,
-            ResnetBlock2DConfig {
-                out_channels: Some(out_channels),
-                temb_channels: Some(self.temb_channels),
-                groups: self.groups,
-                groups_out: None,
-                eps: self.eps,
-                use_in_shortcut: None,
-                output_scale_factor: scale,
-            },
-        )
+    ) -> candle_core::Result<ResnetBlock> {
+        let block = ResnetBlock::new(vb, in_channels, out_channels, self.groups, self.eps, Some(self.temb_channels))?;
+        Ok(block.with_output_scale(scale))
     }
 
     fn transformer(
@@ -88,12 +77,12 @@ impl BlockSettings {
 }
 
 fn conv3x3(vb: VarBuilder, in_c: usize, out_c: usize, stride: usize, padding: usize) -> candle_core::Result<Conv2d> {
-    candle_nn::conv2d(in_c, out_c, 3, Conv2dConfig { stride, padding, ..Default::default() }, vb)
+    Conv2d::new(vb, in_c, out_c, 3, stride, padding)
 }
 
 #[derive(Debug)]
 pub struct DownBlock {
-    resnets: Vec<ResnetBlock2D>,
+    resnets: Vec<ResnetBlock>,
     attentions: Vec<Option<Transformer2D>>,
     downsample: Option<(Conv2d, usize)>,
 }
@@ -152,8 +141,8 @@ impl DownBlock {
 
 #[derive(Debug)]
 pub struct MidBlock {
-    first: ResnetBlock2D,
-    layers: Vec<(Transformer2D, ResnetBlock2D)>,
+    first: ResnetBlock,
+    layers: Vec<(Transformer2D, ResnetBlock)>,
 }
 
 impl MidBlock {
@@ -191,7 +180,7 @@ impl MidBlock {
 
 #[derive(Debug)]
 pub struct UpBlock {
-    resnets: Vec<ResnetBlock2D>,
+    resnets: Vec<ResnetBlock>,
     attentions: Vec<Option<Transformer2D>>,
     upsample: Option<Conv2d>,
 }

@@ -5,12 +5,14 @@ mod blocks;
 mod transformer;
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 
 use crate::attention::Slicing;
 use crate::config::{UNetConfig, UNetPlan};
 use crate::error::PipelineError;
+use crate::layers::{Conv2d, GroupNorm};
+use crate::profile;
 use blocks::{BlockSettings, DownBlock, MidBlock, UpBlock, UpChannels};
 
 /// The SDXL extra conditioning of one batch row: pooled text embedding and the six size/crop ids.
@@ -48,13 +50,13 @@ impl UNet {
         let plan: UNetPlan = config.plan()?;
         let base = config.block_out_channels[0];
         let temb = base * 4;
-        let pad = |k: usize| Conv2dConfig { padding: (k - 1) / 2, ..Default::default() };
-        let conv_in = candle_nn::conv2d(
+        let conv_in = Conv2d::new(
+            vb.pp("conv_in"),
             config.in_channels,
             base,
             config.conv_in_kernel,
-            pad(config.conv_in_kernel),
-            vb.pp("conv_in"),
+            1,
+            (config.conv_in_kernel - 1) / 2,
         )?;
         let time_proj = Timesteps::new(base, config.flip_sin_to_cos, config.freq_shift);
         let time_embedding = TimestepEmbedding::new(vb.pp("time_embedding"), base, temb)?;
@@ -125,13 +127,14 @@ impl UNet {
                 i + 1 < n,
             )?);
         }
-        let norm_out = candle_nn::group_norm(config.norm_num_groups, base, config.norm_eps, vb.pp("conv_norm_out"))?;
-        let conv_out = candle_nn::conv2d(
+        let norm_out = GroupNorm::new(vb.pp("conv_norm_out"), config.norm_num_groups, base, config.norm_eps)?;
+        let conv_out = Conv2d::new(
+            vb.pp("conv_out"),
             base,
             config.out_channels,
             config.conv_out_kernel,
-            pad(config.conv_out_kernel),
-            vb.pp("conv_out"),
+            1,
+            (config.conv_out_kernel - 1) / 2,
         )?;
         Ok(Self {
             conv_in,
@@ -186,12 +189,17 @@ impl UNet {
         let context = context.to_dtype(self.dtype)?;
         let mut xs = self.conv_in.forward(&sample.to_dtype(self.dtype)?)?;
         let mut skips = vec![xs.clone()];
-        for block in &self.down {
-            let (out, states) = block.forward(&xs, &emb, &context, slicing)?;
+        for (i, block) in self.down.iter().enumerate() {
+            let (out, states) = profile::time(
+                "block",
+                || format!("unet.down.{i}"),
+                device,
+                || block.forward(&xs, &emb, &context, slicing),
+            )?;
             skips.extend(states);
             xs = out;
         }
-        xs = self.mid.forward(&xs, &emb, &context, slicing)?;
+        xs = profile::time("block", || "unet.mid".into(), device, || self.mid.forward(&xs, &emb, &context, slicing))?;
         let factor = self.up_factor();
         let odd_size = h % factor != 0 || w % factor != 0;
         let last = self.up.len() - 1;
@@ -203,9 +211,14 @@ impl UNet {
             } else {
                 None
             };
-            xs = block.forward(&xs, block_skips, &emb, &context, upsample_size, slicing)?;
+            xs = profile::time(
+                "block",
+                || format!("unet.up.{i}"),
+                device,
+                || block.forward(&xs, block_skips, &emb, &context, upsample_size, slicing),
+            )?;
         }
-        let xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
+        let xs = self.norm_out.forward_silu(&xs)?;
         Ok(self.conv_out.forward(&xs)?)
     }
 }

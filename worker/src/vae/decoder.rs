@@ -2,36 +2,70 @@
 //!
 //! Ours rather than candle's because candle's mid-block attention always holds the full score matrix: one
 //! `(tokens × tokens)` f32 matrix, 17 GB for a 2048² SDXL latent and terabytes for a tiny VAE that downsamples
-//! less. Here the attention takes a [`Slicing`]; the resnets and up blocks are candle's.
+//! less. Here the attention takes a [`Slicing`], and the resnets and up blocks run on our layers.
 
 use candle_core::{D, DType, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
-use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
-use candle_transformers::models::stable_diffusion::unet_2d_blocks::{UpDecoderBlock2D, UpDecoderBlock2DConfig};
+use candle_nn::VarBuilder;
 
 use crate::attention::{Slicing, attend};
 use crate::config::VaeConfig;
+use crate::layers::{Conv2d, GroupNorm, Linear, ResnetBlock};
+use crate::profile;
 
 /// The VAE's norms use this epsilon throughout, as diffusers builds them.
 pub(super) const EPS: f64 = 1e-6;
 
 pub(super) fn conv3x3(vb: VarBuilder, in_c: usize, out_c: usize) -> candle_core::Result<Conv2d> {
-    candle_nn::conv2d(in_c, out_c, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb)
+    Conv2d::new(vb, in_c, out_c, 3, 1, 1)
 }
 
-pub(super) fn resnet(vb: VarBuilder, in_c: usize, out_c: usize, groups: usize) -> candle_core::Result<ResnetBlock2D> {
-    let config =
-        ResnetBlock2DConfig { out_channels: Some(out_c), temb_channels: None, groups, eps: EPS, ..Default::default() };
-    ResnetBlock2D::new(vb, in_c, config)
+fn resnet(vb: VarBuilder, in_c: usize, out_c: usize, groups: usize) -> candle_core::Result<ResnetBlock> {
+    ResnetBlock::new(vb, in_c, out_c, groups, EPS, None)
+}
+
+/// diffusers' `UpDecoderBlock2D`: resnets, then (but for the last block) a nearest 2× upsample and a conv.
+#[derive(Debug)]
+struct UpBlock {
+    resnets: Vec<ResnetBlock>,
+    upsample: Option<Conv2d>,
+}
+
+impl UpBlock {
+    fn new(
+        vb: VarBuilder,
+        in_c: usize,
+        out_c: usize,
+        layers: usize,
+        groups: usize,
+        upsample: bool,
+    ) -> candle_core::Result<Self> {
+        let resnets = (0..layers)
+            .map(|i| resnet(vb.pp("resnets").pp(i.to_string()), if i == 0 { in_c } else { out_c }, out_c, groups))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let upsample = upsample.then(|| conv3x3(vb.pp("upsamplers.0.conv"), out_c, out_c)).transpose()?;
+        Ok(Self { resnets, upsample })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for resnet in &self.resnets {
+            xs = resnet.forward(&xs, None)?;
+        }
+        if let Some(conv) = &self.upsample {
+            let (_, _, h, w) = xs.dims4()?;
+            xs = conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)?;
+        }
+        Ok(xs)
+    }
 }
 
 /// A projection saved either as a linear layer or (older checkpoints) as a 1×1 convolution.
 fn projection(vb: VarBuilder, channels: usize) -> candle_core::Result<Linear> {
     match vb.get((channels, channels), "weight") {
-        Ok(_) => candle_nn::linear(channels, channels, vb),
+        Ok(_) => Linear::new(vb, channels, channels),
         Err(_) => {
             let weight = vb.get((channels, channels, 1, 1), "weight")?.reshape((channels, channels))?;
-            Ok(Linear::new(weight, Some(vb.get(channels, "bias")?)))
+            Linear::from_parts(&weight, Some(vb.get(channels, "bias")?))
         }
     }
 }
@@ -55,7 +89,7 @@ impl SpatialAttention {
             ["query", "key", "value", "proj_attn"]
         };
         Ok(Self {
-            norm: candle_nn::group_norm(groups, channels, EPS, vb.pp("group_norm"))?,
+            norm: GroupNorm::new(vb.pp("group_norm"), groups, channels, EPS)?,
             to_q: projection(vb.pp(names[0]), channels)?,
             to_k: projection(vb.pp(names[1]), channels)?,
             to_v: projection(vb.pp(names[2]), channels)?,
@@ -83,10 +117,10 @@ impl SpatialAttention {
 pub(super) struct Decoder {
     post_quant_conv: Option<Conv2d>,
     conv_in: Conv2d,
-    mid_first: ResnetBlock2D,
+    mid_first: ResnetBlock,
     mid_attention: SpatialAttention,
-    mid_second: ResnetBlock2D,
-    up: Vec<UpDecoderBlock2D>,
+    mid_second: ResnetBlock,
+    up: Vec<UpBlock>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
 }
@@ -101,7 +135,7 @@ impl Decoder {
             .use_post_quant_conv
             .then(|| {
                 let latent = config.latent_channels;
-                candle_nn::conv2d(latent, latent, 1, Default::default(), vb.pp("post_quant_conv"))
+                Conv2d::new(vb.pp("post_quant_conv"), latent, latent, 1, 1, 0)
             })
             .transpose()?;
         let vb = vb.pp("decoder");
@@ -109,15 +143,10 @@ impl Decoder {
         let reversed: Vec<usize> = channels.iter().rev().copied().collect();
         let up = (0..reversed.len())
             .map(|i| {
-                let config = UpDecoderBlock2DConfig {
-                    num_layers: config.layers_per_block + 1,
-                    resnet_eps: EPS,
-                    resnet_groups: groups,
-                    output_scale_factor: 1.0,
-                    add_upsample: i + 1 < reversed.len(),
-                };
                 let input = if i == 0 { reversed[0] } else { reversed[i - 1] };
-                UpDecoderBlock2D::new(vb.pp("up_blocks").pp(i.to_string()), input, reversed[i], config)
+                let layers = config.layers_per_block + 1;
+                let upsample = i + 1 < reversed.len();
+                UpBlock::new(vb.pp("up_blocks").pp(i.to_string()), input, reversed[i], layers, groups, upsample)
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
@@ -127,7 +156,7 @@ impl Decoder {
             mid_attention: SpatialAttention::new(mid.pp("attentions.0"), deepest, groups)?,
             mid_second: resnet(mid.pp("resnets.1"), deepest, deepest, groups)?,
             up,
-            norm_out: candle_nn::group_norm(groups, channels[0], EPS, vb.pp("conv_norm_out"))?,
+            norm_out: GroupNorm::new(vb.pp("conv_norm_out"), groups, channels[0], EPS)?,
             conv_out: conv3x3(vb.pp("conv_out"), channels[0], config.out_channels)?,
         })
     }
@@ -140,14 +169,21 @@ impl Decoder {
             Some(conv) => conv.forward(latents)?,
             None => latents.clone(),
         };
+        let device = latents.device();
         xs = self.conv_in.forward(&xs)?;
-        xs = self.mid_first.forward(&xs, None)?;
-        xs = self.mid_attention.forward(&xs, slicing)?;
-        xs = self.mid_second.forward(&xs, None)?;
-        for block in &self.up {
-            xs = block.forward(&xs)?;
+        xs = profile::time(
+            "block",
+            || "vae.mid".into(),
+            device,
+            || {
+                let xs = self.mid_first.forward(&xs, None)?;
+                let xs = self.mid_attention.forward(&xs, slicing)?;
+                self.mid_second.forward(&xs, None)
+            },
+        )?;
+        for (i, block) in self.up.iter().enumerate() {
+            xs = profile::time("block", || format!("vae.up.{i}"), device, || block.forward(&xs))?;
         }
-        xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
-        self.conv_out.forward(&xs)
+        profile::time("block", || "vae.out".into(), device, || self.conv_out.forward(&self.norm_out.forward_silu(&xs)?))
     }
 }

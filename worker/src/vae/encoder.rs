@@ -1,16 +1,18 @@
-//! The VAE encoder (`encoder.*` and `quant_conv`), laid out as diffusers' `Encoder`, from candle's blocks.
+//! The VAE encoder (`encoder.*` and `quant_conv`), laid out as diffusers' `Encoder`: candle's down and mid
+//! blocks between our convolutions and norm.
 //!
 //! Text-to-image never encodes, but a checkpoint is loaded whole (the architecture tests hold every tensor of a
 //! file to be used), and image-to-image pipelines share the folder.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
     DownEncoderBlock2D, DownEncoderBlock2DConfig, UNetMidBlock2D, UNetMidBlock2DConfig,
 };
 
 use super::decoder::{EPS, conv3x3};
 use crate::config::VaeConfig;
+use crate::layers::{Conv2d, GroupNorm};
 
 #[derive(Debug)]
 pub(super) struct Encoder {
@@ -29,10 +31,8 @@ impl Encoder {
         let channels = &config.block_out_channels;
         let deepest = *channels.last().expect("VaeConfig::check refuses a VAE without blocks");
         let moments = 2 * config.latent_channels;
-        let quant_conv = config
-            .use_quant_conv
-            .then(|| candle_nn::conv2d(moments, moments, 1, Default::default(), vb.pp("quant_conv")))
-            .transpose()?;
+        let quant_conv =
+            config.use_quant_conv.then(|| Conv2d::new(vb.pp("quant_conv"), moments, moments, 1, 1, 0)).transpose()?;
         let vb = vb.pp("encoder");
         let down = channels
             .iter()
@@ -61,7 +61,7 @@ impl Encoder {
             conv_in: conv3x3(vb.pp("conv_in"), config.in_channels, channels[0])?,
             down,
             mid: UNetMidBlock2D::new(vb.pp("mid_block"), deepest, None, mid)?,
-            norm_out: candle_nn::group_norm(groups, deepest, EPS, vb.pp("conv_norm_out"))?,
+            norm_out: GroupNorm::new(vb.pp("conv_norm_out"), groups, deepest, EPS)?,
             conv_out: conv3x3(vb.pp("conv_out"), deepest, moments)?,
             quant_conv,
         })
@@ -75,7 +75,7 @@ impl Encoder {
             xs = block.forward(&xs)?;
         }
         let xs = self.mid.forward(&xs, None)?;
-        let xs = self.conv_out.forward(&candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?)?;
+        let xs = self.conv_out.forward(&self.norm_out.forward_silu(&xs)?)?;
         let moments = match &self.quant_conv {
             Some(conv) => conv.forward(&xs)?,
             None => xs,

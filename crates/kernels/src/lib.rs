@@ -1,0 +1,11 @@
+//! CPU kernels for the SDXL worker's hottest layers (convolution, group norm, the activations), on plain f32 slices in NCHW order: what candle's CPU
+//! backend does in many strided passes, done in few. Built with optimisation even in debug builds (the
+//! workspace's dev profile), because tests and `./dev local` run diffusion on the CPU.
+
+mod activation;
+mod conv;
+mod group_norm;
+
+pub use activation::{exp, geglu, silu_in_place};
+pub use conv::{ConvShape, convolve};
+pub use group_norm::{GroupNormShape, group_norm};

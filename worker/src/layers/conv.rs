@@ -1,0 +1,139 @@
+//! 2-D convolution. On the CPU in f32 it runs `gameforge_kernels::convolve`: candle 0.11's CPU convolution
+//! transposes the input to NHWC, gathers each tile of patches with a scattered write, and scatters the product
+//! back to NCHW (three strided passes around every GEMM). Elsewhere (CUDA, half precision) it is candle's.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor, bail};
+use candle_nn::VarBuilder;
+use gameforge_kernels::{ConvShape, convolve};
+
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// A square `kernel`×`kernel` convolution with a bias, as diffusers saves it (`weight`, `bias`).
+    pub fn new(
+        vb: VarBuilder,
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> candle_core::Result<Self> {
+        let weight = vb.get((out_c, in_c, kernel, kernel), "weight")?;
+        let bias = Some(vb.get(out_c, "bias")?);
+        Ok(Self { weight, bias, stride, padding })
+    }
+
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>, stride: usize, padding: usize) -> Self {
+        Self { weight, bias, stride, padding }
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let name = || format!("{:?}→{:?} s{} p{}", xs.dims(), self.weight.dims(), self.stride, self.padding);
+        crate::profile::time("conv", name, xs.device(), || self.run(xs))
+    }
+}
+
+impl Conv2d {
+    fn run(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let ours = xs.device().is_cpu() && xs.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
+        if ours {
+            let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+            let kernel = CpuConv { stride: self.stride, padding: self.padding, bias };
+            return xs.contiguous()?.apply_op2_no_bwd(&self.weight.contiguous()?, &kernel);
+        }
+        let xs = xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        match &self.bias {
+            Some(bias) => xs.broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?),
+            None => Ok(xs),
+        }
+    }
+}
+
+/// The convolution as one candle op over contiguous NCHW f32 input and OIHW weights.
+#[derive(Debug)]
+struct CpuConv {
+    stride: usize,
+    padding: usize,
+    bias: Option<Vec<f32>>,
+}
+
+impl CustomOp2 for CpuConv {
+    fn name(&self) -> &'static str {
+        "gameforge-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(input), CpuStorage::F32(weight)) = (s1, s2) else {
+            bail!("gameforge-conv2d: f32 only");
+        };
+        let (Some((i0, i1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            bail!("gameforge-conv2d: contiguous input and weight only");
+        };
+        let (batch, in_c, height, width) = l1.shape().dims4()?;
+        let (out_c, w_in, kh, kw) = l2.shape().dims4()?;
+        if w_in != in_c || kh != kw {
+            bail!("gameforge-conv2d: weight {:?} for input {:?}", l2.shape(), l1.shape());
+        }
+        if height + 2 * self.padding < kh || width + 2 * self.padding < kw {
+            bail!("gameforge-conv2d: a {kh}×{kw} kernel on a {height}×{width} input padded by {}", self.padding);
+        }
+        if self.bias.as_ref().is_some_and(|b| b.len() != out_c) {
+            bail!("gameforge-conv2d: bias of the wrong length");
+        }
+        let shape =
+            ConvShape { batch, in_c, height, width, out_c, kernel: kh, stride: self.stride, padding: self.padding };
+        let out = convolve(&input[i0..i1], &weight[w0..w1], self.bias.as_deref(), shape);
+        Ok((CpuStorage::F32(out), Shape::from((batch, out_c, shape.out_height(), shape.out_width()))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        crate::noise::Noise::new(seed).sample(shape, &Device::Cpu).unwrap()
+    }
+
+    /// Ours against candle's own convolution, over the shapes SDXL uses and the awkward ones.
+    #[test]
+    fn equals_candles_convolution() {
+        let cases = [
+            // (batch, in, h, w, out, kernel, stride, padding)
+            (2, 8, 9, 7, 5, 3, 1, 1),
+            (1, 4, 16, 16, 6, 3, 2, 1),
+            (1, 4, 17, 15, 6, 3, 2, 0),
+            (2, 6, 5, 5, 3, 1, 1, 0),
+            (1, 3, 4, 4, 2, 3, 1, 2),
+            (1, 3, 3, 3, 2, 3, 1, 0),
+            (1, 1, 1, 1, 2, 1, 1, 0),
+        ];
+        for (seed, &(b, c, h, w, o, k, s, p)) in cases.iter().enumerate() {
+            let x = random(&[b, c, h, w], seed as u64);
+            let weight = random(&[o, c, k, k], 100 + seed as u64);
+            let bias = random(&[o], 200 + seed as u64);
+            let ours = Conv2d::from_parts(weight.clone(), Some(bias.clone()), s, p).forward(&x).unwrap();
+            let theirs =
+                x.conv2d(&weight, p, s, 1, 1).unwrap().broadcast_add(&bias.reshape((1, o, 1, 1)).unwrap()).unwrap();
+            assert_eq!(ours.dims(), theirs.dims(), "case {seed}");
+            let diff = (ours - theirs).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            let diff = diff.to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "case {seed}: differs by {diff}");
+        }
+    }
+}
