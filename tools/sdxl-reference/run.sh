@@ -4,33 +4,18 @@
 #
 #   tools/sdxl-reference/run.sh [OUT_DIR]        (default OUT_DIR: worker/tests/fixtures)
 #
-# Environment:
-#   SDXL_REFERENCE_VENV  venv to use (default ${TMPDIR:-/tmp}/gameforge-sdxl-reference-venv); created if
-#                        absent, and requirements.txt is pip-installed into it whenever it changed.
-#   PYTHON               interpreter that creates the venv (default python3; 3.10 or newer).
+# The Python environment is venv.sh's (SDXL_REFERENCE_VENV, PYTHON: see there).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="${1:-$root/worker/tests/fixtures}"
-venv="${SDXL_REFERENCE_VENV:-${TMPDIR:-/tmp}/gameforge-sdxl-reference-venv}"
-python="${PYTHON:-python3}"
-requirements="$here/requirements.txt"
-marker="$venv/.gameforge-sdxl-reference-requirements"
 
 open_clip="open_clip_torch==3.3.0"
 bpe_member="open_clip/bpe_simple_vocab_16e6.txt.gz"
 bpe_sha256="924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 
-if [[ ! -x "$venv/bin/python" ]]; then
-    echo "run.sh: creating $venv" >&2
-    "$python" -m venv "$venv"
-fi
-if ! cmp -s "$requirements" "$marker"; then
-    echo "run.sh: installing $requirements into $venv" >&2
-    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements" >&2
-    cp "$requirements" "$marker"
-fi
+venv="$("$here/venv.sh")"
 if "$venv/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("ftfy") is None)'; then
     echo "run.sh: ftfy is installed in $venv; the reference needs CLIPTokenizer without it:" >&2
     echo "        $venv/bin/python -m pip uninstall -y ftfy" >&2
