@@ -1,4 +1,5 @@
-//! The job loop: at most one message waiting and one running, a visibility heartbeat for each, the image
+//! The job loop: one message running and at most one waiting, fetched just in time (when the loop is idle or
+//! the running job is about to end), a visibility heartbeat for each, the image
 //! written before the result is sent and the result sent before the message is deleted, and on a stop request
 //! (SIGTERM, spot notice) no new work, the running job finished only if it fits before the kill.
 
@@ -41,6 +42,9 @@ pub struct ServiceConfig {
     /// A job whose runs ended this many times without an answer or a clean release (its worker died) is
     /// poison: answered `failed` and moved to the dead-letter queue instead of being run again.
     pub crash_limit: u32,
+    /// The next message is fetched once the running job is expected to end within this (its pace so far):
+    /// fetched earlier, it would wait behind the running job while other workers may be idle.
+    pub prefetch_lead: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -53,6 +57,7 @@ impl Default for ServiceConfig {
             status_every: Duration::from_secs(1),
             retry: Backoff::new(Duration::from_secs(2), Duration::from_secs(120)),
             crash_limit: 2,
+            prefetch_lead: Duration::from_secs(3),
         }
     }
 }
@@ -104,10 +109,17 @@ struct Lease {
     received: Instant,
     /// When the loop took it up (later than `received` for a prefetched message).
     picked: Instant,
+    /// Set to let the receiver fetch the next message (the job is near its end).
+    prefetch: Arc<watch::Sender<bool>>,
 }
 
 impl Lease {
-    fn start<Q: JobQueue>(queue: Arc<Q>, delivery: Delivery, visibility: Duration) -> Self {
+    fn start<Q: JobQueue>(
+        queue: Arc<Q>,
+        delivery: Delivery,
+        visibility: Duration,
+        prefetch: Arc<watch::Sender<bool>>,
+    ) -> Self {
         let receipt = delivery.receipt.clone();
         let heartbeat = tokio::spawn(async move {
             let every = (visibility / 3).max(Duration::from_millis(200));
@@ -119,7 +131,7 @@ impl Lease {
             }
         });
         let now = Instant::now();
-        Self { delivery, heartbeat, received: now, picked: now }
+        Self { delivery, heartbeat, received: now, picked: now, prefetch }
     }
 
     fn stop_heartbeat(&self) {
@@ -160,17 +172,31 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
     /// Serves until `stop` carries a kill deadline, then drains and returns.
     pub async fn run(&self, mut stop: StopSignal) -> RunSummary {
         let mut summary = RunSummary::default();
-        // Capacity one, and a slot reserved before each receive: one message waiting at most.
+        // Capacity one, and a slot reserved before each receive: one message waiting at most. And a receive only
+        // while `prefetch` allows one: set when the loop is idle or the running job nears its end, spent by each
+        // message fetched, so a message never sits behind a long job while other workers could run it.
         let (tx, mut rx) = mpsc::channel::<Lease>(1);
+        let prefetch = Arc::new(watch::channel(true).0);
         let receiver = {
             let (queue, wait, visibility) = (Arc::clone(&self.queue), self.config.wait, self.config.visibility);
-            let stop = stop.clone();
+            let mut stop = stop.clone();
+            let prefetch = Arc::clone(&prefetch);
+            let mut allowed = prefetch.subscribe();
             tokio::spawn(async move {
                 let mut failures = 0u32;
                 loop {
                     let Ok(permit) = tx.reserve().await else { return };
-                    if stop.borrow().is_some() {
-                        return;
+                    loop {
+                        if stop.borrow().is_some() {
+                            return;
+                        }
+                        if *allowed.borrow_and_update() {
+                            break;
+                        }
+                        tokio::select! {
+                            changed = allowed.changed() => if changed.is_err() { return },
+                            changed = stop.changed() => if changed.is_err() { return },
+                        }
                     }
                     // Never cancelled mid-call: SQS may already have handed a message over, and a dropped answer
                     // would leave that job hidden for the queue's whole visibility timeout. A receive lasts at most
@@ -183,7 +209,8 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                         }
                         Ok(Some(delivery)) => {
                             failures = 0;
-                            permit.send(Lease::start(Arc::clone(&queue), delivery, visibility));
+                            prefetch.send_replace(false);
+                            permit.send(Lease::start(Arc::clone(&queue), delivery, visibility, Arc::clone(&prefetch)));
                         }
                         Ok(None) => failures = 0,
                         Err(e) => {
@@ -227,6 +254,7 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                 }
             }
             lease.stop_heartbeat();
+            prefetch.send_replace(true);
             if stop.borrow().is_some() {
                 break;
             }
@@ -383,6 +411,9 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
                 result = &mut generation => break result,
                 Some(p) = progress_rx.recv() => {
                     last_step = (p.step, p.total, p.elapsed);
+                    if !*lease.prefetch.borrow() && self.ends_within(last_step, self.config.prefetch_lead) {
+                        lease.prefetch.send_replace(true);
+                    }
                     if let Some(every) = self.config.progress_every
                         && p.step % every == 0 && p.step < p.total
                         && let Err(e) = self.announce.progress(&job.job_id, p.step, p.total).await
@@ -627,13 +658,16 @@ impl<Q: JobQueue, O: ObjectStore, A: Announcer, J: JobStore> Service<Q, O, A, J>
 
     /// Whether the rest of the job (remaining steps at the pace so far, plus a decode of about two steps and the
     /// margin) ends before the kill.
-    fn fits(&self, (step, total, elapsed): (usize, usize, Duration), kill: Instant) -> bool {
-        let per_step = if step == 0 { return false } else { elapsed / step as u32 };
+    fn fits(&self, progress: (usize, usize, Duration), kill: Instant) -> bool {
         // Checked: a configured margin too large to add to the clock never fits.
-        per_step
-            .checked_mul(u32::try_from(total.saturating_sub(step)).unwrap_or(u32::MAX).saturating_add(2))
+        remaining(progress)
             .and_then(|remaining| Instant::now().checked_add(remaining)?.checked_add(self.config.margin))
             .is_some_and(|end| end < kill)
+    }
+
+    /// Whether the rest of the job is expected to take at most `lead`.
+    fn ends_within(&self, progress: (usize, usize, Duration), lead: Duration) -> bool {
+        remaining(progress).is_some_and(|remaining| remaining <= lead)
     }
 
     fn metrics(&self) -> Metrics {
@@ -699,6 +733,13 @@ impl Answered {
             Answered::DeadLettered => Outcome::DeadLettered,
         }
     }
+}
+
+/// The rest of a job at its pace so far: its remaining steps plus a decode of about two steps; unknown before
+/// the first step.
+fn remaining((step, total, elapsed): (usize, usize, Duration)) -> Option<Duration> {
+    let per_step = if step == 0 { return None } else { elapsed / step as u32 };
+    per_step.checked_mul(u32::try_from(total.saturating_sub(step)).unwrap_or(u32::MAX).saturating_add(2))
 }
 
 fn png_text(job: &GenerationJob, seed: u64, model: &str) -> Vec<(String, String)> {
