@@ -41,7 +41,7 @@ for case in $cases; do
         full-256) dir="$model" size=256 steps=4 guidance=5 ;;
         full-512) dir="$model" size=512 steps=4 guidance=5 ;;
         turbo-512) dir="$model" size=512 steps=4 guidance=0 ;;
-        tiny) dir="worker/tests/fixtures/tiny-sdxl-a" size=64 steps=30 guidance=5 ;;
+        tiny) dir="$root/worker/tests/fixtures/tiny-sdxl-a" size=64 steps=30 guidance=5 ;;
         *) echo "run.sh: unknown case $case" >&2; exit 2 ;;
     esac
     echo "== $case: $size², $steps steps, guidance $guidance ==" >&2

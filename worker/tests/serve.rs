@@ -566,6 +566,37 @@ async fn heartbeats_keep_a_job_longer_than_the_visibility_timeout_from_a_second_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_leaves_the_next_job_to_an_idle_one() {
+    let _serial = SERIAL.lock().await;
+    let setup = setup(30).await;
+    // Four times the pixels and many steps: the job runs for many times the prefetch lead (3 s).
+    let mut long = setup.job("long", 60, 5.0);
+    (long.width, long.height) = (128, 128);
+    setup.send(long.to_json()).await;
+    let busy = setup.worker("busy", &[]);
+    busy.wait_for("job started", Duration::from_secs(60)).await;
+    setup.send(setup.job("next", 4, 5.0).to_json()).await;
+    // A receive takes a message at once; after a few seconds it would long be gone had the busy worker fetched
+    // it to wait behind the long job.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(busy.logged("job finished").is_empty(), "the long job must still be running to test anything");
+    assert_eq!(setup.depth(&setup.jobs).await, (1, 1), "the busy worker fetched the next job behind its long one");
+    let idle = setup.worker("idle", &[]);
+    let (_, started) = idle.wait_for("job started", Duration::from_secs(60)).await;
+    assert_eq!(started["job_id"], "next");
+    let (_, finished) = busy.wait_for("job finished", Duration::from_secs(300)).await;
+    assert_eq!(finished["job_id"], "long");
+    let mut results = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while results.len() < 2 {
+        assert!(Instant::now() < deadline, "{results:?}");
+        setup.drain_results(&mut results).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(results.iter().all(|r| r.status == JobStatus::Succeeded), "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_events_cancellation_and_metrics() {
     let _serial = SERIAL.lock().await;
     let setup = setup(30).await;
