@@ -200,7 +200,7 @@ fn main() -> anyhow::Result<()> {
             println!("{kind:<16} {:>6} calls {:>10.1} ms per run", count / o.runs, ms(*time) / runs);
         }
         println!(
-            "{:<16} {:>6}       {:>10.1} ms per run (linears, layer norms, adds, casts, copies)",
+            "{:<16} {:>6}       {:>10.1} ms per run (not recorded: adds, casts, copies, embeddings)",
             "rest",
             "",
             (ms(*total) - ms(ops) / runs).max(0.0)

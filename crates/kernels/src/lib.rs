@@ -6,6 +6,6 @@ mod activation;
 mod conv;
 mod group_norm;
 
-pub use activation::{exp, geglu, silu_in_place};
+pub use activation::geglu;
 pub use conv::{ConvShape, convolve};
 pub use group_norm::{GroupNormShape, group_norm};

@@ -10,6 +10,8 @@ use gameforge_kernels::{ConvShape, convolve};
 pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
+    /// The bias as a host vector when it is f32 on the CPU (our kernel's case), read once rather than per call.
+    host_bias: Option<Vec<f32>>,
     stride: usize,
     padding: usize,
 }
@@ -25,12 +27,20 @@ impl Conv2d {
         padding: usize,
     ) -> candle_core::Result<Self> {
         let weight = vb.get((out_c, in_c, kernel, kernel), "weight")?;
-        let bias = Some(vb.get(out_c, "bias")?);
-        Ok(Self { weight, bias, stride, padding })
+        Self::from_parts(weight, Some(vb.get(out_c, "bias")?), stride, padding)
     }
 
-    pub fn from_parts(weight: Tensor, bias: Option<Tensor>, stride: usize, padding: usize) -> Self {
-        Self { weight, bias, stride, padding }
+    pub fn from_parts(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        stride: usize,
+        padding: usize,
+    ) -> candle_core::Result<Self> {
+        let host_bias = match &bias {
+            Some(b) if b.device().is_cpu() && b.dtype() == DType::F32 => Some(b.to_vec1::<f32>()?),
+            _ => None,
+        };
+        Ok(Self { weight, bias, host_bias, stride, padding })
     }
 }
 
@@ -44,9 +54,8 @@ impl Module for Conv2d {
 impl Conv2d {
     fn run(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let ours = xs.device().is_cpu() && xs.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
-        if ours {
-            let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
-            let kernel = CpuConv { stride: self.stride, padding: self.padding, bias };
+        if ours && self.bias.is_some() == self.host_bias.is_some() {
+            let kernel = CpuConv { stride: self.stride, padding: self.padding, bias: self.host_bias.as_deref() };
             return xs.contiguous()?.apply_op2_no_bwd(&self.weight.contiguous()?, &kernel);
         }
         let xs = xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
@@ -59,13 +68,13 @@ impl Conv2d {
 
 /// The convolution as one candle op over contiguous NCHW f32 input and OIHW weights.
 #[derive(Debug)]
-struct CpuConv {
+struct CpuConv<'a> {
     stride: usize,
     padding: usize,
-    bias: Option<Vec<f32>>,
+    bias: Option<&'a [f32]>,
 }
 
-impl CustomOp2 for CpuConv {
+impl CustomOp2 for CpuConv<'_> {
     fn name(&self) -> &'static str {
         "gameforge-conv2d"
     }
@@ -96,7 +105,7 @@ impl CustomOp2 for CpuConv {
         }
         let shape =
             ConvShape { batch, in_c, height, width, out_c, kernel: kh, stride: self.stride, padding: self.padding };
-        let out = convolve(&input[i0..i1], &weight[w0..w1], self.bias.as_deref(), shape);
+        let out = convolve(&input[i0..i1], &weight[w0..w1], self.bias, shape);
         Ok((CpuStorage::F32(out), Shape::from((batch, out_c, shape.out_height(), shape.out_width()))))
     }
 }
@@ -127,7 +136,7 @@ mod tests {
             let x = random(&[b, c, h, w], seed as u64);
             let weight = random(&[o, c, k, k], 100 + seed as u64);
             let bias = random(&[o], 200 + seed as u64);
-            let ours = Conv2d::from_parts(weight.clone(), Some(bias.clone()), s, p).forward(&x).unwrap();
+            let ours = Conv2d::from_parts(weight.clone(), Some(bias.clone()), s, p).unwrap().forward(&x).unwrap();
             let theirs =
                 x.conv2d(&weight, p, s, 1, 1).unwrap().broadcast_add(&bias.reshape((1, o, 1, 1)).unwrap()).unwrap();
             assert_eq!(ours.dims(), theirs.dims(), "case {seed}");
