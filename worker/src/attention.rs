@@ -3,8 +3,11 @@
 //! The score matrix grows with the square of the token count (a 2048² SDXL image has 16,384 tokens at its first
 //! attention level: 2.7 billion scores per step with guidance), so it is what runs a GPU out of memory first.
 //! Slicing the queries bounds it: each query's softmax still sees every key, so a sliced result is the full one.
+//! On the CPU in f32 it is `gameforge_kernels::attention`, which works a block of queries at a time by itself
+//! (no score matrix beyond one block per thread, whatever the slicing) and runs every head's blocks in parallel.
 
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, bail};
+use gameforge_kernels::AttentionShape;
 
 use crate::profile;
 
@@ -34,6 +37,17 @@ impl Slicing {
 /// `softmax(q kᵀ · scale) v` over `(batch, heads, tokens, head_dim)` tensors. The softmax runs in f32 whatever
 /// the inputs' precision (half-precision scores overflow on long sequences); the result has `v`'s dtype.
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, slicing: Slicing) -> candle_core::Result<Tensor> {
+    if q.device().is_cpu() && [q, k, v].iter().all(|t| t.dtype() == DType::F32) {
+        let name = || format!("{:?}·{:?}", q.dims(), k.dims());
+        return profile::time("attention", name, q.device(), || {
+            q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &CpuAttention { scale: scale as f32 })
+        });
+    }
+    attend_sliced(q, k, v, scale, slicing)
+}
+
+/// candle's ops, a slice of queries at a time.
+fn attend_sliced(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, slicing: Slicing) -> candle_core::Result<Tensor> {
     let (batch, heads, queries, _) = q.dims4()?;
     let keys = k.dim(2)?;
     let kt = k.t()?;
@@ -68,6 +82,46 @@ fn attend_slice(q: &Tensor, kt: &Tensor, v: &Tensor, scale: f64) -> candle_core:
     )
 }
 
+/// Attention as one candle op over contiguous f32 `(batch, heads, tokens, dim)` queries, keys and values.
+#[derive(Debug)]
+struct CpuAttention {
+    scale: f32,
+}
+
+impl CustomOp3 for CpuAttention {
+    fn name(&self) -> &'static str {
+        "gameforge-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) = (s1, s2, s3) else {
+            bail!("gameforge-attention: f32 only");
+        };
+        let (Some((q0, q1)), Some((k0, k1)), Some((v0, v1))) =
+            (l1.contiguous_offsets(), l2.contiguous_offsets(), l3.contiguous_offsets())
+        else {
+            bail!("gameforge-attention: contiguous inputs only");
+        };
+        let (batch, heads, queries, head_dim) = l1.shape().dims4()?;
+        let (kb, kh, keys, kd) = l2.shape().dims4()?;
+        let (vb, vh, vk, value_dim) = l3.shape().dims4()?;
+        if (kb, kh, kd) != (batch, heads, head_dim) || (vb, vh, vk) != (batch, heads, keys) {
+            bail!("gameforge-attention: q {:?}, k {:?}, v {:?} do not fit", l1.shape(), l2.shape(), l3.shape());
+        }
+        let shape = AttentionShape { heads: batch * heads, queries, keys, head_dim, value_dim };
+        let out = gameforge_kernels::attention(&q[q0..q1], &k[k0..k1], &v[v0..v1], shape, self.scale);
+        Ok((CpuStorage::F32(out), Shape::from((batch, heads, queries, value_dim))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,13 +141,35 @@ mod tests {
         let q = random((2, 3, 37, 8), 1);
         let k = random((2, 3, 37, 8), 2);
         let v = random((2, 3, 37, 8), 3);
-        let full = attend(&q, &k, &v, 0.35, Slicing::Full).unwrap();
+        let full = attend_sliced(&q, &k, &v, 0.35, Slicing::Full).unwrap();
         // 6 score rows of 37 keys: 1, 2 and 5 queries per slice, the last slice shorter than the others.
         for limit in [1, 6 * 37 * 2, 6 * 37 * 5 + 7] {
-            let sliced = attend(&q, &k, &v, 0.35, Slicing::MaxScores(limit)).unwrap();
+            let sliced = attend_sliced(&q, &k, &v, 0.35, Slicing::MaxScores(limit)).unwrap();
             assert_eq!(sliced.dims(), full.dims());
             let diff = max_difference(&sliced, &full);
             assert!(diff < 1e-6, "limit {limit}: differs by {diff}");
+        }
+    }
+
+    /// The CPU kernel against candle's ops, for self-attention, cross-attention with fewer keys than queries,
+    /// and values of another width.
+    #[test]
+    fn the_cpu_kernel_equals_candles_ops() {
+        for (seed, (q_shape, k_shape, v_shape)) in [
+            ((2, 3, 37, 8), (2, 3, 37, 8), (2, 3, 37, 8)),
+            ((2, 5, 64, 16), (2, 5, 7, 16), (2, 5, 7, 16)),
+            ((1, 1, 300, 4), (1, 1, 300, 4), (1, 1, 300, 6)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = 10 * seed as u64;
+            let (q, k, v) = (random(q_shape, seed), random(k_shape, seed + 1), random(v_shape, seed + 2));
+            let ours = attend(&q, &k, &v, 0.35, Slicing::Full).unwrap();
+            let theirs = attend_sliced(&q, &k, &v, 0.35, Slicing::Full).unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            let diff = max_difference(&ours, &theirs);
+            assert!(diff < 1e-5, "{q_shape:?}: differs by {diff}");
         }
     }
 

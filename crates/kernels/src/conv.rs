@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use crate::matmul::matmul_into;
+
 /// Patch columns per GEMM: a tile of `K × columns` f32 stays near 16 MiB however large the image, so a
 /// 2048² decode needs no multi-gigabyte column buffer.
 const TILE_ELEMENTS: usize = 1 << 22;
@@ -54,7 +56,7 @@ pub fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Conv
         let input = &input[b * shape.in_c * in_plane..(b + 1) * shape.in_c * in_plane];
         let out = &mut out[b * m * plane..(b + 1) * m * plane];
         if pointwise {
-            gemm_into(out, plane, weight, input, (m, plane, k), bias.is_some());
+            matmul_into(out, plane, weight, k, input, (m, plane, k), bias.is_some());
             continue;
         }
         for first_row in (0..out_h).step_by(rows_per_tile) {
@@ -62,7 +64,7 @@ pub fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Conv
             let n = rows * out_w;
             let tile = &mut columns[..k * n];
             tile.par_chunks_mut(n).enumerate().for_each(|(r, dst)| gather_patch_row(input, shape, r, first_row, dst));
-            gemm_into(&mut out[first_row * out_w..], plane, weight, tile, (m, n, k), bias.is_some());
+            matmul_into(&mut out[first_row * out_w..], plane, weight, k, tile, (m, n, k), bias.is_some());
         }
     }
     out
@@ -96,48 +98,6 @@ fn gather_patch_row(input: &[f32], shape: ConvShape, r: usize, first_row: usize,
                 *d = if x >= 0 && x < shape.width as isize { src[x as usize] } else { 0.0 };
             }
         }
-    }
-}
-
-/// `dst[m × n] (+)= lhs[m × k] · rhs[k × n]`, row-major operands, `dst` rows `dst_stride` apart; adds to what
-/// `dst` holds when `accumulate` (the bias).
-#[allow(unsafe_code)]
-fn gemm_into(
-    dst: &mut [f32],
-    dst_stride: usize,
-    lhs: &[f32],
-    rhs: &[f32],
-    (m, n, k): (usize, usize, usize),
-    accumulate: bool,
-) {
-    assert!(m == 0 || dst.len() >= (m - 1) * dst_stride + n, "gemm destination too short");
-    assert!(lhs.len() >= m * k && rhs.len() >= k * n, "gemm operands too short");
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the asserts above keep every index the strides reach inside the three slices, and `dst` is
-    // borrowed mutably so nothing else reads or writes it meanwhile.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_stride as isize,
-            accumulate,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
     }
 }
 

@@ -1,11 +1,16 @@
-//! CPU kernels for the SDXL worker's hottest layers (convolution, group norm, the activations), on plain f32 slices in NCHW order: what candle's CPU
-//! backend does in many strided passes, done in few. Built with optimisation even in debug builds (the
-//! workspace's dev profile), because tests and `./dev local` run diffusion on the CPU.
+//! CPU kernels for the SDXL worker's hottest layers (convolution, dense layers, attention, group norm, the
+//! activations), on plain f32 slices in NCHW order: what candle's CPU backend does in many strided passes, done in
+//! few, with the threading split over the output rather than left to gemm. Built with optimisation even in debug
+//! builds (the workspace's dev profile), because tests and `./dev local` run diffusion on the CPU.
 
 mod activation;
+mod attention;
 mod conv;
 mod group_norm;
+mod matmul;
 
 pub use activation::geglu;
+pub use attention::{AttentionShape, attention};
 pub use conv::{ConvShape, convolve};
 pub use group_norm::{GroupNormShape, group_norm};
+pub use matmul::linear;
