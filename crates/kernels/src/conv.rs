@@ -1,6 +1,7 @@
-//! 2-D convolution over NCHW f32 as GEMMs of the weight matrix with tiles of patch columns. Each patch row is
-//! gathered with contiguous copies and the GEMM writes straight into the NCHW output, so a convolution costs
-//! about what a matmul of the same M/N/K costs, with no column buffer larger than one tile.
+//! 2-D convolution over NCHW f32 as GEMMs, with no buffer larger than one tile however large the image.
+//! Stride 1 on planes of some size (almost every convolution in SDXL) needs no patch matrix: one GEMM per kernel
+//! tap over a shifted view of the padded input. Other strides and small planes gather tiles of patch columns
+//! with contiguous copies, and the GEMM writes straight into the NCHW output.
 
 use rayon::prelude::*;
 
@@ -9,6 +10,10 @@ use crate::matmul::matmul_into;
 /// Patch columns per GEMM: a tile of `K × columns` f32 stays near 16 MiB however large the image, so a
 /// 2048² decode needs no multi-gigabyte column buffer.
 const TILE_ELEMENTS: usize = 1 << 22;
+
+/// Stride-1 planes narrower than this many padded columns gather patches instead of shifting: each tap's GEMM
+/// would read the whole weight for too few columns (the UNet's 8×8 level at 256²: 80 columns, 2.5× slower).
+const SHIFTED_MIN_COLUMNS: usize = 512;
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +50,10 @@ pub fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Conv
     let plane = out_h * out_w;
     let (m, _, k) = shape.gemm_mnk();
     let mut out = vec![0f32; shape.batch * shape.out_c * plane];
+    if shape.stride == 1 && shape.kernel > 1 && out_h * (shape.width + 2 * shape.padding) >= SHIFTED_MIN_COLUMNS {
+        convolve_shifted(input, weight, bias, shape, &mut out);
+        return out;
+    }
     if let Some(bias) = bias {
         out.par_chunks_mut(plane).enumerate().for_each(|(row, dst)| dst.fill(bias[row % shape.out_c]));
     }
@@ -56,7 +65,7 @@ pub fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Conv
         let input = &input[b * shape.in_c * in_plane..(b + 1) * shape.in_c * in_plane];
         let out = &mut out[b * m * plane..(b + 1) * m * plane];
         if pointwise {
-            matmul_into(out, plane, weight, k, input, (m, plane, k), bias.is_some());
+            matmul_into(out, plane, weight, k, input, plane, (m, plane, k), bias.is_some());
             continue;
         }
         for first_row in (0..out_h).step_by(rows_per_tile) {
@@ -64,10 +73,66 @@ pub fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Conv
             let n = rows * out_w;
             let tile = &mut columns[..k * n];
             tile.par_chunks_mut(n).enumerate().for_each(|(r, dst)| gather_patch_row(input, shape, r, first_row, dst));
-            matmul_into(&mut out[first_row * out_w..], plane, weight, k, tile, (m, n, k), bias.is_some());
+            matmul_into(&mut out[first_row * out_w..], plane, weight, k, tile, n, (m, n, k), bias.is_some());
         }
     }
     out
+}
+
+/// A stride-1 convolution as `k²` accumulated GEMMs, one per kernel tap `(i, j)`: `weight[:, :, i, j]` times the
+/// zero-padded input shifted by `(i, j)`, a view of it with no copy. The product is computed over the padded
+/// width (the `k − 1` columns past each row's end are thrown away), in tiles of output rows, and copied into
+/// the NCHW output with the bias. No patch matrix is written, which for a 3×3 kernel is nine times the input.
+fn convolve_shifted(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: ConvShape, out: &mut [f32]) {
+    let ConvShape { batch, in_c, height, width, out_c, kernel, padding, .. } = shape;
+    let (out_h, out_w) = (shape.out_height(), shape.out_width());
+    let (padded_h, padded_w) = (height + 2 * padding, width + 2 * padding);
+    let padded_plane = padded_h * padded_w;
+    let taps = kernel * kernel;
+    // weight[o, c, i, j] → tap-major: taps[(i·k + j), o, c].
+    let mut tap_weights = vec![0f32; taps * out_c * in_c];
+    tap_weights.par_chunks_mut(out_c * in_c).enumerate().for_each(|(t, dst)| {
+        for (d, w) in dst.iter_mut().zip(weight.iter().skip(t).step_by(taps)) {
+            *d = *w;
+        }
+    });
+    // The last channel's shifted views run up to `k − 1` elements past its padded plane.
+    let mut padded = vec![0f32; in_c * padded_plane + kernel - 1];
+    let rows_per_tile = (TILE_ELEMENTS / (out_c * padded_w).max(1)).clamp(1, out_h.max(1));
+    let mut wide = vec![0f32; out_c * rows_per_tile * padded_w];
+    let (in_plane, plane) = (height * width, out_h * out_w);
+    for b in 0..batch {
+        let input = &input[b * in_c * in_plane..(b + 1) * in_c * in_plane];
+        padded[..in_c * padded_plane].par_chunks_mut(padded_plane).zip(input.par_chunks(in_plane)).for_each(
+            |(dst, src)| {
+                for (y, row) in src.chunks_exact(width).enumerate() {
+                    let start = (y + padding) * padded_w + padding;
+                    dst[start..start + width].copy_from_slice(row);
+                }
+            },
+        );
+        let out = &mut out[b * out_c * plane..(b + 1) * out_c * plane];
+        for first_row in (0..out_h).step_by(rows_per_tile) {
+            let rows = rows_per_tile.min(out_h - first_row);
+            let n = rows * padded_w;
+            let wide = &mut wide[..out_c * n];
+            for t in 0..taps {
+                let (i, j) = (t / kernel, t % kernel);
+                let shifted = &padded[(first_row + i) * padded_w + j..];
+                let lhs = &tap_weights[t * out_c * in_c..(t + 1) * out_c * in_c];
+                matmul_into(wide, n, lhs, in_c, shifted, padded_plane, (out_c, n, in_c), t > 0);
+            }
+            out.par_chunks_mut(plane).zip(wide.par_chunks(n)).enumerate().for_each(|(o, (dst, src))| {
+                let add = bias.map_or(0.0, |bias| bias[o]);
+                for r in 0..rows {
+                    let dst = &mut dst[(first_row + r) * out_w..(first_row + r + 1) * out_w];
+                    for (d, v) in dst.iter_mut().zip(&src[r * padded_w..r * padded_w + out_w]) {
+                        *d = v + add;
+                    }
+                }
+            });
+        }
+    }
 }
 
 /// Row `r = (c, i, j)` of the patch matrix for output rows `first_row..`: the input plane `c` shifted by the
@@ -112,13 +177,28 @@ mod tests {
         let input: Vec<f32> = (0..14000).map(|v| v as f32).collect();
         let out = convolve(&input, &[2.0], Some(&[1.0]), shape);
         assert!(out.iter().enumerate().all(|(i, v)| *v == 2.0 * i as f32 + 1.0));
-        // 2700 patch rows × 2000 columns exceed a tile: one output row per GEMM, 20 GEMMs.
-        let shape = ConvShape { kernel: 3, padding: 1, in_c: 300, height: 20, width: 2000, ..shape };
-        let input = vec![1.0f32; 300 * 20 * 2000];
-        let weight = vec![1.0f32; 300 * 9];
-        let out = convolve(&input, &weight, None, shape);
-        // An interior pixel sees all 9 taps of all 300 channels; a corner 4.
-        assert_eq!(out[2000 + 1], 2700.0);
-        assert_eq!(out[0], 1200.0);
+        // Stride 2 gathers patches: 1350 patch rows × 1000 columns leave room for 3 output rows per tile, so
+        // 20 rows are 7 GEMMs, the last of 2 rows.
+        let shape = ConvShape { kernel: 3, stride: 2, padding: 1, in_c: 150, height: 40, width: 2000, ..shape };
+        let input = vec![1.0f32; 150 * 40 * 2000];
+        let out = convolve(&input, &vec![1.0f32; 150 * 9], None, shape);
+        // An interior pixel sees all 9 taps of all 150 channels; a corner 4.
+        assert_eq!(out.len(), 20 * 1000);
+        assert_eq!(out[19 * 1000 + 1], 1350.0);
+        assert_eq!(out[0], 600.0);
+        // Stride 1 on a wide plane shifts the padded input: 110 output channels × 2002 padded columns leave room for 19 rows
+        // per tile, so 20 rows are two tiles of 19 and 1.
+        let shape = ConvShape { stride: 1, in_c: 2, out_c: 110, height: 20, ..shape };
+        let input = vec![1.0f32; 2 * 20 * 2000];
+        let bias: Vec<f32> = (0..110).map(|o| o as f32).collect();
+        let out = convolve(&input, &vec![1.0f32; 110 * 2 * 9], Some(&bias), shape);
+        for (o, plane) in out.chunks_exact(20 * 2000).enumerate() {
+            let o = o as f32;
+            assert_eq!(plane[19 * 2000 + 5], 12.0 + o, "bottom edge, second tile");
+            assert_eq!(plane[18 * 2000 + 1999], 12.0 + o, "right edge, first tile");
+            assert_eq!(plane[10 * 2000 + 7], 18.0 + o, "interior");
+            assert_eq!(plane[0], 8.0 + o, "corner");
+            assert_eq!(plane[19 * 2000 + 1999], 8.0 + o, "last corner");
+        }
     }
 }

@@ -21,28 +21,30 @@ pub fn linear(input: &[f32], weight_t: &[f32], bias: Option<&[f32]>, rows: usize
         Some(bias) => bias.repeat(rows),
         None => vec![0f32; rows * out_dim],
     };
-    matmul_into(&mut out, out_dim, input, in_dim, weight_t, (rows, out_dim, in_dim), bias.is_some());
+    matmul_into(&mut out, out_dim, input, in_dim, weight_t, out_dim, (rows, out_dim, in_dim), bias.is_some());
     out
 }
 
-/// `dst[m × n] (+)= lhs[m × k] · rhs[k × n]`: `lhs` rows `lhs_stride` apart, `rhs` packed, `dst` rows
-/// `dst_stride` apart; adds to what `dst` holds when `accumulate`.
+/// `dst[m × n] (+)= lhs[m × k] · rhs[k × n]`: `lhs` rows `lhs_stride` apart, `rhs` rows `rhs_stride` apart,
+/// `dst` rows `dst_stride` apart; adds to what `dst` holds when `accumulate`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul_into(
     dst: &mut [f32],
     dst_stride: usize,
     lhs: &[f32],
     lhs_stride: usize,
     rhs: &[f32],
+    rhs_stride: usize,
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
 ) {
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst_stride >= n && lhs_stride >= k, "strides shorter than rows");
+    assert!(dst_stride >= n && lhs_stride >= k && rhs_stride >= n, "strides shorter than rows");
     assert!(dst.len() >= (m - 1) * dst_stride + n, "matmul destination too short");
     assert!(k == 0 || lhs.len() >= (m - 1) * lhs_stride + k, "matmul lhs too short");
-    assert!(rhs.len() >= k * n, "matmul rhs too short");
+    assert!(k == 0 || rhs.len() >= (k - 1) * rhs_stride + n, "matmul rhs too short");
     let threads = rayon::current_num_threads();
     if threads == 1 || m * n * k < SERIAL_BELOW {
         return gemm_serial(
@@ -50,7 +52,7 @@ pub(crate) fn matmul_into(
             dst_stride,
             lhs,
             lhs_stride,
-            Operand::rows(rhs, n),
+            Operand::rows(rhs, rhs_stride),
             (m, n, k),
             accumulate,
             1.0,
@@ -71,7 +73,7 @@ pub(crate) fn matmul_into(
                 dst_stride,
                 lhs,
                 lhs_stride,
-                Operand::rows(&rhs[first..], n),
+                Operand::rows(&rhs[first..], rhs_stride),
                 (m, cols, k),
                 accumulate,
                 1.0,
@@ -88,7 +90,7 @@ pub(crate) fn matmul_into(
                 dst_stride,
                 &lhs[first * lhs_stride..],
                 lhs_stride,
-                Operand::rows(rhs, n),
+                Operand::rows(rhs, rhs_stride),
                 (count, n, k),
                 accumulate,
                 1.0,
@@ -224,7 +226,7 @@ mod tests {
             let (a, b) = (values(m * k, 4), values(k * n, 5));
             let stride = n + 3;
             let mut dst = vec![7f32; (m + 2) * stride];
-            pool.install(|| matmul_into(&mut dst, stride, &a, k, &b, (m, n, k), false));
+            pool.install(|| matmul_into(&mut dst, stride, &a, k, &b, n, (m, n, k), false));
             let plain = naive(&a, &b, (m, n, k));
             for (i, v) in dst.iter().enumerate() {
                 let (row, col) = (i / stride, i % stride);

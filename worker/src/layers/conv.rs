@@ -131,6 +131,10 @@ mod tests {
             (1, 3, 4, 4, 2, 3, 1, 2),
             (1, 3, 3, 3, 2, 3, 1, 0),
             (1, 1, 1, 1, 2, 1, 1, 0),
+            // Planes wide enough for the shifted-view path, padded by 1, 0 and 2.
+            (2, 3, 20, 30, 4, 3, 1, 1),
+            (1, 2, 30, 30, 3, 3, 1, 0),
+            (1, 2, 25, 25, 2, 3, 1, 2),
         ];
         for (seed, &(b, c, h, w, o, k, s, p)) in cases.iter().enumerate() {
             let x = random(&[b, c, h, w], seed as u64);
