@@ -9,6 +9,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, bail};
 use gameforge_kernels::AttentionShape;
 
+use crate::layers::contiguous_f32;
 use crate::profile;
 
 /// How many attention scores one computation may hold at once.
@@ -102,14 +103,9 @@ impl CustomOp3 for CpuAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) = (s1, s2, s3) else {
-            bail!("gameforge-attention: f32 only");
-        };
-        let (Some((q0, q1)), Some((k0, k1)), Some((v0, v1))) =
-            (l1.contiguous_offsets(), l2.contiguous_offsets(), l3.contiguous_offsets())
-        else {
-            bail!("gameforge-attention: contiguous inputs only");
-        };
+        let q = contiguous_f32(self.name(), s1, l1)?;
+        let k = contiguous_f32(self.name(), s2, l2)?;
+        let v = contiguous_f32(self.name(), s3, l3)?;
         let (batch, heads, queries, head_dim) = l1.shape().dims4()?;
         let (kb, kh, keys, kd) = l2.shape().dims4()?;
         let (vb, vh, vk, value_dim) = l3.shape().dims4()?;
@@ -117,7 +113,7 @@ impl CustomOp3 for CpuAttention {
             bail!("gameforge-attention: q {:?}, k {:?}, v {:?} do not fit", l1.shape(), l2.shape(), l3.shape());
         }
         let shape = AttentionShape { heads: batch * heads, queries, keys, head_dim, value_dim };
-        let out = gameforge_kernels::attention(&q[q0..q1], &k[k0..k1], &v[v0..v1], shape, self.scale);
+        let out = gameforge_kernels::attention(q, k, v, shape, self.scale);
         Ok((CpuStorage::F32(out), Shape::from((batch, heads, queries, value_dim))))
     }
 }

@@ -6,6 +6,8 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor, b
 use candle_nn::VarBuilder;
 use gameforge_kernels::{ConvShape, convolve};
 
+use super::contiguous_f32;
+
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
@@ -86,12 +88,7 @@ impl CustomOp2 for CpuConv<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(input), CpuStorage::F32(weight)) = (s1, s2) else {
-            bail!("gameforge-conv2d: f32 only");
-        };
-        let (Some((i0, i1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            bail!("gameforge-conv2d: contiguous input and weight only");
-        };
+        let (input, weight) = (contiguous_f32(self.name(), s1, l1)?, contiguous_f32(self.name(), s2, l2)?);
         let (batch, in_c, height, width) = l1.shape().dims4()?;
         let (out_c, w_in, kh, kw) = l2.shape().dims4()?;
         if w_in != in_c || kh != kw {
@@ -105,7 +102,7 @@ impl CustomOp2 for CpuConv<'_> {
         }
         let shape =
             ConvShape { batch, in_c, height, width, out_c, kernel: kh, stride: self.stride, padding: self.padding };
-        let out = convolve(&input[i0..i1], &weight[w0..w1], self.bias, shape);
+        let out = convolve(input, weight, self.bias, shape);
         Ok((CpuStorage::F32(out), Shape::from((batch, out_c, shape.out_height(), shape.out_width()))))
     }
 }

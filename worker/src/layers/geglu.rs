@@ -4,6 +4,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Shape, Tensor, bail};
 
+use super::contiguous_f32;
+
 pub fn geglu(projected: &Tensor) -> candle_core::Result<Tensor> {
     crate::profile::time(
         "geglu",
@@ -28,14 +30,13 @@ impl CustomOp1 for CpuGeglu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(input) = storage else { bail!("gameforge-geglu: f32 only") };
-        let Some((start, end)) = layout.contiguous_offsets() else { bail!("gameforge-geglu: contiguous only") };
+        let input = contiguous_f32(self.name(), storage, layout)?;
         let mut dims = layout.dims().to_vec();
         let last = dims.last_mut().filter(|d| **d > 0 && **d % 2 == 0);
         let Some(last) = last else { bail!("gameforge-geglu: {:?} has no even last dimension", layout.dims()) };
         *last /= 2;
         let width = *last;
-        Ok((CpuStorage::F32(gameforge_kernels::geglu(&input[start..end], width)), Shape::from(dims)))
+        Ok((CpuStorage::F32(gameforge_kernels::geglu(input, width)), Shape::from(dims)))
     }
 }
 

@@ -8,6 +8,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
 
+use super::contiguous_f32;
+
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight_t: Tensor,
@@ -74,12 +76,7 @@ impl CustomOp2 for CpuLinear<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(input), CpuStorage::F32(weight)) = (s1, s2) else {
-            bail!("gameforge-linear: f32 only");
-        };
-        let (Some((i0, i1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
-            bail!("gameforge-linear: contiguous input and weight only");
-        };
+        let (input, weight) = (contiguous_f32(self.name(), s1, l1)?, contiguous_f32(self.name(), s2, l2)?);
         let (in_dim, out_dim) = l2.shape().dims2()?;
         let dims = l1.shape().dims();
         if in_dim == 0 || dims.last() != Some(&in_dim) {
@@ -89,7 +86,7 @@ impl CustomOp2 for CpuLinear<'_> {
             bail!("gameforge-linear: bias of the wrong length");
         }
         let rows = l1.shape().elem_count() / in_dim.max(1);
-        let out = gameforge_kernels::linear(&input[i0..i1], &weight[w0..w1], self.bias, rows, in_dim);
+        let out = gameforge_kernels::linear(input, weight, self.bias, rows, in_dim);
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("the input has a last dimension") = out_dim;
         Ok((CpuStorage::F32(out), Shape::from(out_dims)))

@@ -6,6 +6,8 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor, b
 use candle_nn::VarBuilder;
 use gameforge_kernels::{GroupNormShape, group_norm};
 
+use super::contiguous_f32;
+
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
     inner: candle_nn::GroupNorm,
@@ -80,8 +82,7 @@ impl CustomOp1 for CpuGroupNorm<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(input) = storage else { bail!("gameforge-group-norm: f32 only") };
-        let Some((start, end)) = layout.contiguous_offsets() else { bail!("gameforge-group-norm: contiguous only") };
+        let input = contiguous_f32(self.name(), storage, layout)?;
         let dims = layout.dims();
         if dims.len() < 3 || self.groups == 0 || dims[1] != self.weight.len() || !dims[1].is_multiple_of(self.groups) {
             bail!("gameforge-group-norm: {dims:?} for {} channels in {} groups", self.weight.len(), self.groups);
@@ -93,7 +94,7 @@ impl CustomOp1 for CpuGroupNorm<'_> {
             groups: self.groups,
             eps: self.eps,
         };
-        let out = group_norm(&input[start..end], self.weight, self.bias, shape, self.silu);
+        let out = group_norm(input, self.weight, self.bias, shape, self.silu);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
