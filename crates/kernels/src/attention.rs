@@ -50,10 +50,17 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape, scale: 
                 let q = &q[b * block * head_dim..(b * block + rows) * head_dim];
                 // kᵀ: element (d, key) at k[key · head_dim + d].
                 let kt = Operand { data: k, row_stride: 1, col_stride: head_dim };
-                gemm_serial(scores.as_mut_ptr(), keys, q, head_dim, kt, (rows, keys, head_dim), false, scale);
+                // SAFETY: `scores` (rows × keys) and `out` (rows × value_dim) are this block's own buffers.
+                #[allow(unsafe_code)]
+                unsafe {
+                    gemm_serial(scores.as_mut_ptr(), keys, q, head_dim, kt, (rows, keys, head_dim), false, scale)
+                };
                 scores.chunks_exact_mut(keys).for_each(softmax_in_place);
                 let v = Operand::rows(v, value_dim);
-                gemm_serial(out.as_mut_ptr(), value_dim, scores, keys, v, (rows, value_dim, keys), false, 1.0);
+                #[allow(unsafe_code)]
+                unsafe {
+                    gemm_serial(out.as_mut_ptr(), value_dim, scores, keys, v, (rows, value_dim, keys), false, 1.0)
+                };
             },
         );
     });

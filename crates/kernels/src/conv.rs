@@ -186,8 +186,8 @@ mod tests {
         assert_eq!(out.len(), 20 * 1000);
         assert_eq!(out[19 * 1000 + 1], 1350.0);
         assert_eq!(out[0], 600.0);
-        // Stride 1 on a wide plane shifts the padded input: 110 output channels × 2002 padded columns leave room for 19 rows
-        // per tile, so 20 rows are two tiles of 19 and 1.
+        // Stride 1 on a wide plane shifts the padded input: 110 output channels × 2002 padded columns leave
+        // room for 19 rows per tile, so 20 rows are two tiles of 19 and 1.
         let shape = ConvShape { stride: 1, in_c: 2, out_c: 110, height: 20, ..shape };
         let input = vec![1.0f32; 2 * 20 * 2000];
         let bias: Vec<f32> = (0..110).map(|o| o as f32).collect();

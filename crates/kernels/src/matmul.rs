@@ -47,16 +47,20 @@ pub(crate) fn matmul_into(
     assert!(k == 0 || rhs.len() >= (k - 1) * rhs_stride + n, "matmul rhs too short");
     let threads = rayon::current_num_threads();
     if threads == 1 || m * n * k < SERIAL_BELOW {
-        return gemm_serial(
-            dst.as_mut_ptr(),
-            dst_stride,
-            lhs,
-            lhs_stride,
-            Operand::rows(rhs, rhs_stride),
-            (m, n, k),
-            accumulate,
-            1.0,
-        );
+        // SAFETY: `dst` is held mutably here and the asserts above keep the product inside it.
+        #[allow(unsafe_code)]
+        return unsafe {
+            gemm_serial(
+                dst.as_mut_ptr(),
+                dst_stride,
+                lhs,
+                lhs_stride,
+                Operand::rows(rhs, rhs_stride),
+                (m, n, k),
+                accumulate,
+                1.0,
+            )
+        };
     }
     if n >= 2 * COLUMN_ALIGN * threads {
         // Columns: every part reads all of `lhs` (small next to the weight) and its own block of `rhs`.
@@ -65,19 +69,22 @@ pub(crate) fn matmul_into(
         (0..n.div_ceil(width)).into_par_iter().for_each(|part| {
             let first = part * width;
             let cols = width.min(n - first);
-            // Parts write disjoint column ranges `first..first + cols` of rows the asserts above keep inside
-            // `dst`, which stays mutably borrowed until every part has finished.
             let dst = dst.at(first);
-            gemm_serial(
-                dst,
-                dst_stride,
-                lhs,
-                lhs_stride,
-                Operand::rows(&rhs[first..], rhs_stride),
-                (m, cols, k),
-                accumulate,
-                1.0,
-            );
+            // SAFETY: parts write disjoint column ranges `first..first + cols` of rows the asserts above keep
+            // inside `dst`, which stays mutably borrowed until every part has finished.
+            #[allow(unsafe_code)]
+            unsafe {
+                gemm_serial(
+                    dst,
+                    dst_stride,
+                    lhs,
+                    lhs_stride,
+                    Operand::rows(&rhs[first..], rhs_stride),
+                    (m, cols, k),
+                    accumulate,
+                    1.0,
+                )
+            };
         });
     } else {
         let rows = m.div_ceil(threads);
@@ -85,16 +92,20 @@ pub(crate) fn matmul_into(
         dst[..(m - 1) * dst_stride + n].par_chunks_mut(rows * dst_stride).enumerate().for_each(|(part, dst)| {
             let first = part * rows;
             let count = rows.min(m - first);
-            gemm_serial(
-                dst.as_mut_ptr(),
-                dst_stride,
-                &lhs[first * lhs_stride..],
-                lhs_stride,
-                Operand::rows(rhs, rhs_stride),
-                (count, n, k),
-                accumulate,
-                1.0,
-            );
+            // SAFETY: `dst` is this part's own rows, held mutably; `count` rows of `n` at `dst_stride` fit in it.
+            #[allow(unsafe_code)]
+            unsafe {
+                gemm_serial(
+                    dst.as_mut_ptr(),
+                    dst_stride,
+                    &lhs[first * lhs_stride..],
+                    lhs_stride,
+                    Operand::rows(rhs, rhs_stride),
+                    (count, n, k),
+                    accumulate,
+                    1.0,
+                )
+            };
         });
     }
 }
@@ -132,9 +143,13 @@ impl<'a> Operand<'a> {
 
 /// One gemm call on this thread: `dst (+)= scale · lhs · rhs`, `dst` rows `dst_stride` apart, `lhs` rows
 /// `lhs_stride` apart, `m × n × k`.
+///
+/// # Safety
+/// `m` rows of `n` elements, `dst_stride` apart from `dst`, must lie inside one allocation the caller may write
+/// and that nothing else reads or writes during the call. The operands' extents are checked here.
 #[allow(clippy::too_many_arguments)]
 #[allow(unsafe_code)]
-pub(crate) fn gemm_serial(
+pub(crate) unsafe fn gemm_serial(
     dst: *mut f32,
     dst_stride: usize,
     lhs: &[f32],
@@ -152,8 +167,7 @@ pub(crate) fn gemm_serial(
     };
     assert!(k == 0 || lhs.len() > last(m, lhs_stride, k, 1), "matmul lhs too short");
     assert!(k == 0 || rhs.data.len() > last(k, rhs.row_stride, n, rhs.col_stride), "matmul rhs too short");
-    // SAFETY: the operands' extents were checked above; the callers guarantee that `m` rows of `n` columns at
-    // `dst_stride` lie inside one destination they hold mutably and that no other call writes the same cells.
+    // SAFETY: the operands' extents were checked above; the destination is the caller's promise (see `# Safety`).
     unsafe {
         gemm::gemm(
             m,

@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor, b
 use candle_nn::VarBuilder;
 use gameforge_kernels::{ConvShape, convolve};
 
-use super::contiguous_f32;
+use super::{contiguous_f32, host_bias};
 
 #[derive(Debug, Clone)]
 pub struct Conv2d {
@@ -38,10 +38,7 @@ impl Conv2d {
         stride: usize,
         padding: usize,
     ) -> candle_core::Result<Self> {
-        let host_bias = match &bias {
-            Some(b) if b.device().is_cpu() && b.dtype() == DType::F32 => Some(b.to_vec1::<f32>()?),
-            _ => None,
-        };
+        let host_bias = host_bias(bias.as_ref())?;
         Ok(Self { weight, bias, host_bias, stride, padding })
     }
 }

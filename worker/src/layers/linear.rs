@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
 
-use super::contiguous_f32;
+use super::{contiguous_f32, host_bias};
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -31,10 +31,7 @@ impl Linear {
 
     /// From a `(out, in)` weight.
     pub fn from_parts(weight: &Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
-        let host_bias = match &bias {
-            Some(b) if b.device().is_cpu() && b.dtype() == DType::F32 => Some(b.to_vec1::<f32>()?),
-            _ => None,
-        };
+        let host_bias = host_bias(bias.as_ref())?;
         Ok(Self { weight_t: weight.t()?.contiguous()?, bias, host_bias })
     }
 
@@ -85,7 +82,7 @@ impl CustomOp2 for CpuLinear<'_> {
         if self.bias.is_some_and(|b| b.len() != out_dim) {
             bail!("gameforge-linear: bias of the wrong length");
         }
-        let rows = l1.shape().elem_count() / in_dim.max(1);
+        let rows = l1.shape().elem_count() / in_dim;
         let out = gameforge_kernels::linear(input, weight, self.bias, rows, in_dim);
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("the input has a last dimension") = out_dim;

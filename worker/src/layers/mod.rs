@@ -23,3 +23,12 @@ pub(crate) fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Lay
     let Some((start, end)) = layout.contiguous_offsets() else { bail!("{op}: contiguous operands only") };
     Ok(&data[start..end])
 }
+
+/// A bias as the host vector our CPU kernels take when it is f32 on the CPU, read once at construction rather
+/// than per call; `None` elsewhere (and without a bias).
+pub(crate) fn host_bias(bias: Option<&candle_core::Tensor>) -> candle_core::Result<Option<Vec<f32>>> {
+    match bias {
+        Some(b) if b.device().is_cpu() && b.dtype() == candle_core::DType::F32 => Ok(Some(b.to_vec1::<f32>()?)),
+        _ => Ok(None),
+    }
+}
