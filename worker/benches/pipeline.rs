@@ -68,9 +68,13 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// The median as Python's `statistics.median` takes it (the mean of the middle two of an even count), so figures
+/// set beside the reference's (`tools/gpu-bench/diffusers_bench.py`) are the same statistic: with two runs the
+/// upper one alone would report the slower run against the reference's mean.
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    v[v.len() / 2]
+    let mid = v.len() / 2;
+    if v.len().is_multiple_of(2) { (v[mid - 1] + v[mid]) / 2 } else { v[mid] }
 }
 
 fn main() -> anyhow::Result<()> {
