@@ -4,8 +4,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
+use candle_nn::var_builder::SimpleBackend;
+use gameforge_kernels::Stored;
 use serde::Deserialize;
 
 use crate::error::PipelineError;
@@ -99,7 +101,61 @@ pub fn var_builder(weights: &WeightFiles, dtype: DType, device: &Device) -> Resu
             }
         }
     }
-    Ok(VarBuilder::from_backend(Box::new(mapped), dtype, device.clone()))
+    Ok(VarBuilder::from_backend(Box::new(Widening(mapped)), dtype, device.clone()))
+}
+
+/// The mapped files as a builder's backend that reads each tensor into f32 on the CPU in one threaded pass
+/// (`gameforge_kernels::widen`), where candle copies the file's bytes into a tensor of their own type and then
+/// converts it, on one core and through a second buffer. Other devices and types take candle's path.
+struct Widening(MmapedSafetensors);
+
+impl Widening {
+    fn load(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        if device.is_cpu() && dtype == DType::F32 {
+            let view = self.0.get(name)?;
+            let stored = match view.dtype() {
+                safetensors::Dtype::F16 => Some(Stored::F16),
+                safetensors::Dtype::BF16 => Some(Stored::Bf16),
+                safetensors::Dtype::F32 => Some(Stored::F32),
+                _ => None,
+            };
+            if let Some(stored) = stored {
+                let data = gameforge_kernels::widen(view.data(), stored)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("tensor {name}: a partial element in its bytes")))?;
+                return Tensor::from_vec(data, view.shape(), device);
+            }
+        }
+        self.0.load(name, device)?.to_dtype(dtype)
+    }
+}
+
+impl SimpleBackend for Widening {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let tensor = self.load(name, dtype, device)?;
+        if tensor.shape() != &shape {
+            return Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: shape,
+                got: tensor.shape().clone(),
+            });
+        }
+        Ok(tensor)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        self.load(name, dtype, device)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.get(name).is_ok()
+    }
 }
 
 /// The bytes the files' tensors take once loaded as `dtype` (read from the headers; nothing is loaded).
@@ -173,6 +229,38 @@ mod tests {
         .unwrap();
         let err = find(dir.path(), &["model"], None).unwrap_err().to_string();
         assert!(err.contains("missing"), "{err}");
+    }
+
+    /// Each stored type reads as candle's own load-and-convert would read it, on the CPU in f32 (our threaded
+    /// path) and in f16 (candle's); a wrong shape is an error naming the tensor.
+    #[test]
+    fn every_stored_type_reads_as_candles_conversion() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = Tensor::arange(-301f32, 301., &Device::Cpu).unwrap().affine(1.0 / 7.0, 0.0).unwrap();
+        let values = values.reshape((7, 86)).unwrap();
+        let mut tensors = std::collections::HashMap::new();
+        for (name, dtype) in [("f16", DType::F16), ("bf16", DType::BF16), ("f32", DType::F32)] {
+            tensors.insert(name.to_string(), values.to_dtype(dtype).unwrap());
+        }
+        let path = dir.path().join("model.safetensors");
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        let files = WeightFiles { files: vec![path.clone()], variant: None };
+        let theirs = map(&files.files).unwrap();
+        for dtype in [DType::F32, DType::F16] {
+            let vb = var_builder(&files, dtype, &Device::Cpu).unwrap();
+            for name in ["f16", "bf16", "f32"] {
+                let ours = vb.get((7, 86), name).unwrap();
+                let expected = theirs.load(name, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+                assert_eq!(ours.dtype(), dtype);
+                let (ours, expected) = (ours.to_dtype(DType::F32).unwrap(), expected.to_dtype(DType::F32).unwrap());
+                let same =
+                    ours.eq(&expected).unwrap().flatten_all().unwrap().min(0).unwrap().to_scalar::<u8>().unwrap();
+                assert_eq!(same, 1, "{name} read as {dtype:?} differs from candle's");
+            }
+            let err = vb.get((86, 7), "f16").unwrap_err().to_string();
+            assert!(err.contains("shape mismatch for f16"), "{err}");
+            assert!(!vb.contains_tensor("missing") && vb.contains_tensor("bf16"));
+        }
     }
 
     #[test]

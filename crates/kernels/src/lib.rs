@@ -7,10 +7,12 @@ mod activation;
 mod attention;
 mod conv;
 mod group_norm;
+mod layout;
 mod matmul;
 
 pub use activation::geglu;
 pub use attention::{AttentionShape, attention};
 pub use conv::{ConvShape, convolve};
 pub use group_norm::{GroupNormShape, group_norm};
+pub use layout::{Stored, transpose, widen};
 pub use matmul::linear;

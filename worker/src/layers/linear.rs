@@ -32,7 +32,7 @@ impl Linear {
     /// From a `(out, in)` weight.
     pub fn from_parts(weight: &Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
         let host_bias = host_bias(bias.as_ref())?;
-        Ok(Self { weight_t: weight.t()?.contiguous()?, bias, host_bias })
+        Ok(Self { weight_t: transposed(weight)?, bias, host_bias })
     }
 
     fn run(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
@@ -53,6 +53,21 @@ impl Module for Linear {
         let name = || format!("{:?}·{:?}", xs.dims(), self.weight_t.dims());
         crate::profile::time("linear", name, xs.device(), || self.run(xs))
     }
+}
+
+/// `(out, in)` → `(in, out)`: on the CPU in f32 by our threaded kernel (candle's copy is single-threaded and, at
+/// load, most of the full-size model's load time), elsewhere by candle.
+fn transposed(weight: &Tensor) -> candle_core::Result<Tensor> {
+    let (out_dim, in_dim) = weight.dims2()?;
+    let (storage, layout) = weight.storage_and_layout();
+    if let (candle_core::Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+        (&*storage, layout.contiguous_offsets())
+    {
+        let data = gameforge_kernels::transpose(&data[start..end], out_dim, in_dim);
+        return Tensor::from_vec(data, (in_dim, out_dim), weight.device());
+    }
+    drop(storage);
+    weight.t()?.contiguous()
 }
 
 /// The dense layer as one candle op over a contiguous f32 input `(…, in)` and the `(in, out)` weight.
