@@ -1,7 +1,8 @@
-//! 2-D convolution over NCHW f32 as GEMMs, with no buffer larger than one tile however large the image.
-//! Stride 1 on planes of some size (almost every convolution in SDXL) needs no patch matrix: one GEMM per kernel
-//! tap over a shifted view of the padded input. Other strides and small planes gather tiles of patch columns
-//! with contiguous copies, and the GEMM writes straight into the NCHW output.
+//! 2-D convolution over NCHW f32, with no buffer larger than one tile however large the image. Stride-1 3×3
+//! convolutions on planes of some width run the direct AVX-512 kernel (`direct_conv.rs`) where the CPU has it;
+//! the rest are GEMMs. Stride 1 on planes of some size needs no patch matrix: one GEMM per kernel tap over a
+//! shifted view of the padded input. Other strides and small planes gather tiles of patch columns with
+//! contiguous copies, and the GEMM writes straight into the NCHW output.
 
 use rayon::prelude::*;
 
@@ -43,9 +44,20 @@ impl ConvShape {
     }
 }
 
-/// `out[b, o] = bias[o] + Σ weight[o, c, i, j] · input[b, c, y·s + i − p, x·s + j − p]`, as GEMMs of the
-/// weight matrix (`out_c × in_c·k²`, already its memory layout) with tiles of patch columns.
+/// `out[b, o] = bias[o] + Σ weight[o, c, i, j] · input[b, c, y·s + i − p, x·s + j − p]`.
 pub fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: ConvShape) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::direct_conv::applies(&shape) {
+        let mut out = vec![0f32; shape.batch * shape.out_c * shape.out_height() * shape.out_width()];
+        crate::direct_conv::convolve(input, weight, bias, shape, &mut out);
+        return out;
+    }
+    convolve_gemm(input, weight, bias, shape)
+}
+
+/// The convolution as GEMMs of the weight matrix (`out_c × in_c·k²`, already its memory layout) with tiles
+/// of patch columns.
+pub(crate) fn convolve_gemm(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: ConvShape) -> Vec<f32> {
     let (out_h, out_w) = (shape.out_height(), shape.out_width());
     let plane = out_h * out_w;
     let (m, _, k) = shape.gemm_mnk();
@@ -187,18 +199,21 @@ mod tests {
         assert_eq!(out[19 * 1000 + 1], 1350.0);
         assert_eq!(out[0], 600.0);
         // Stride 1 on a wide plane shifts the padded input: 110 output channels × 2002 padded columns leave
-        // room for 19 rows per tile, so 20 rows are two tiles of 19 and 1.
+        // room for 19 rows per tile, so 20 rows are two tiles of 19 and 1. The direct kernel, where this CPU
+        // has it, must agree.
         let shape = ConvShape { stride: 1, in_c: 2, out_c: 110, height: 20, ..shape };
         let input = vec![1.0f32; 2 * 20 * 2000];
         let bias: Vec<f32> = (0..110).map(|o| o as f32).collect();
-        let out = convolve(&input, &vec![1.0f32; 110 * 2 * 9], Some(&bias), shape);
-        for (o, plane) in out.chunks_exact(20 * 2000).enumerate() {
-            let o = o as f32;
-            assert_eq!(plane[19 * 2000 + 5], 12.0 + o, "bottom edge, second tile");
-            assert_eq!(plane[18 * 2000 + 1999], 12.0 + o, "right edge, first tile");
-            assert_eq!(plane[10 * 2000 + 7], 18.0 + o, "interior");
-            assert_eq!(plane[0], 8.0 + o, "corner");
-            assert_eq!(plane[19 * 2000 + 1999], 8.0 + o, "last corner");
+        let weight = vec![1.0f32; 110 * 2 * 9];
+        for out in [convolve_gemm(&input, &weight, Some(&bias), shape), convolve(&input, &weight, Some(&bias), shape)] {
+            for (o, plane) in out.chunks_exact(20 * 2000).enumerate() {
+                let o = o as f32;
+                assert_eq!(plane[19 * 2000 + 5], 12.0 + o, "bottom edge, second tile");
+                assert_eq!(plane[18 * 2000 + 1999], 12.0 + o, "right edge, first tile");
+                assert_eq!(plane[10 * 2000 + 7], 18.0 + o, "interior");
+                assert_eq!(plane[0], 8.0 + o, "corner");
+                assert_eq!(plane[19 * 2000 + 1999], 8.0 + o, "last corner");
+            }
         }
     }
 }

@@ -8,6 +8,8 @@
 mod activation;
 mod attention;
 mod conv;
+#[cfg(target_arch = "x86_64")]
+mod direct_conv;
 mod group_norm;
 mod layout;
 mod matmul;

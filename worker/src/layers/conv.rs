@@ -129,6 +129,11 @@ mod tests {
             (2, 3, 20, 30, 4, 3, 1, 1),
             (1, 2, 30, 30, 3, 3, 1, 0),
             (1, 2, 25, 25, 2, 3, 1, 2),
+            // Rows of 32 pixels and more: the direct kernel where the CPU has AVX-512 (a partial last vector,
+            // a partial block of output channels, more input channels than one pass sums).
+            (2, 5, 6, 40, 7, 3, 1, 1),
+            (1, 70, 3, 33, 13, 3, 1, 1),
+            (1, 3, 4, 36, 6, 3, 1, 0),
         ];
         for (seed, &(b, c, h, w, o, k, s, p)) in cases.iter().enumerate() {
             let x = random(&[b, c, h, w], seed as u64);
