@@ -27,7 +27,8 @@ const TAPS: usize = KERNEL * KERNEL;
 
 /// Input channels summed per pass: one chunk's weights for every output channel (up to 1.2 MiB at 512 output
 /// channels) stay in the L2 while the band's tiles pass over them, and one tile's input rows for the chunk
-/// (3 rows × 64 channels × 4 vectors' columns) in the L1 while every block of output channels does. 16, 32, 64
+/// (3 rows × 64 channels × 66 columns, about the L1's 48 KiB) near the core while every block of output
+/// channels passes over them. 16, 32, 64
 /// and 128 measured within this machine's noise of each other; 64 keeps the partial sums' round trips few.
 const CHUNK_CHANNELS: usize = 64;
 
@@ -120,10 +121,10 @@ impl Band {
         let by_size = (BAND_BYTES / row_bytes).saturating_sub(KERNEL - 1);
         let bands = (BANDS_PER_THREAD * rayon::current_num_threads()).div_ceil(batch);
         let mut rows = by_size.min(out_h.div_ceil(bands)).max(1);
-        // Where a row is less than a tile, whole tiles per band: a band's last tile is not left part empty.
-        let per_row = out_w.div_ceil(LANES);
-        if per_row < VECTORS {
-            rows = rows.next_multiple_of(VECTORS.div_ceil(per_row));
+        // Where a row is less than a tile, a multiple of the tile's vectors in rows: every band's tiles are full
+        // (but the image's last band's).
+        if out_w.div_ceil(LANES) < VECTORS {
+            rows = rows.next_multiple_of(VECTORS);
         }
         Self { rows: rows.min(out_h), in_c, padded_w }
     }
@@ -331,6 +332,7 @@ mod tests {
             (1, 2, 5, 31, 5, 2),
             (2, 130, 3, 47, 1, 1),
             (1, 4, 67, 64, 12, 1),
+            (1, 3, 37, 40, 5, 1),
             (1, 1, 1, 100, 2, 1),
         ];
         for (seed, &(batch, in_c, height, width, out_c, padding)) in cases.iter().enumerate() {
