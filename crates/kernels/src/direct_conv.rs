@@ -34,7 +34,7 @@ const CHUNK_CHANNELS: usize = 64;
 
 /// A band's padded input rows are kept near this size: the more output rows a band holds, the more tiles each
 /// chunk of weights serves while it is in the L2, and only the current chunk's rows of the band need to be near
-/// the core. In one sweep 1 MiB ran the 64² and 128² planes at about 140 GFLOP/s against 200–260 with 4 MiB;
+/// the core. In one sweep 1 MiB ran the 64² and 128² planes at about 140 GFLOP/s against 190–260 with 4 MiB;
 /// 16 MiB was no faster than 4.
 const BAND_BYTES: usize = 4 << 20;
 
