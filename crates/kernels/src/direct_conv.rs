@@ -15,6 +15,7 @@ use std::arch::x86_64::{
 use rayon::prelude::*;
 
 use crate::conv::ConvShape;
+use crate::matmul::SharedDst;
 
 /// Output channels per register tile: each gets `VECTORS` accumulators.
 const CHANNELS: usize = 6;
@@ -73,7 +74,7 @@ pub(crate) fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shap
     let band = Band::sized(in_c, padded_w, (batch, out_h, out_w));
     let bands_per_item = out_h.div_ceil(band.rows);
     let plane = out_h * out_w;
-    let dst = Dst(out.as_mut_ptr());
+    let dst = SharedDst(out.as_mut_ptr());
     (0..batch * bands_per_item).into_par_iter().for_each_init(
         || vec![0f32; band.len()],
         |rows, task| {
@@ -81,11 +82,9 @@ pub(crate) fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shap
             let item = &input[b * in_c * height * width..(b + 1) * in_c * height * width];
             band.fill(rows, item, shape, first_row);
             let out_rows = band.rows.min(out_h - first_row);
-            // SAFETY: this task writes only rows `first_row..first_row + out_rows` of every output plane of item
-            // `b`, which no other task writes, and `out` stays mutably borrowed until every task has finished.
-            #[allow(unsafe_code)]
-            let item_out = unsafe { dst.item(b * out_c * plane) };
-            band.run(rows, &packed, bias, shape, (first_row, out_rows), item_out);
+            // This task writes only rows `first_row..first_row + out_rows` of every output plane of item `b`, which
+            // no other task writes, and `out` stays mutably borrowed until every task has finished.
+            band.run(rows, &packed, bias, shape, (first_row, out_rows), dst.at(b * out_c * plane));
         },
     );
 }
@@ -156,6 +155,7 @@ impl Band {
     }
 
     /// Output rows `first_row .. first_row + out_rows` of one batch item, every channel, from the filled band.
+    /// `out` is that item's NCHW output, whose rows in this range no one else touches while this runs.
     fn run(
         &self,
         rows: &[f32],
@@ -163,7 +163,7 @@ impl Band {
         bias: Option<&[f32]>,
         shape: ConvShape,
         (first_row, out_rows): (usize, usize),
-        out: ItemDst,
+        out: *mut f32,
     ) {
         let (out_w, out_c, in_c) = (shape.out_width(), shape.out_c, shape.in_c);
         let plane = shape.out_height() * out_w;
@@ -210,7 +210,7 @@ impl Band {
                             (c0, channels_in),
                             weights.as_ptr(),
                             bias,
-                            out.0.add(ob * CHANNELS * plane),
+                            out.add(ob * CHANNELS * plane),
                             plane,
                             channels,
                         )
@@ -282,28 +282,6 @@ impl Tile {
         }
     }
 }
-
-/// The output pointer shared by the band tasks.
-#[derive(Clone, Copy)]
-struct Dst(*mut f32);
-
-/// One batch item's output.
-#[derive(Clone, Copy)]
-struct ItemDst(*mut f32);
-
-impl Dst {
-    /// # Safety
-    /// `offset` is inside the output.
-    #[allow(unsafe_code)]
-    unsafe fn item(self, offset: usize) -> ItemDst {
-        ItemDst(unsafe { self.0.add(offset) })
-    }
-}
-// SAFETY: each task writes only its own rows (see `convolve`).
-#[allow(unsafe_code)]
-unsafe impl Send for Dst {}
-#[allow(unsafe_code)]
-unsafe impl Sync for Dst {}
 
 #[cfg(test)]
 mod tests {

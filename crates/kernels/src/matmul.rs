@@ -110,17 +110,18 @@ pub(crate) fn matmul_into(
     }
 }
 
-/// The destination pointer handed to the column parts.
+/// The destination pointer handed to the parallel parts of one output (each writes only its own elements).
 #[derive(Clone, Copy)]
-struct SharedDst(*mut f32);
+pub(crate) struct SharedDst(pub(crate) *mut f32);
 
 impl SharedDst {
     /// The element `offset` past the start (a method, so closures capture the whole `Send` wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
-// SAFETY: each part writes only its own columns (see `matmul_into`).
+// SAFETY: each part writes only its own elements (its columns in `matmul_into`, its rows in the direct
+// convolution).
 #[allow(unsafe_code)]
 unsafe impl Send for SharedDst {}
 #[allow(unsafe_code)]
