@@ -1,6 +1,7 @@
 //! 2-D convolution over NCHW f32, with no buffer larger than one tile however large the image. Stride-1 3×3
-//! convolutions on planes of some width run the direct AVX-512 kernel (`direct_conv.rs`) where the CPU has it;
-//! the rest are GEMMs. Stride 1 on planes of some size needs no patch matrix: one GEMM per kernel tap over a
+//! convolutions over enough pixels and channels run Winograd's F(4×4, 3×3) (`winograd.rs`); the rest of them on
+//! planes of some width run the direct AVX-512 kernel (`direct_conv.rs`) where the CPU has it; the rest are
+//! GEMMs. Stride 1 on planes of some size needs no patch matrix: one GEMM per kernel tap over a
 //! shifted view of the padded input. Other strides and small planes gather tiles of patch columns with
 //! contiguous copies, and the GEMM writes straight into the NCHW output.
 
@@ -46,13 +47,93 @@ impl ConvShape {
 
 /// `out[b, o] = bias[o] + Σ weight[o, c, i, j] · input[b, c, y·s + i − p, x·s + j − p]`.
 pub fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: ConvShape) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    if crate::direct_conv::applies(&shape) {
-        let mut out = vec![0f32; shape.batch * shape.out_c * shape.out_height() * shape.out_width()];
-        crate::direct_conv::convolve(input, weight, bias, shape, &mut out);
-        return out;
+    let output = || vec![0f32; shape.batch * shape.out_c * shape.out_height() * shape.out_width()];
+    match Path::of(&shape) {
+        Path::Winograd => {
+            let mut out = output();
+            crate::winograd::convolve(input, weight, bias, shape, &mut out);
+            out
+        }
+        #[cfg(target_arch = "x86_64")]
+        Path::Direct => {
+            let mut out = output();
+            crate::direct_conv::convolve(input, weight, bias, shape, &mut out);
+            out
+        }
+        Path::Gemm => convolve_gemm(input, weight, bias, shape),
     }
-    convolve_gemm(input, weight, bias, shape)
+}
+
+/// Bytes [`convolve`] allocates for this shape besides its input and output, with the current thread pool:
+/// what a memory estimate adds for the op.
+pub fn scratch_bytes(shape: ConvShape) -> usize {
+    SMALL_ALLOCATIONS
+        + match Path::of(&shape) {
+            Path::Winograd => crate::winograd::scratch_bytes(shape),
+            #[cfg(target_arch = "x86_64")]
+            Path::Direct => crate::direct_conv::scratch_bytes(shape),
+            Path::Gemm => gemm_scratch_elements(shape) * size_of::<f32>(),
+        }
+}
+
+/// Which kernel computes a convolution.
+enum Path {
+    Winograd,
+    #[cfg(target_arch = "x86_64")]
+    Direct,
+    Gemm,
+}
+
+impl Path {
+    fn of(shape: &ConvShape) -> Self {
+        if crate::winograd::applies(shape) {
+            return Self::Winograd;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::direct_conv::applies(shape) {
+            return Self::Direct;
+        }
+        Self::Gemm
+    }
+}
+
+/// Room for the thread pool's and gemm's own small allocations during a call.
+const SMALL_ALLOCATIONS: usize = 64 << 10;
+
+/// The f32 elements [`convolve_gemm`] allocates besides its input and output, with gemm's packed copy of the
+/// largest right-hand side it is handed (a tile of padded input or of patches, or the whole input).
+fn gemm_scratch_elements(shape: ConvShape) -> usize {
+    let ConvShape { in_c, height, width, out_c, kernel, padding, .. } = shape;
+    if shifts(shape) {
+        let padded_plane = (height + 2 * padding) * (width + 2 * padding);
+        let tile = shifted_tile_rows(shape) * (width + 2 * padding);
+        return kernel * kernel * out_c * in_c + in_c * padded_plane + kernel - 1 + out_c * tile + in_c * tile;
+    }
+    let k = shape.gemm_mnk().2;
+    if pointwise(shape) { k * height * width } else { 2 * k * patch_tile_rows(shape) * shape.out_width() }
+}
+
+/// Whether a convolution runs as shifted GEMMs rather than over gathered patches.
+fn shifts(shape: ConvShape) -> bool {
+    shape.stride == 1
+        && shape.kernel > 1
+        && shape.out_height() * (shape.width + 2 * shape.padding) >= SHIFTED_MIN_COLUMNS
+}
+
+/// Whether a convolution is one GEMM over the input as it lies.
+fn pointwise(shape: ConvShape) -> bool {
+    shape.kernel == 1 && shape.stride == 1 && shape.padding == 0
+}
+
+/// Output rows per tile of gathered patch columns.
+fn patch_tile_rows(shape: ConvShape) -> usize {
+    let (out_h, out_w) = (shape.out_height(), shape.out_width());
+    (TILE_ELEMENTS / (shape.gemm_mnk().2 * out_w).max(1)).clamp(1, out_h.max(1))
+}
+
+/// Output rows per tile of the shifted GEMMs' accumulator.
+fn shifted_tile_rows(shape: ConvShape) -> usize {
+    (TILE_ELEMENTS / (shape.out_c * (shape.width + 2 * shape.padding)).max(1)).clamp(1, shape.out_height().max(1))
 }
 
 /// The convolution as GEMMs of the weight matrix (`out_c × in_c·k²`, already its memory layout) with tiles
@@ -62,7 +143,7 @@ pub(crate) fn convolve_gemm(input: &[f32], weight: &[f32], bias: Option<&[f32]>,
     let plane = out_h * out_w;
     let (m, _, k) = shape.gemm_mnk();
     let mut out = vec![0f32; shape.batch * shape.out_c * plane];
-    if shape.stride == 1 && shape.kernel > 1 && out_h * (shape.width + 2 * shape.padding) >= SHIFTED_MIN_COLUMNS {
+    if shifts(shape) {
         convolve_shifted(input, weight, bias, shape, &mut out);
         return out;
     }
@@ -70,8 +151,8 @@ pub(crate) fn convolve_gemm(input: &[f32], weight: &[f32], bias: Option<&[f32]>,
         out.par_chunks_mut(plane).enumerate().for_each(|(row, dst)| dst.fill(bias[row % shape.out_c]));
     }
     let in_plane = shape.height * shape.width;
-    let pointwise = shape.kernel == 1 && shape.stride == 1 && shape.padding == 0;
-    let rows_per_tile = (TILE_ELEMENTS / (k * out_w).max(1)).clamp(1, out_h.max(1));
+    let pointwise = pointwise(shape);
+    let rows_per_tile = patch_tile_rows(shape);
     let mut columns = if pointwise { Vec::new() } else { vec![0f32; k * rows_per_tile * out_w] };
     for b in 0..shape.batch {
         let input = &input[b * shape.in_c * in_plane..(b + 1) * shape.in_c * in_plane];
@@ -110,7 +191,7 @@ fn convolve_shifted(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: 
     });
     // The last channel's shifted views run up to `k − 1` elements past its padded plane.
     let mut padded = vec![0f32; in_c * padded_plane + kernel - 1];
-    let rows_per_tile = (TILE_ELEMENTS / (out_c * padded_w).max(1)).clamp(1, out_h.max(1));
+    let rows_per_tile = shifted_tile_rows(shape);
     let mut wide = vec![0f32; out_c * rows_per_tile * padded_w];
     let (in_plane, plane) = (height * width, out_h * out_w);
     for b in 0..batch {

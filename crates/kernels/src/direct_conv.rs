@@ -89,6 +89,18 @@ pub(crate) fn convolve(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shap
     );
 }
 
+/// Bytes [`convolve`] allocates besides its input and output: the packed weights and, per thread that can run
+/// at once, a band with its tiles' offsets and bias.
+pub(crate) fn scratch_bytes(shape: ConvShape) -> usize {
+    let (out_h, out_w) = (shape.out_height(), shape.out_width());
+    let band = Band::sized(shape.in_c, shape.width + 2 * shape.padding, (shape.batch, out_h, out_w));
+    let tasks = (shape.batch * out_h.div_ceil(band.rows)).min(rayon::current_num_threads());
+    let packed = shape.out_c.div_ceil(CHANNELS) * shape.in_c * TAPS * CHANNELS * size_of::<f32>();
+    let tiles = (band.rows * out_w.div_ceil(LANES)).div_ceil(VECTORS) * size_of::<Tile>();
+    let per_task = (band.len() + shape.out_c.next_multiple_of(CHANNELS)) * size_of::<f32>() + tiles;
+    packed + tasks * per_task
+}
+
 /// `weight[o, c, i, j]` → `packed[o / CHANNELS, c, i·3 + j, o % CHANNELS]`, the last block padded with zero
 /// channels: one tile's weights for a tap are `CHANNELS` consecutive scalars.
 fn pack(weight: &[f32], out_c: usize, in_c: usize) -> Vec<f32> {

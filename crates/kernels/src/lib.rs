@@ -13,10 +13,12 @@ mod direct_conv;
 mod group_norm;
 mod layout;
 mod matmul;
+mod simd;
+mod winograd;
 
 pub use activation::geglu;
 pub use attention::{AttentionShape, attention};
-pub use conv::{ConvShape, convolve};
+pub use conv::{ConvShape, convolve, scratch_bytes};
 pub use group_norm::{GroupNormShape, group_norm};
 pub use layout::{Stored, transpose, widen};
 pub use matmul::linear;

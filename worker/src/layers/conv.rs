@@ -148,4 +148,26 @@ mod tests {
             assert!(diff < 1e-4, "case {seed}: differs by {diff}");
         }
     }
+
+    /// Shapes with enough pixels and channels for Winograd's F(4×4, 3×3) (planes that are not whole tiles, a
+    /// batch of two, padding 1 and 0): its rounding is several times the direct sum's, so the bound is relative
+    /// to the output's magnitude, as the kernel's own test against f64 sums sets it.
+    #[test]
+    fn winograd_sized_convolutions_equal_candles() {
+        for (seed, &(b, c, h, w, o, p)) in
+            [(1, 33, 45, 50, 40, 1), (2, 32, 30, 37, 34, 1), (1, 40, 50, 49, 32, 0)].iter().enumerate()
+        {
+            let x = random(&[b, c, h, w], 300 + seed as u64);
+            let weight = random(&[o, c, 3, 3], 400 + seed as u64);
+            let bias = random(&[o], 500 + seed as u64);
+            let ours = Conv2d::from_parts(weight.clone(), Some(bias.clone()), 1, p).unwrap().forward(&x).unwrap();
+            let theirs =
+                x.conv2d(&weight, p, 1, 1, 1).unwrap().broadcast_add(&bias.reshape((1, o, 1, 1)).unwrap()).unwrap();
+            assert_eq!(ours.dims(), theirs.dims(), "case {seed}");
+            let rms = theirs.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (ours - theirs).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            let diff = diff.to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4 * rms, "case {seed}: differs by {diff}, output rms {rms}");
+        }
+    }
 }

@@ -3,8 +3,12 @@
 //!
 //! candle has no in-place operations: every op allocates its output, and a tensor lives until its last handle
 //! is dropped (a shadowed `let` binding lives to the end of its scope). The per-op costs below are read off the
-//! code that runs (candle 0.11's group norm, resnet, conv kernels, our attention and blocks), rounded up where
-//! a detail is uncertain, so the estimate is an upper bound rather than a guess from the middle.
+//! code that runs (candle 0.11's group norm, resnet and CUDA conv kernels, our attention and blocks), rounded up
+//! where a detail is uncertain, so the estimate is an upper bound rather than a guess from the middle; our CPU
+//! convolutions report their own scratch (`gameforge_kernels::scratch_bytes`, checked against a counting
+//! allocator).
+
+use gameforge_kernels::{ConvShape, scratch_bytes};
 
 use crate::attention::Slicing;
 use crate::config::{UNetBlock, UNetConfig, UNetPlan, VaeConfig};
@@ -20,7 +24,7 @@ const F32: u64 = 4;
 /// How the convolutions of this build and device find their scratch memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvKernels {
-    /// candle's CPU kernel: the input copied to NHWC plus small per-thread tiles (1×1: input and output copies).
+    /// Our CPU kernels (`gameforge_kernels`): the scratch its `scratch_bytes` reports for each shape.
     Cpu,
     /// candle's CUDA kernel without cuDNN: the full im2col matrix (kernel² × the input) plus the product.
     CudaIm2col,
@@ -151,12 +155,29 @@ impl Ops {
         mul(&[elements, f32_copy + centred + F32.max(last_line)])
     }
 
-    fn conv(&self, batch: u64, c_in: u64, p_in: u64, c_out: u64, p_out: u64, kernel: u64) -> u64 {
+    /// A convolution from a `size_in` (height, width) plane to a `size_out` one (half of it: stride 2); every
+    /// kernel is padded to keep the size at stride 1.
+    fn conv(&self, batch: u64, c_in: u64, size_in: (u64, u64), c_out: u64, size_out: (u64, u64), kernel: u64) -> u64 {
+        let (p_in, p_out) = (size_in.0.saturating_mul(size_in.1), size_out.0.saturating_mul(size_out.1));
         let input = self.map(batch, c_in, p_in);
         let output = self.map(batch, c_out, p_out);
         let scratch = match self.kernels {
-            ConvKernels::Cpu if kernel == 1 => input.saturating_add(output),
-            ConvKernels::Cpu | ConvKernels::Cudnn => input,
+            // A size at the products' cap saturates here rather than overflowing in the kernels' sums.
+            ConvKernels::Cpu if input.max(output) >= PRODUCT_CAP => PRODUCT_CAP,
+            ConvKernels::Cpu => {
+                let shape = ConvShape {
+                    batch: sat(batch),
+                    in_c: sat(c_in),
+                    height: sat(size_in.0),
+                    width: sat(size_in.1),
+                    out_c: sat(c_out),
+                    kernel: sat(kernel),
+                    stride: if p_out < p_in { 2 } else { 1 },
+                    padding: sat(kernel / 2),
+                };
+                u64::try_from(scratch_bytes(shape)).map_or(PRODUCT_CAP, |bytes| bytes.min(PRODUCT_CAP))
+            }
+            ConvKernels::Cudnn => input,
             ConvKernels::CudaIm2col => mul(&[batch, p_out, c_in, kernel, kernel, self.s]).saturating_add(output),
         };
         output.saturating_add(scratch)
@@ -164,16 +185,17 @@ impl Ops {
 
     /// candle's `ResnetBlock2D`: the shortcut, the first norm's output (a shadowed binding, alive to the end),
     /// the first conv's output and its time-embedding sum, the second norm and conv, the residual sum.
-    fn resnet(&self, batch: u64, c_in: u64, c_out: u64, pixels: u64, with_time: bool) -> u64 {
+    fn resnet(&self, batch: u64, c_in: u64, c_out: u64, size: (u64, u64), with_time: bool) -> u64 {
+        let pixels = size.0.saturating_mul(size.1);
         let input = self.map(batch, c_in, pixels);
         let output = self.map(batch, c_out, pixels);
-        let shortcut = if c_in == c_out { 0 } else { self.conv(batch, c_in, pixels, c_out, pixels, 1) };
+        let shortcut = if c_in == c_out { 0 } else { self.conv(batch, c_in, size, c_out, size, 1) };
         let time_sum = if with_time { output } else { 0 };
         let norm1 = self.group_norm(mul(&[batch, c_in, pixels]));
-        let conv1 = input.saturating_add(self.conv(batch, c_in, pixels, c_out, pixels, 3));
+        let conv1 = input.saturating_add(self.conv(batch, c_in, size, c_out, size, 3));
         let after1 = input + output + time_sum;
         let norm2 = after1 + self.group_norm(mul(&[batch, c_out, pixels]));
-        let conv2 = after1 + 2 * output + self.conv(batch, c_out, pixels, c_out, pixels, 3);
+        let conv2 = after1 + 2 * output + self.conv(batch, c_out, size, c_out, size, 3);
         let sum = after1 + 3 * output;
         shortcut + norm1.max(conv1).max(norm2).max(conv2).max(sum)
     }
@@ -208,17 +230,15 @@ impl Ops {
         shape: &ModelShape,
         batch: u64,
         channels: u64,
-        pixels: u64,
+        size: (u64, u64),
         heads: u64,
         depth: u64,
         slicing: Slicing,
     ) -> u64 {
+        let pixels = size.0.saturating_mul(size.1);
         let x = self.map(batch, channels, pixels);
-        let project_in = if shape.linear_projection {
-            3 * x
-        } else {
-            2 * x + self.conv(batch, channels, pixels, channels, pixels, 1)
-        };
+        let project_in =
+            if shape.linear_projection { 3 * x } else { 2 * x + self.conv(batch, channels, size, channels, size, 1) };
         let norm = self.group_norm(mul(&[batch, channels, pixels]));
         let context_dim = shape.unet.cross_attention_dim as u64;
         let context_keys = mul(&[batch, CONTEXT_TOKENS, context_dim, self.s]);
@@ -234,7 +254,7 @@ impl Ops {
         let project_out = x + if shape.linear_projection {
             3 * x
         } else {
-            2 * x + self.conv(batch, channels, pixels, channels, pixels, 1)
+            2 * x + self.conv(batch, channels, size, channels, size, 1)
         };
         norm.max(project_in).max(block).max(project_out)
     }
@@ -269,7 +289,7 @@ impl ModelShape {
 
         let c0 = self.unet_channels[0];
         tally.hold(ops.map(batch, self.unet_in, p0));
-        tally.during(ops.conv(batch, self.unet_in, p0, c0, p0, self.conv_in_kernel));
+        tally.during(ops.conv(batch, self.unet_in, latent, c0, latent, self.conv_in_kernel));
         // Every state the down path keeps for the up path, as (channels, bytes); all stay held until used.
         let mut skips = vec![(c0, ops.map(batch, c0, p0))];
         tally.hold(skips[0].1);
@@ -283,35 +303,32 @@ impl ModelShape {
         let pixels = |level: usize| sizes[level].0.saturating_mul(sizes[level].1);
         let mut channels = c0;
         for (i, block) in self.unet.down.iter().enumerate() {
-            let p = pixels(i);
             let out = block.out_channels as u64;
             for layer in 0..block.layers {
-                let state = self.layer(&ops, &mut tally, block, layer, batch, channels, out, p, slicing);
+                let state = self.layer(&ops, &mut tally, block, layer, batch, channels, out, sizes[i], slicing);
                 skips.push((out, state));
                 channels = out;
             }
             if i + 1 < levels {
-                let next = pixels(i + 1);
-                tally.during(ops.conv(batch, out, p, out, next, 3));
-                let state = ops.map(batch, out, next);
+                tally.during(ops.conv(batch, out, sizes[i], out, sizes[i + 1], 3));
+                let state = ops.map(batch, out, pixels(i + 1));
                 tally.hold(state);
                 skips.push((out, state));
             }
         }
 
         // The mid block: resnet, transformer, resnet, each output replacing the one before.
-        let p = pixels(levels - 1);
+        let deepest = sizes[levels - 1];
         let heads = self.unet.mid_heads as u64;
         let depth = self.unet.mid_depth as u64;
-        let mut current = ops.map(batch, channels, p);
-        tally.during(ops.resnet(batch, channels, channels, p, true));
+        let mut current = ops.map(batch, channels, pixels(levels - 1));
+        tally.during(ops.resnet(batch, channels, channels, deepest, true));
         tally.hold(current);
-        tally.during(ops.transformer(self, batch, channels, p, heads, depth, slicing));
-        tally.during(ops.resnet(batch, channels, channels, p, true));
+        tally.during(ops.transformer(self, batch, channels, deepest, heads, depth, slicing));
+        tally.during(ops.resnet(batch, channels, channels, deepest, true));
 
         for (i, block) in self.unet.up.iter().enumerate() {
             let level = levels - 1 - i;
-            let p = pixels(level);
             let out = block.out_channels as u64;
             for layer in 0..block.layers {
                 let (skip_channels, skip) = skips.pop().unwrap_or((0, 0));
@@ -320,16 +337,17 @@ impl ModelShape {
                 tally.hold(joined);
                 tally.release(current);
                 let joined_channels = channels.saturating_add(skip_channels);
-                let state = self.layer(&ops, &mut tally, block, layer, batch, joined_channels, out, p, slicing);
+                let state =
+                    self.layer(&ops, &mut tally, block, layer, batch, joined_channels, out, sizes[level], slicing);
                 tally.release(joined);
                 tally.release(skip);
                 current = state;
                 channels = out;
             }
             if level > 0 {
-                let pu = pixels(level - 1);
-                let upsampled = ops.map(batch, out, pu);
-                tally.during(upsampled + ops.conv(batch, out, pu, out, pu, 3));
+                let up = sizes[level - 1];
+                let upsampled = ops.map(batch, out, pixels(level - 1));
+                tally.during(upsampled + ops.conv(batch, out, up, out, up, 3));
                 tally.release(current);
                 current = upsampled;
                 tally.hold(current);
@@ -337,7 +355,9 @@ impl ModelShape {
         }
         let out_elements = mul(&[batch, c0, p0]);
         tally.during(ops.group_norm(out_elements) + ops.map(batch, c0, p0));
-        tally.during(2 * ops.map(batch, c0, p0) + ops.conv(batch, c0, p0, self.unet_out, p0, self.conv_out_kernel));
+        tally.during(
+            2 * ops.map(batch, c0, p0) + ops.conv(batch, c0, latent, self.unet_out, latent, self.conv_out_kernel),
+        );
         tally.peak
     }
 
@@ -353,16 +373,16 @@ impl ModelShape {
         batch: u64,
         in_channels: u64,
         out: u64,
-        pixels: u64,
+        size: (u64, u64),
         slicing: Slicing,
     ) -> u64 {
-        tally.during(ops.resnet(batch, in_channels, out, pixels, true));
-        let state = ops.map(batch, out, pixels);
+        tally.during(ops.resnet(batch, in_channels, out, size, true));
+        let state = ops.map(batch, out, size.0.saturating_mul(size.1));
         tally.hold(state);
         let depth = block.attention.as_ref().and_then(|a| a.depths.get(layer)).copied().unwrap_or(0) as u64;
         if depth > 0 {
             let heads = block.attention.as_ref().map_or(1, |a| a.heads) as u64;
-            tally.during(ops.transformer(self, batch, out, pixels, heads, depth, slicing));
+            tally.during(ops.transformer(self, batch, out, size, heads, depth, slicing));
             // The transformer's output replaces the resnet's, which is dropped once the output exists.
             tally.during(state);
         }
@@ -382,15 +402,15 @@ impl ModelShape {
         let p0 = latent.0.saturating_mul(latent.1);
         let l = self.latent_channels;
         tally.hold(mul(&[l, p0, F32]) + ops.map(1, l, p0));
-        tally.during(ops.conv(1, l, p0, l, p0, 1));
+        tally.during(ops.conv(1, l, latent, l, latent, 1));
         let deepest = *self.vae_channels.last().unwrap_or(&1);
-        tally.during(ops.conv(1, l, p0, deepest, p0, 3));
+        tally.during(ops.conv(1, l, latent, deepest, latent, 3));
         let mut current = ops.map(1, deepest, p0);
         tally.hold(current);
         // The mid block's resnet, attention and resnet, each output replacing the one before.
-        tally.during(ops.resnet(1, deepest, deepest, p0, false));
+        tally.during(ops.resnet(1, deepest, deepest, latent, false));
         tally.during(self.spatial_attention(&ops, deepest, p0, slicing));
-        tally.during(ops.resnet(1, deepest, deepest, p0, false));
+        tally.during(ops.resnet(1, deepest, deepest, latent, false));
 
         let reversed: Vec<u64> = self.vae_channels.iter().rev().copied().collect();
         let mut size = latent;
@@ -400,14 +420,14 @@ impl ModelShape {
             // The block's input stays bound by the caller while the block runs.
             for layer in 0..=self.vae_layers {
                 let c_in = if layer == 0 { input } else { out };
-                tally.during(ops.map(1, c_in, p) + ops.resnet(1, c_in, out, p, false));
+                tally.during(ops.map(1, c_in, p) + ops.resnet(1, c_in, out, size, false));
             }
             let block_out = ops.map(1, out, p);
             if i + 1 < reversed.len() {
                 size = (size.0.saturating_mul(2), size.1.saturating_mul(2));
                 let pu = size.0.saturating_mul(size.1);
                 let upsampled = ops.map(1, out, pu);
-                tally.during(block_out + upsampled + ops.conv(1, out, pu, out, pu, 3));
+                tally.during(block_out + upsampled + ops.conv(1, out, size, out, size, 3));
                 tally.release(current);
                 current = ops.map(1, out, pu);
             } else {
@@ -419,7 +439,7 @@ impl ModelShape {
         let p = size.0.saturating_mul(size.1);
         let c0 = reversed.last().copied().unwrap_or(1);
         tally.during(ops.group_norm(mul(&[c0, p])) + ops.map(1, c0, p));
-        tally.during(2 * ops.map(1, c0, p) + ops.conv(1, c0, p, self.image_channels, p, 3));
+        tally.during(2 * ops.map(1, c0, p) + ops.conv(1, c0, size, self.image_channels, size, 3));
         // The image in f32, then the [0, 1] rescaling's three temporaries.
         tally.during(4 * mul(&[self.image_channels, p, F32]));
         tally.peak
