@@ -3,6 +3,8 @@
 
 use rayon::prelude::*;
 
+use crate::simd::vectorised;
+
 /// `eˣ` to within 2 ulp (Cephes' `expf`: `x = n·ln2 + r`, a degree-7 polynomial in `r`, `2ⁿ` from the exponent
 /// bits), with no branch and no call, so loops over it vectorise. Saturates below e⁻⁸⁷ and above e⁸⁸.
 #[inline(always)]
@@ -23,7 +25,8 @@ pub fn exp(x: f32) -> f32 {
     e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
-/// `x · sigmoid(x)`, in place.
+/// `x · sigmoid(x)`, in place. Inlined, so it is vectorised as wide as its caller is compiled.
+#[inline(always)]
 pub fn silu_in_place(values: &mut [f32]) {
     for v in values {
         *v /= 1.0 + exp(-*v);
@@ -47,9 +50,11 @@ pub fn geglu(input: &[f32], width: usize) -> Vec<f32> {
     let mut out = vec![0f32; input.len() / 2];
     out.par_chunks_mut(width).zip(input.par_chunks(2 * width)).for_each(|(dst, row)| {
         let (value, gate) = row.split_at(width);
-        for ((d, v), g) in dst.iter_mut().zip(value).zip(gate) {
-            *d = v * 0.5 * g * (1.0 + erf(g * std::f32::consts::FRAC_1_SQRT_2));
-        }
+        vectorised(|| {
+            for ((d, v), g) in dst.iter_mut().zip(value).zip(gate) {
+                *d = v * 0.5 * g * (1.0 + erf(g * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        })
     });
     out
 }

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use crate::activation::exp;
 use crate::matmul::{Operand, gemm_serial};
+use crate::simd::vectorised;
 
 /// Scores per block (1 MiB of f32): a block's scores stay in a core's cache between the two products.
 const BLOCK_SCORES: usize = 1 << 18;
@@ -55,7 +56,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape, scale: 
                 unsafe {
                     gemm_serial(scores.as_mut_ptr(), keys, q, head_dim, kt, (rows, keys, head_dim), false, scale)
                 };
-                scores.chunks_exact_mut(keys).for_each(softmax_in_place);
+                vectorised(|| scores.chunks_exact_mut(keys).for_each(softmax_in_place));
                 let v = Operand::rows(v, value_dim);
                 #[allow(unsafe_code)]
                 unsafe {
@@ -67,10 +68,28 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape, scale: 
     out
 }
 
+/// The row's softmax, in place. Maximum and sum are taken in 16 lanes, then across them: a running scalar
+/// would keep the compiler from vectorising either.
+#[inline(always)]
 fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for x in row.iter_mut() {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(*x);
+        }
+    }
+    let max = chunks.remainder().iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut lanes = [0f32; 16];
+    let mut chunks = row.chunks_exact_mut(16);
+    for chunk in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
+            *x = exp(*x - max);
+            *lane += *x;
+        }
+    }
+    let mut sum = lanes.iter().sum::<f32>();
+    for x in chunks.into_remainder() {
         *x = exp(*x - max);
         sum += *x;
     }
