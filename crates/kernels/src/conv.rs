@@ -259,6 +259,51 @@ fn gather_patch_row(input: &[f32], shape: ConvShape, r: usize, first_row: usize,
     }
 }
 
+/// What the tests of the other stride-1 3×3 kernels share: inputs and the comparison with the GEMM path.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{ConvShape, convolve_gemm};
+
+    /// `(batch, in_c, height, width, out_c, padding)` of 3×3 stride-1 convolutions that stress a kernel's edges:
+    /// a last vector or tile only part full, channel counts that leave partial blocks of output and input
+    /// channels, every padding SDXL could use, several bands or blocks and batch items.
+    pub(crate) const EDGE_CASES: &[(usize, usize, usize, usize, usize, usize)] = &[
+        (1, 3, 5, 32, 6, 1),
+        (2, 5, 9, 40, 7, 1),
+        (1, 70, 4, 33, 13, 1),
+        (1, 3, 6, 35, 8, 0),
+        (1, 2, 5, 31, 5, 2),
+        (2, 130, 3, 47, 1, 1),
+        (1, 4, 67, 64, 12, 1),
+    ];
+
+    /// Values in [-0.5, 0.5) from a seed, without a random-number crate.
+    pub(crate) fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect()
+    }
+
+    /// `kernel` against the GEMM path over `(batch, in_c, height, width, out_c, padding)` cases of 3×3 stride-1
+    /// convolutions, with a bias on every other case; `kernel` writes the whole NCHW output it is handed.
+    pub(crate) fn equals_the_gemms(
+        cases: &[(usize, usize, usize, usize, usize, usize)],
+        kernel: impl Fn(&[f32], &[f32], Option<&[f32]>, ConvShape, &mut [f32]),
+    ) {
+        for (seed, &(batch, in_c, height, width, out_c, padding)) in cases.iter().enumerate() {
+            let shape = ConvShape { batch, in_c, height, width, out_c, kernel: 3, stride: 1, padding };
+            let input = values(batch * in_c * height * width, seed);
+            let weight = values(out_c * in_c * 9, seed + 50);
+            let bias = values(out_c, seed + 100);
+            let bias = (seed % 2 == 0).then_some(bias.as_slice());
+            let expected = convolve_gemm(&input, &weight, bias, shape);
+            let mut out = vec![f32::NAN; expected.len()];
+            kernel(&input, &weight, bias, shape, &mut out);
+            for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "case {seed}, element {i}: {a} against {b}");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

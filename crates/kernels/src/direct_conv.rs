@@ -299,11 +299,6 @@ impl Tile {
 mod tests {
     use super::*;
 
-    /// Values in [-0.5, 0.5) from a seed, without a random-number crate.
-    fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect()
-    }
-
     /// The direct kernel against the GEMM path over the shapes that stress its edges: a last vector only part
     /// full, channel counts that leave a partial output block and a partial input chunk, every padding SDXL
     /// could use, several bands and batch items, bias or none.
@@ -313,32 +308,12 @@ mod tests {
             eprintln!("no AVX-512 on this CPU: the direct kernel never runs here");
             return;
         }
-        let cases = [
-            // (batch, in_c, height, width, out_c, padding)
-            (1, 3, 5, 32, 6, 1),
-            (2, 5, 9, 40, 7, 1),
-            (1, 70, 4, 33, 13, 1),
-            (1, 3, 6, 35, 8, 0),
-            (1, 2, 5, 31, 5, 2),
-            (2, 130, 3, 47, 1, 1),
-            (1, 4, 67, 64, 12, 1),
-            (1, 3, 37, 40, 5, 1),
-            (1, 1, 1, 100, 2, 1),
-        ];
-        for (seed, &(batch, in_c, height, width, out_c, padding)) in cases.iter().enumerate() {
-            let shape = ConvShape { batch, in_c, height, width, out_c, kernel: 3, stride: 1, padding };
-            assert!(applies(&shape), "case {seed} does not reach the direct kernel");
-            let input = values(batch * in_c * height * width, seed);
-            let weight = values(out_c * in_c * 9, seed + 50);
-            let bias = values(out_c, seed + 100);
-            let bias = (seed % 2 == 0).then_some(bias.as_slice());
-            let expected = crate::conv::convolve_gemm(&input, &weight, bias, shape);
-            let mut out = vec![f32::NAN; expected.len()];
-            convolve(&input, &weight, bias, shape, &mut out);
-            for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
-                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "case {seed}, element {i}: {a} against {b}");
-            }
-        }
+        // A partial last band of rows, a row of one pixel.
+        let cases = [crate::conv::testing::EDGE_CASES, &[(1, 3, 37, 40, 5, 1), (1, 1, 1, 100, 2, 1)]].concat();
+        crate::conv::testing::equals_the_gemms(&cases, |input, weight, bias, shape, out| {
+            assert!(applies(&shape), "{shape:?} does not reach the direct kernel");
+            convolve(input, weight, bias, shape, out);
+        });
     }
 
     #[test]

@@ -176,6 +176,14 @@ fn rows_mut<const N: usize>(buffer: &mut [f32], start: usize, stride: usize, len
     })
 }
 
+/// `values[i]` into element `at` of row `i`.
+#[inline(always)]
+fn store(rows: &mut [&mut [f32]; WINDOW], at: usize, values: [f32; WINDOW]) {
+    for (row, value) in rows.iter_mut().zip(values) {
+        row[at] = value;
+    }
+}
+
 /// How an image is cut into tiles and blocks of tile rows.
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -347,29 +355,19 @@ impl Scratch {
         }
         {
             let d: [&[f32]; WINDOW] = std::array::from_fn(|k| &self.split[k * width..(k + 1) * width]);
-            let [c0, c1, c2, c3, c4, c5] = rows_mut::<WINDOW>(&mut self.window, 0, width, width);
+            let mut columns = rows_mut::<WINDOW>(&mut self.window, 0, width, width);
+            // Six rows indexed alike: an iterator over one of them would not make it simpler.
+            #[allow(clippy::needless_range_loop)]
             for x in 0..width {
-                let v = input_transform([d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x]]);
-                c0[x] = v[0];
-                c1[x] = v[1];
-                c2[x] = v[2];
-                c3[x] = v[3];
-                c4[x] = v[4];
-                c5[x] = v[5];
+                store(&mut columns, x, input_transform([d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x]]));
             }
         }
         for (i, column) in self.window.chunks_exact(width).enumerate() {
             let s: [&[f32]; TILE] = std::array::from_fn(|m| &column[m * quarter..(m + 1) * quarter]);
-            let [d0, d1, d2, d3, d4, d5] =
+            let mut points =
                 rows_mut::<WINDOW>(&mut self.transformed, i * WINDOW * point_stride + offset, point_stride, tiles_x);
             for t in 0..tiles_x {
-                let v = input_transform([s[0][t], s[1][t], s[2][t], s[3][t], s[0][t + 1], s[1][t + 1]]);
-                d0[t] = v[0];
-                d1[t] = v[1];
-                d2[t] = v[2];
-                d3[t] = v[3];
-                d4[t] = v[4];
-                d5[t] = v[5];
+                store(&mut points, t, input_transform([s[0][t], s[1][t], s[2][t], s[3][t], s[0][t + 1], s[1][t + 1]]));
             }
         }
     }
@@ -410,42 +408,19 @@ impl Scratch {
 mod tests {
     use super::*;
 
-    /// Values in [-0.5, 0.5) from a seed, without a random-number crate.
-    fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect()
-    }
+    use crate::conv::testing::values;
 
     /// Against the GEMM path over the shapes that stress the edges: planes that are not a whole number of
     /// tiles either way, every padding SDXL could use, one pixel, several blocks and batch items, bias or none.
     #[test]
     fn equals_the_gemm_convolution() {
-        let cases = [
-            // (batch, in_c, height, width, out_c, padding)
-            (1, 3, 5, 32, 6, 1),
-            (2, 5, 9, 40, 7, 1),
-            (1, 70, 4, 33, 13, 1),
-            (1, 3, 6, 35, 8, 0),
-            (1, 2, 5, 31, 5, 2),
-            (2, 130, 3, 47, 1, 1),
-            (1, 4, 67, 64, 12, 1),
-            (1, 1, 1, 1, 2, 1),
-            (3, 16, 8, 8, 16, 1),
-            (1, 2, 3, 3, 1, 0),
-        ];
-        for (seed, &(batch, in_c, height, width, out_c, padding)) in cases.iter().enumerate() {
-            let shape = ConvShape { batch, in_c, height, width, out_c, kernel: 3, stride: 1, padding };
-            assert!(computes(&shape), "case {seed} is not a Winograd shape");
-            let input = values(batch * in_c * height * width, seed);
-            let weight = values(out_c * in_c * 9, seed + 50);
-            let bias = values(out_c, seed + 100);
-            let bias = (seed % 2 == 0).then_some(bias.as_slice());
-            let expected = crate::conv::convolve_gemm(&input, &weight, bias, shape);
-            let mut out = vec![f32::NAN; expected.len()];
-            convolve(&input, &weight, bias, shape, &mut out);
-            for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
-                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "case {seed}, element {i}: {a} against {b}");
-            }
-        }
+        // One pixel, planes of whole tiles with a batch of three, no padding on the smallest plane.
+        let cases = [crate::conv::testing::EDGE_CASES, &[(1, 1, 1, 1, 2, 1), (3, 16, 8, 8, 16, 1), (1, 2, 3, 3, 1, 0)]]
+            .concat();
+        crate::conv::testing::equals_the_gemms(&cases, |input, weight, bias, shape, out| {
+            assert!(computes(&shape), "{shape:?} is not a Winograd shape");
+            convolve(input, weight, bias, shape, out);
+        });
     }
 
     /// Rounding against sums in f64 at a deep layer's width (512 channels in, SDXL-like unit-variance values
