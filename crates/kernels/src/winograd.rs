@@ -33,10 +33,10 @@ const MIN_TILES: usize = 64;
 /// Blocks per thread at least, where the image has the tile rows: threads finish together.
 const BLOCKS_PER_THREAD: usize = 4;
 
-/// Pixels per call (batch × output plane) at least: the transformed weights (four times the weights, written
-/// afresh per call) cost as much as a plain GEMM of the 36 products over about 700 pixels. Measured against the
-/// direct kernel at SDXL's shapes: 0.4–0.45× its time over 64² planes and more, 0.6–0.7× at 32² with a batch
-/// of two (2048 pixels), 2.3–2.5× slower at 16² (512 pixels).
+/// Pixels per call (batch × output plane) at least: below it the per-call transform of the weights (a fresh
+/// buffer four times their size) costs more than the GEMMs save. Probed against the direct kernel at SDXL's
+/// shapes: 0.33–0.64× its time over 64² planes and more, 0.55–0.9× at 32² with a batch of two (2048 pixels);
+/// against the GEMMs at 16² with a batch of two (512 pixels), 2.3–2.8× slower.
 const MIN_PIXELS: usize = 2048;
 
 /// Input and output channels at least: with fewer the 36 GEMMs are too thin to pay for the transforms (the
@@ -279,9 +279,9 @@ impl Geometry {
     }
 }
 
-/// One task's buffers: the window of six padded input rows, its column transform split four ways by column,
-/// the transformed input `[point][c][tile]`, the products `[point][o][tile]`, and one tile row's products
-/// transformed along the rows.
+/// One task's buffers: the window of six padded input rows (then their column transform), the same rows split
+/// four ways by column, the transformed input `[point][c][tile]`, the products `[point][o][tile]`, and one tile
+/// row's products transformed along the rows.
 struct Scratch {
     window: Vec<f32>,
     split: Vec<f32>,
