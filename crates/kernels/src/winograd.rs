@@ -231,7 +231,7 @@ impl Geometry {
             for c in 0..in_c {
                 for r in 0..rows {
                     let (b, ty) = ((first + r) / self.tiles_y, (first + r) % self.tiles_y);
-                    scratch.fill_window(&input[b * item_len..(b + 1) * item_len], c, shape, TILE * ty);
+                    scratch.fill_window(self, &input[b * item_len..(b + 1) * item_len], c, shape, TILE * ty);
                     scratch.transform_window(self, c * stride + r * self.tiles_x, in_c * stride);
                 }
             }
@@ -271,7 +271,7 @@ impl Geometry {
                         let dst = unsafe {
                             std::slice::from_raw_parts_mut(out.add(((b * out_c + o) * out_h + y + a) * out_w), out_w)
                         };
-                        scratch.write_row(a, add, dst);
+                        scratch.write_row(self, a, add, dst);
                     }
                 }
             }
@@ -288,8 +288,6 @@ struct Scratch {
     transformed: Vec<f32>,
     products: Vec<f32>,
     rows: Vec<f32>,
-    width: usize,
-    tiles_x: usize,
 }
 
 impl Scratch {
@@ -301,8 +299,6 @@ impl Scratch {
             transformed: vec![0f32; transformed],
             products: vec![0f32; products],
             rows: vec![0f32; rows],
-            width: geometry.window_width(),
-            tiles_x: geometry.tiles_x,
         }
     }
 
@@ -322,10 +318,11 @@ impl Scratch {
     /// The six padded input rows of channel `c` from output row `y` on (input rows `y − padding ..`), zero
     /// outside the image.
     #[inline(always)]
-    fn fill_window(&mut self, item: &[f32], c: usize, shape: ConvShape, y: usize) {
+    fn fill_window(&mut self, geometry: &Geometry, item: &[f32], c: usize, shape: ConvShape, y: usize) {
         let (height, columns, padding) = (shape.height, shape.width, shape.padding);
-        let inside = padding.min(self.width)..(padding + columns).min(self.width);
-        for (k, dst) in self.window.chunks_exact_mut(self.width).enumerate() {
+        let width = geometry.window_width();
+        let inside = padding.min(width)..(padding + columns).min(width);
+        for (k, dst) in self.window.chunks_exact_mut(width).enumerate() {
             match (y + k).checked_sub(padding).filter(|y| *y < height) {
                 Some(y) => {
                     dst[..inside.start].fill(0.0);
@@ -344,7 +341,7 @@ impl Scratch {
     /// down the columns and then along each tile's six, run over contiguous elements.
     #[inline(always)]
     fn transform_window(&mut self, geometry: &Geometry, offset: usize, point_stride: usize) {
-        let (width, tiles_x) = (self.width, geometry.tiles_x);
+        let (width, tiles_x) = (geometry.window_width(), geometry.tiles_x);
         let quarter = width / TILE;
         for (row, split) in self.window.chunks_exact(width).zip(self.split.chunks_exact_mut(width)) {
             for (t, pixels) in row.chunks_exact(TILE).enumerate() {
@@ -390,9 +387,9 @@ impl Scratch {
 
     /// Output row `a` of the tile row [`Self::inverse_window`] left in `rows` (`Aᵀ` down the columns), plus `add`.
     #[inline(always)]
-    fn write_row(&self, a: usize, add: f32, dst: &mut [f32]) {
+    fn write_row(&self, geometry: &Geometry, a: usize, add: f32, dst: &mut [f32]) {
         let n = dst.len();
-        let r: [&[f32]; WINDOW] = std::array::from_fn(|i| &self.rows[i * TILE * self.tiles_x..][..n]);
+        let r: [&[f32]; WINDOW] = std::array::from_fn(|i| &self.rows[i * TILE * geometry.tiles_x..][..n]);
         let (diff_12, sum_12) = (|x: usize| r[1][x] - r[2][x], |x: usize| r[1][x] + r[2][x]);
         let (diff_34, sum_34) = (|x: usize| r[3][x] - r[4][x], |x: usize| r[3][x] + r[4][x]);
         match a {
