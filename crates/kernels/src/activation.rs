@@ -13,7 +13,8 @@ pub fn exp(x: f32) -> f32 {
     // Adding then subtracting 1.5·2²³ rounds to the nearest integer without `round` (a call on baseline x86-64).
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let rounded = x * LOG2E + ROUND;
+    let n = rounded - ROUND;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = 1.987_569_2e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -22,7 +23,10 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 0.166_666_65;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // `n` read from `rounded`'s low mantissa bits, where the rounding put it: `n as i32` (a saturating
+    // conversion) stayed scalar, one lane at a time, even in AVX-512 code.
+    let n_bits = rounded.to_bits().wrapping_sub(ROUND.to_bits());
+    e * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 /// `x · sigmoid(x)`, in place. Inlined, so it is vectorised as wide as its caller is compiled.
@@ -50,7 +54,7 @@ pub fn geglu(input: &[f32], width: usize) -> Vec<f32> {
     let mut out = vec![0f32; input.len() / 2];
     out.par_chunks_mut(width).zip(input.par_chunks(2 * width)).for_each(|(dst, row)| {
         let (value, gate) = row.split_at(width);
-        vectorised(|| {
+        vectorised!(|| {
             for ((d, v), g) in dst.iter_mut().zip(value).zip(gate) {
                 *d = v * 0.5 * g * (1.0 + erf(g * std::f32::consts::FRAC_1_SQRT_2));
             }

@@ -56,7 +56,11 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape, scale: 
                 unsafe {
                     gemm_serial(scores.as_mut_ptr(), keys, q, head_dim, kt, (rows, keys, head_dim), false, scale)
                 };
-                vectorised(|| scores.chunks_exact_mut(keys).for_each(softmax_in_place));
+                vectorised!(|| {
+                    for row in scores.chunks_exact_mut(keys) {
+                        softmax_in_place(row);
+                    }
+                });
                 let v = Operand::rows(v, value_dim);
                 #[allow(unsafe_code)]
                 unsafe {
@@ -94,7 +98,9 @@ fn softmax_in_place(row: &mut [f32]) {
         sum += *x;
     }
     let inv = 1.0 / sum;
-    row.iter_mut().for_each(|x| *x *= inv);
+    for x in row {
+        *x *= inv;
+    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub fn group_norm(input: &[f32], weight: &[f32], bias: &[f32], shape: GroupNormS
         return out;
     }
     out.par_chunks_mut(group_len).zip(input.par_chunks(group_len)).enumerate().for_each(|(index, (dst, src))| {
-        vectorised(|| {
+        vectorised!(|| {
             let first_channel = (index % shape.groups) * per_group;
             let n = src.len() as f64;
             let mean = sum(src, |v| v) / n;
@@ -61,19 +61,23 @@ pub fn group_norm(input: &[f32], weight: &[f32], bias: &[f32], shape: GroupNormS
 /// accuracy over millions of values.
 #[inline(always)]
 fn sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    values
-        .chunks(256)
-        .map(|run| {
-            let mut lanes = [0f32; 16];
-            let mut chunks = run.chunks_exact(16);
-            for chunk in &mut chunks {
-                for (lane, v) in lanes.iter_mut().zip(chunk) {
-                    *lane += f(*v);
-                }
+    let mut total = 0f64;
+    for run in values.chunks(256) {
+        let mut lanes = [0f32; 16];
+        let mut chunks = run.chunks_exact(16);
+        for chunk in &mut chunks {
+            for (lane, v) in lanes.iter_mut().zip(chunk) {
+                *lane += f(*v);
             }
-            chunks.remainder().iter().map(|v| f(*v) as f64).sum::<f64>() + lanes.iter().map(|l| *l as f64).sum::<f64>()
-        })
-        .sum()
+        }
+        for v in chunks.remainder() {
+            total += f(*v) as f64;
+        }
+        for lane in lanes {
+            total += lane as f64;
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ fn transform_weights(weight: &[f32], out_c: usize, in_c: usize) -> Vec<f32> {
     ];
     let mut filters = vec![0f32; out_c * POINTS * in_c];
     filters.par_chunks_mut(POINTS * in_c).zip(weight.par_chunks(in_c * 9)).for_each(|(dst, src)| {
-        vectorised(|| {
+        vectorised!(|| {
             for c0 in (0..in_c).step_by(CHUNK) {
                 let n = CHUNK.min(in_c - c0);
                 let mut taps = [[0f32; CHUNK]; 9];
@@ -226,7 +226,7 @@ impl Geometry {
         let (in_c, out_c) = (shape.in_c, shape.out_c);
         let tiles = rows * self.tiles_x;
         let stride = self.tile_rows * self.tiles_x;
-        vectorised(|| {
+        vectorised!(|| {
             let item_len = in_c * shape.height * shape.width;
             for c in 0..in_c {
                 for r in 0..rows {
@@ -256,7 +256,7 @@ impl Geometry {
             };
         }
         let (out_h, out_w) = (shape.out_height(), shape.out_width());
-        vectorised(|| {
+        vectorised!(|| {
             for o in 0..out_c {
                 let add = bias.map_or(0.0, |bias| bias[o]);
                 for r in 0..rows {
@@ -392,11 +392,13 @@ impl Scratch {
         let r: [&[f32]; WINDOW] = std::array::from_fn(|i| &self.rows[i * TILE * geometry.tiles_x..][..n]);
         let (diff_12, sum_12) = (|x: usize| r[1][x] - r[2][x], |x: usize| r[1][x] + r[2][x]);
         let (diff_34, sum_34) = (|x: usize| r[3][x] - r[4][x], |x: usize| r[3][x] + r[4][x]);
-        match a {
-            0 => dst.iter_mut().enumerate().for_each(|(x, d)| *d = r[0][x] + sum_12(x) + sum_34(x) + add),
-            1 => dst.iter_mut().enumerate().for_each(|(x, d)| *d = diff_12(x) + 2.0 * diff_34(x) + add),
-            2 => dst.iter_mut().enumerate().for_each(|(x, d)| *d = sum_12(x) + 4.0 * sum_34(x) + add),
-            _ => dst.iter_mut().enumerate().for_each(|(x, d)| *d = diff_12(x) + 8.0 * diff_34(x) + r[5][x] + add),
+        for (x, d) in dst.iter_mut().enumerate() {
+            *d = match a {
+                0 => r[0][x] + sum_12(x) + sum_34(x) + add,
+                1 => diff_12(x) + 2.0 * diff_34(x) + add,
+                2 => sum_12(x) + 4.0 * sum_34(x) + add,
+                _ => diff_12(x) + 8.0 * diff_34(x) + r[5][x] + add,
+            };
         }
     }
 }
