@@ -552,7 +552,11 @@ async fn heartbeats_keep_a_job_longer_than_the_visibility_timeout_from_a_second_
     let _serial = SERIAL.lock().await;
     // A 2-second visibility timeout and a job of many seconds, with a second worker waiting for work.
     let setup = setup(2).await;
-    setup.send(setup.job("long", 60, 5.0).to_json()).await;
+    // 128² (four times the pixels of the other jobs) so the job outlives two timeouts with room to spare on a
+    // fast machine too: the guard below fails loudly rather than pass untested.
+    let mut long = setup.job("long", 60, 5.0);
+    (long.width, long.height) = (128, 128);
+    setup.send(long.to_json()).await;
     let first = setup.worker("first", &["--visibility-seconds", "2"]);
     first.wait_for("job started", Duration::from_secs(60)).await;
     let second = setup.worker("second", &["--visibility-seconds", "2"]);
@@ -573,7 +577,7 @@ async fn a_busy_worker_leaves_the_next_job_to_an_idle_one() {
     let _serial = SERIAL.lock().await;
     let setup = setup(30).await;
     // Four times the pixels and many steps: the job runs for many times the prefetch lead (3 s).
-    let mut long = setup.job("long", 60, 5.0);
+    let mut long = setup.job("long", 150, 5.0);
     (long.width, long.height) = (128, 128);
     setup.send(long.to_json()).await;
     let busy = setup.worker("busy", &[]);
@@ -765,7 +769,9 @@ async fn results(setup: &Setup, count: usize, within: Duration) -> Vec<JobResult
 async fn a_duplicate_delivery_past_its_deadline_does_not_change_the_outcome_of_the_run_in_progress() {
     let _serial = SERIAL.lock().await;
     let setup = setup(30).await;
-    let job = setup.job("held", 150, 5.0);
+    // 128²: the job must still be running when a second worker has started and judged the duplicate.
+    let mut job = setup.job("held", 150, 5.0);
+    (job.width, job.height) = (128, 128);
     setup.client.submit(&job).await.unwrap();
     let first = setup.worker("first", &[]);
     first.wait_for("job started", Duration::from_secs(60)).await;
