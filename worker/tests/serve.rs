@@ -274,8 +274,8 @@ impl Drop for Worker {
     }
 }
 
-/// An IMDSv2 endpoint of a g5.xlarge spot instance in us-east-1a, with a spot notice once `noticed` is set.
-/// Once `noticed`, a spot notice whose instance goes `lead` after each answer.
+/// An IMDSv2 endpoint of a g5.xlarge spot instance in us-east-1a, with a spot notice once `noticed` is set: the
+/// instance goes `lead` after each answer.
 fn fake_imds(noticed: Arc<AtomicBool>, lead: chrono::Duration) -> LoopbackServer {
     LoopbackServer::start("fake-imds", move |request| {
         let noticed = Arc::clone(&noticed);
