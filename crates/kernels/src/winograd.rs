@@ -392,13 +392,28 @@ impl Scratch {
         let r: [&[f32]; WINDOW] = std::array::from_fn(|i| &self.rows[i * TILE * geometry.tiles_x..][..n]);
         let (diff_12, sum_12) = (|x: usize| r[1][x] - r[2][x], |x: usize| r[1][x] + r[2][x]);
         let (diff_34, sum_34) = (|x: usize| r[3][x] - r[4][x], |x: usize| r[3][x] + r[4][x]);
-        for (x, d) in dst.iter_mut().enumerate() {
-            *d = match a {
-                0 => r[0][x] + sum_12(x) + sum_34(x) + add,
-                1 => diff_12(x) + 2.0 * diff_34(x) + add,
-                2 => sum_12(x) + 4.0 * sum_34(x) + add,
-                _ => diff_12(x) + 8.0 * diff_34(x) + r[5][x] + add,
-            };
+        // One plain loop per row, not a match inside one loop: nothing left for the compiler to unswitch.
+        match a {
+            0 => {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = r[0][x] + sum_12(x) + sum_34(x) + add;
+                }
+            }
+            1 => {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = diff_12(x) + 2.0 * diff_34(x) + add;
+                }
+            }
+            2 => {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = sum_12(x) + 4.0 * sum_34(x) + add;
+                }
+            }
+            _ => {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = diff_12(x) + 8.0 * diff_34(x) + r[5][x] + add;
+                }
+            }
         }
     }
 }
