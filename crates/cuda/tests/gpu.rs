@@ -1,0 +1,171 @@
+//! The CUDA ops against f64 references computed on the host from the same (dtype-rounded) inputs, at SDXL's
+//! shapes and awkward ones, in f32, f16 and bf16. Built only with the `cuda` feature and run on a GPU by
+//! tools/gpu-bench/run.sh ("kernels" phase): there is no GPU in CI (tests/emulated.rs runs the same kernels on
+//! the CPU there). Without a GPU every test here fails at `gpu()`.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::{GroupNormCase, PRECISIONS, Precision, SOFTMAX_CASES, SOFTMAX_SCALE};
+
+fn gpu() -> Device {
+    Device::new_cuda(0).expect("these tests need a CUDA device")
+}
+
+fn dtype(precision: Precision) -> DType {
+    match precision {
+        Precision::F32 => DType::F32,
+        Precision::F16 => DType::F16,
+        Precision::Bf16 => DType::BF16,
+    }
+}
+
+/// Values already rounded to `precision`, as a tensor of its dtype on the GPU (the conversion is exact).
+fn upload(rounded: &[f32], dims: &[usize], precision: Precision) -> Tensor {
+    Tensor::from_slice(rounded, dims, &gpu()).unwrap().to_dtype(dtype(precision)).unwrap()
+}
+
+fn download(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+#[test]
+fn group_norm_matches_the_f64_reference() {
+    // SDXL's UNet levels at 1024² (one image, guided), a VAE plane, a group of several chunks with a mean far
+    // from zero, tiny and odd ones.
+    let cases = [
+        GroupNormCase { dims: &[2, 320, 128, 128], groups: 32, offset: 0.0 },
+        GroupNormCase { dims: &[2, 1280, 32, 32], groups: 32, offset: 0.5 },
+        GroupNormCase { dims: &[1, 128, 256, 256], groups: 32, offset: 0.0 },
+        GroupNormCase { dims: &[1, 64, 181, 97], groups: 32, offset: 300.0 },
+        GroupNormCase { dims: &[3, 6, 5, 7], groups: 3, offset: 2.0 },
+        GroupNormCase { dims: &[1, 32, 1], groups: 32, offset: -1.0 },
+    ];
+    for (seed, case) in cases.iter().enumerate() {
+        for precision in PRECISIONS {
+            let inputs = common::group_norm_inputs(case, seed as u64, precision);
+            let channels = [case.dims[1]];
+            let x = upload(&inputs[0], case.dims, precision);
+            let (w, b) = (upload(&inputs[1], &channels, precision), upload(&inputs[2], &channels, precision));
+            for silu in [false, true] {
+                let got = download(&gameforge_cuda::group_norm(&x, &w, &b, case.groups, 1e-5, silu).unwrap());
+                common::check_group_norm(case, &inputs, precision, silu, &got);
+            }
+        }
+    }
+}
+
+#[test]
+fn group_norm_refuses_channels_that_do_not_divide_into_groups() {
+    let x = upload(&common::values(30 * 4, 1), &[1, 30, 4], Precision::F32);
+    let w = upload(&common::values(30, 2), &[30], Precision::F32);
+    let err = gameforge_cuda::group_norm(&x, &w, &w, 32, 1e-5, false).unwrap_err();
+    assert!(err.to_string().contains("divide"), "{err}");
+}
+
+#[test]
+fn scaled_softmax_matches_the_f64_reference() {
+    for (seed, &(rows, cols, spread)) in SOFTMAX_CASES.iter().enumerate() {
+        let data: Vec<f32> = common::values(rows * cols, seed as u64).iter().map(|v| v * spread).collect();
+        for precision in PRECISIONS {
+            let x = precision.round(&data);
+            let got = download(&gameforge_cuda::scaled_softmax(&upload(&x, &[rows, cols], precision), 0.125).unwrap());
+            common::check_softmax(&x, cols, SOFTMAX_SCALE, precision, &got);
+        }
+    }
+}
+
+#[test]
+fn scaled_softmax_gives_minus_infinity_no_weight() {
+    let x = [f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY, 2.0, 0.5];
+    let got = download(&gameforge_cuda::scaled_softmax(&upload(&x, &[1, 5], Precision::F32), 1.0).unwrap());
+    assert_eq!((got[0], got[2]), (0.0, 0.0));
+    let reference = common::softmax_reference(&common::widen(&x), 5, 1.0);
+    assert!(common::worst(&got, &reference, 0.2) < 1e-6, "{got:?}");
+}
+
+#[cfg(feature = "cudnn")]
+mod conv {
+    use super::*;
+
+    fn conv_reference(x: &[f64], w: &[f64], xd: [usize; 4], wd: [usize; 4], stride: usize, pad: usize) -> Vec<f64> {
+        let ([b, c, h, wi], [o, _, k, _]) = (xd, wd);
+        let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (wi + 2 * pad - k) / stride + 1);
+        let mut out = vec![0.0; b * o * oh * ow];
+        for n in 0..b {
+            for oc in 0..o {
+                for y in 0..oh {
+                    for xo in 0..ow {
+                        let mut sum = 0.0;
+                        for ic in 0..c {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = (
+                                        (y * stride + ky) as isize - pad as isize,
+                                        (xo * stride + kx) as isize - pad as isize,
+                                    );
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wi as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((n * c + ic) * h + iy as usize) * wi + ix as usize];
+                                    sum += xv * w[((oc * c + ic) * k + ky) * k + kx];
+                                }
+                            }
+                        }
+                        out[((n * o + oc) * oh + y) * ow + xo] = sum;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn conv2d_matches_the_f64_reference() {
+        // ([batch, in, h, w], out, kernel, stride, padding): SDXL's 3×3 at a small plane, its stride-2
+        // downsampler, a 1×1 projection, odd sizes and no padding.
+        let cases = [
+            ([2, 64, 20, 18], 96, 3, 1, 1),
+            ([1, 32, 17, 15], 32, 3, 2, 1),
+            ([2, 40, 9, 11], 24, 1, 1, 0),
+            ([1, 3, 8, 8], 5, 3, 1, 0),
+        ];
+        for (seed, &(xd, o, k, stride, pad)) in cases.iter().enumerate() {
+            let wd = [o, xd[1], k, k];
+            let (x_len, w_len) = (xd.iter().product(), wd.iter().product());
+            for precision in PRECISIONS {
+                let xr = precision.round(&common::values(x_len, seed as u64));
+                let wr = precision.round(&common::values(w_len, 50 + seed as u64));
+                let (x, w) = (upload(&xr, &xd, precision), upload(&wr, &wd, precision));
+                let got = gameforge_cuda::conv2d(&x, &w, stride, pad).unwrap();
+                let reference = conv_reference(&common::widen(&xr), &common::widen(&wr), xd, wd, stride, pad);
+                // Sums of c·k² products of order 1 with random signs: of order √(c·k²); TF32 (10-bit mantissa)
+                // for f32 is PyTorch's default for cuDNN, so f32 is held to f16's bound.
+                let scale = ((xd[1] * k * k) as f64).sqrt();
+                let bound = if precision == Precision::F32 { Precision::F16 } else { precision }.tolerance();
+                let err = common::worst(&download(&got), &reference, scale);
+                assert!(err < 4.0 * bound, "{xd:?}→{o} k{k} s{stride} p{pad} {precision:?}: worst {err}");
+            }
+        }
+    }
+
+    /// 4 608 ones summed: in half precision the sum stops at 2 048 (2 049 is not an f16), in float it is exact.
+    #[test]
+    fn half_precision_convolutions_accumulate_in_float() {
+        let ones = |dims: &[usize]| Tensor::ones(dims, DType::F16, &gpu()).unwrap();
+        let out = gameforge_cuda::conv2d(&ones(&[1, 512, 5, 5]), &ones(&[2, 512, 3, 3]), 1, 1).unwrap();
+        let centre = download(&out.narrow(2, 2, 1).unwrap().narrow(3, 2, 1).unwrap());
+        assert_eq!(centre, vec![4608.0, 4608.0]);
+    }
+
+    #[test]
+    fn the_same_shape_twice_and_a_larger_workspace_after_a_smaller_one_give_the_same_results() {
+        let f16 = |len: usize, seed: u64, dims: &[usize]| upload(&common::values(len, seed), dims, Precision::F16);
+        let (x, w) = (f16(2 * 64 * 20 * 18, 7, &[2, 64, 20, 18]), f16(96 * 64 * 9, 8, &[96, 64, 3, 3]));
+        let first = download(&gameforge_cuda::conv2d(&x, &w, 1, 1).unwrap());
+        let (big_x, big_w) = (f16(1 << 20, 9, &[1, 256, 64, 64]), f16(256 * 256 * 9, 10, &[256, 256, 3, 3]));
+        gameforge_cuda::conv2d(&big_x, &big_w, 1, 1).unwrap();
+        assert_eq!(download(&gameforge_cuda::conv2d(&x, &w, 1, 1).unwrap()), first);
+    }
+}
