@@ -79,6 +79,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() -> anyhow::Result<()> {
     let o = parse();
+    sdxl_worker::gpu_ops::GpuOps::from_env()?;
     let device = if o.cpu { Device::Cpu } else { Device::cuda_if_available(0)? };
     let dtype = o.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
     let load_start = Instant::now();

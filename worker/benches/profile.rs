@@ -132,6 +132,7 @@ fn compare_conv(name: &str, device: &Device, dtype: DType) -> anyhow::Result<(f6
 
 fn main() -> anyhow::Result<()> {
     let o = parse();
+    sdxl_worker::gpu_ops::GpuOps::from_env()?;
     let device = if o.cpu { Device::Cpu } else { Device::cuda_if_available(0)? };
     let dtype = o.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
     let unet_config: UNetConfig = read_json(&o.arch.join("unet/config.json"))?;

@@ -5,6 +5,8 @@
 //! Slicing the queries bounds it: each query's softmax still sees every key, so a sliced result is the full one.
 //! On the CPU in f32 it is `gameforge_kernels::attention`, which works a block of queries at a time by itself
 //! (no score matrix beyond one block per thread, whatever the slicing) and runs every head's blocks in parallel.
+//! On CUDA the scale and the softmax are one kernel (`gameforge_cuda::scaled_softmax`) that reads the scores in
+//! their own dtype and computes in f32 registers, unless `GAMEFORGE_GPU_OPS=candle`.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, bail};
 use gameforge_kernels::AttentionShape;
@@ -69,6 +71,19 @@ fn attend_slice(q: &Tensor, kt: &Tensor, v: &Tensor, scale: f64) -> candle_core:
     // matrices (8 bytes per score); the memory planner counts on that.
     let device = q.device();
     let name = || format!("{:?}·{:?}", q.dims(), kt.dims());
+    #[cfg(feature = "cuda")]
+    if crate::gpu_ops::GpuOps::ours_on(device) {
+        let scores = profile::time("attn_scores", name, device, || q.matmul(kt))?;
+        let probs =
+            profile::time("attn_softmax", name, device, || gameforge_cuda::scaled_softmax(&scores, scale as f32))?;
+        drop(scores);
+        return profile::time(
+            "attn_values",
+            || format!("{:?}·{:?}", probs.dims(), v.dims()),
+            device,
+            || probs.matmul(v),
+        );
+    }
     let scores = profile::time("attn_scores", name, device, || q.matmul(kt)? * scale)?;
     let probs = profile::time("attn_softmax", name, device, || {
         let scores = scores.to_dtype(DType::F32)?;

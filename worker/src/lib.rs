@@ -7,6 +7,7 @@ pub mod architecture;
 pub mod attention;
 pub mod config;
 pub mod error;
+pub mod gpu_ops;
 pub mod image;
 pub mod layers;
 pub mod memory;

@@ -40,6 +40,10 @@ fn main() -> std::process::ExitCode {
         _ => gameforge_aws::telemetry::init_terminal(),
     }
     gameforge_aws::env::warn_former_names(&renamed);
+    if let Err(e) = sdxl_worker::gpu_ops::GpuOps::from_env() {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::RandomModel(args) => random_model::run(args),

@@ -1,6 +1,8 @@
 //! 2-D convolution. On the CPU in f32 it runs `gameforge_kernels::convolve`: candle 0.11's CPU convolution
 //! transposes the input to NHWC, gathers each tile of patches with a scattered write, and scatters the product
-//! back to NCHW (three strided passes around every GEMM). Elsewhere (CUDA, half precision) it is candle's.
+//! back to NCHW (three strided passes around every GEMM). On CUDA with the `cudnn` feature it is
+//! `gameforge_cuda::conv2d`, cuDNN at float accumulation (unless `GAMEFORGE_GPU_OPS=candle`). Elsewhere it is
+//! candle's.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
@@ -57,11 +59,22 @@ impl Conv2d {
             let kernel = CpuConv { stride: self.stride, padding: self.padding, bias: self.host_bias.as_deref() };
             return xs.contiguous()?.apply_op2_no_bwd(&self.weight.contiguous()?, &kernel);
         }
-        let xs = xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        let xs = self.library_conv(xs)?;
         match &self.bias {
             Some(bias) => xs.broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?),
             None => Ok(xs),
         }
+    }
+}
+
+impl Conv2d {
+    /// The convolution without its bias, where our CPU kernel does not run it.
+    fn library_conv(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cudnn")]
+        if crate::gpu_ops::GpuOps::ours_on(xs.device()) {
+            return gameforge_cuda::conv2d(xs, &self.weight, self.stride, self.padding);
+        }
+        xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Group normalisation, optionally followed by SiLU as every resnet and output stage applies it. candle's
 //! `GroupNorm` is eleven tensor ops (six full passes over the activations, each allocating); on the CPU in f32
-//! it is one op, `gameforge_kernels::group_norm`, of three passes. Elsewhere it is candle's.
+//! it is one op, `gameforge_kernels::group_norm`, of three passes; on CUDA it is `gameforge_cuda::group_norm`,
+//! two launches (unless `GAMEFORGE_GPU_OPS=candle`). Elsewhere it is candle's.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor, bail};
 use candle_nn::VarBuilder;
@@ -11,6 +12,9 @@ use super::contiguous_f32;
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
     inner: candle_nn::GroupNorm,
+    /// The scale and shift, for the CUDA kernel.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    affine: (Tensor, Tensor),
     groups: usize,
     eps: f64,
     /// The scale and shift as host vectors, when they are f32 on the CPU (our kernel's case).
@@ -29,7 +33,8 @@ impl GroupNorm {
             .then(|| Ok::<_, candle_core::Error>((weight.to_vec1::<f32>()?, bias.to_vec1::<f32>()?)))
             .transpose()?;
         let channels = weight.dim(0)?;
-        Ok(Self { inner: candle_nn::GroupNorm::new(weight, bias, channels, groups, eps)?, groups, eps, host })
+        let affine = (weight.clone(), bias.clone());
+        Ok(Self { inner: candle_nn::GroupNorm::new(weight, bias, channels, groups, eps)?, affine, groups, eps, host })
     }
 
     /// `silu(norm(xs))`, the pairing resnets and output stages use.
@@ -48,6 +53,11 @@ impl GroupNorm {
     }
 
     fn compute(&self, xs: &Tensor, silu: bool) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if crate::gpu_ops::GpuOps::ours_on(xs.device()) {
+            let (weight, bias) = &self.affine;
+            return gameforge_cuda::group_norm(xs, weight, bias, self.groups, self.eps, silu);
+        }
         match &self.host {
             Some((weight, bias)) if xs.device().is_cpu() && xs.dtype() == DType::F32 => {
                 let op = CpuGroupNorm { groups: self.groups, eps: self.eps, weight, bias, silu };
