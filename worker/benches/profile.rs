@@ -21,7 +21,7 @@ use sdxl_worker::attention::Slicing;
 use sdxl_worker::config::{UNetConfig, VaeConfig, read_json};
 use sdxl_worker::profile::{self, Record};
 use sdxl_worker::unet::{AddedConditioning, UNet};
-use sdxl_worker::vae::Vae;
+use sdxl_worker::vae::{Vae, VaePrecision};
 
 struct Options {
     arch: PathBuf,
@@ -138,7 +138,8 @@ fn main() -> anyhow::Result<()> {
     let unet_config: UNetConfig = read_json(&o.arch.join("unet/config.json"))?;
     let vae_config: VaeConfig = read_json(&o.arch.join("vae/config.json"))?;
     let unet = UNet::new(VarBuilder::zeros(dtype, &device), &unet_config)?;
-    let vae = Vae::new(VarBuilder::zeros(dtype, &device), &vae_config)?;
+    // As the pipeline runs it: an f16 SDXL VAE decodes in f32 from its mid block on.
+    let vae = Vae::new(VarBuilder::zeros(dtype, &device), &vae_config, VaePrecision::for_pipeline(dtype, &vae_config))?;
     let (lh, lw) = (o.height / vae.downscale(), o.width / vae.downscale());
     let latent = vae.latent_channels();
 

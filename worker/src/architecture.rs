@@ -15,7 +15,7 @@ use crate::memory::Budget;
 use crate::memory::plan::bytes;
 use crate::text_encoder::ClipTextEncoder;
 use crate::unet::UNet;
-use crate::vae::Vae;
+use crate::vae::{Vae, VaePrecision};
 
 /// The components with weights, their weight-file stems and the folder they live in.
 pub const COMPONENTS: [(&str, &str); 4] = [
@@ -72,7 +72,8 @@ fn build(root: &Path, component: &str, vb: VarBuilder) -> Result<(), PipelineErr
         }
         "vae" => {
             let config: VaeConfig = read_json(&dir.join("config.json"))?;
-            Vae::new(vb, &config)?;
+            let precision = VaePrecision::uniform(vb.dtype());
+            Vae::new(vb, &config, precision)?;
         }
         other => return Err(PipelineError::Unsupported(format!("component {other}"))),
     }

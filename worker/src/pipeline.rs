@@ -15,7 +15,7 @@ use crate::scheduler::{self, SchedulerConfig, SchedulerKind};
 use crate::text_encoder::ClipTextEncoder;
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{AddedConditioning, UNet};
-use crate::vae::{DecodePlan, Vae};
+use crate::vae::{DecodePlan, Vae, VaePrecision};
 use crate::weights;
 
 /// Where and in what precision the model runs.
@@ -198,7 +198,9 @@ impl SdxlPipeline {
             scheduler_config.class_name.as_deref().and_then(SchedulerKind::from_class).unwrap_or(SchedulerKind::Euler);
         // The stock SDXL VAE overflows in f16 (black images); like the reference, decode in f32 unless the
         // config says the VAE is safe in half precision.
-        let vae_dtype = if dtype == DType::F16 && vae_config.force_upcast.unwrap_or(true) { DType::F32 } else { dtype };
+        let vae_precision = VaePrecision::for_pipeline(dtype, &vae_config);
+        // Counted at the body's dtype, the larger: the head's few weights are read again in theirs.
+        let vae_dtype = vae_precision.body;
         if options.device.is_cpu() {
             // On the CPU a failed allocation aborts the process: refuse weights that cannot fit before reading them.
             let mut needed = 0u64;
@@ -221,8 +223,8 @@ impl SdxlPipeline {
             .map_err(wrap("text_encoder_2"))?;
         let unet =
             UNet::new(component("unet", &["diffusion_pytorch_model"], dtype)?, &unet_config).map_err(wrap("unet"))?;
-        let mut vae =
-            Vae::new(component("vae", &["diffusion_pytorch_model"], vae_dtype)?, &vae_config).map_err(wrap("vae"))?;
+        let mut vae = Vae::new(component("vae", &["diffusion_pytorch_model"], vae_dtype)?, &vae_config, vae_precision)
+            .map_err(wrap("vae"))?;
         match options.vae_tiling {
             VaeTiling::Off => {}
             VaeTiling::ModelDefault => vae.set_tiling(Some(vae.default_tile()))?,

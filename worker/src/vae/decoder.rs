@@ -70,7 +70,8 @@ fn projection(vb: VarBuilder, channels: usize) -> candle_core::Result<Linear> {
     }
 }
 
-/// The mid block's single-head self-attention over every latent position, computed in f32.
+/// The mid block's single-head self-attention over every latent position, in the mid block's dtype (the
+/// softmax in f32 whatever it is).
 #[derive(Debug)]
 struct SpatialAttention {
     norm: GroupNorm,
@@ -100,13 +101,11 @@ impl SpatialAttention {
     fn forward(&self, xs: &Tensor, slicing: Slicing) -> candle_core::Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
         let tokens = self.norm.forward(xs)?.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?;
-        // One head: (b, 1, tokens, c), in f32 like the reference's upcast VAE attention.
-        let head = |linear: &Linear| -> candle_core::Result<Tensor> {
-            linear.forward(&tokens)?.to_dtype(DType::F32)?.unsqueeze(1)
-        };
+        // One head: (b, 1, tokens, c).
+        let head = |linear: &Linear| -> candle_core::Result<Tensor> { linear.forward(&tokens)?.unsqueeze(1) };
         let (q, k, v) = (head(&self.to_q)?, head(&self.to_k)?, head(&self.to_v)?);
         drop(tokens);
-        let attended = attend(&q, &k, &v, (c as f64).powf(-0.5), slicing)?.squeeze(1)?.to_dtype(xs.dtype())?;
+        let attended = attend(&q, &k, &v, (c as f64).powf(-0.5), slicing)?.squeeze(1)?;
         drop((q, k, v));
         let out = self.to_out.forward(&attended)?.transpose(D::Minus1, D::Minus2)?.reshape((b, c, h, w))?;
         out + xs
@@ -123,11 +122,14 @@ pub(super) struct Decoder {
     up: Vec<UpBlock>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
+    /// The up blocks' dtype, which the mid block's output is converted to.
+    up_dtype: DType,
 }
 
 impl Decoder {
-    /// `vb` is the VAE's root: the decoder reads `decoder.*` and `post_quant_conv.*`.
-    pub(super) fn new(vb: &VarBuilder, config: &VaeConfig) -> candle_core::Result<Self> {
+    /// `body` and `head` are the VAE's root in two dtypes: `post_quant_conv.*`, `decoder.conv_in.*` and
+    /// `decoder.mid_block.*` are read from `head`, the rest of `decoder.*` from `body` (see `VaePrecision`).
+    pub(super) fn new(body: &VarBuilder, head: &VarBuilder, config: &VaeConfig) -> candle_core::Result<Self> {
         let groups = config.norm_num_groups;
         let channels = &config.block_out_channels;
         let deepest = *channels.last().expect("VaeConfig::check refuses a VAE without blocks");
@@ -135,11 +137,11 @@ impl Decoder {
             .use_post_quant_conv
             .then(|| {
                 let latent = config.latent_channels;
-                Conv2d::new(vb.pp("post_quant_conv"), latent, latent, 1, 1, 0)
+                Conv2d::new(head.pp("post_quant_conv"), latent, latent, 1, 1, 0)
             })
             .transpose()?;
-        let vb = vb.pp("decoder");
-        let mid = vb.pp("mid_block");
+        let (vb, head) = (body.pp("decoder"), head.pp("decoder"));
+        let mid = head.pp("mid_block");
         let reversed: Vec<usize> = channels.iter().rev().copied().collect();
         let up = (0..reversed.len())
             .map(|i| {
@@ -151,17 +153,18 @@ impl Decoder {
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
             post_quant_conv,
-            conv_in: conv3x3(vb.pp("conv_in"), config.latent_channels, deepest)?,
+            conv_in: conv3x3(head.pp("conv_in"), config.latent_channels, deepest)?,
             mid_first: resnet(mid.pp("resnets.0"), deepest, deepest, groups)?,
             mid_attention: SpatialAttention::new(mid.pp("attentions.0"), deepest, groups)?,
             mid_second: resnet(mid.pp("resnets.1"), deepest, deepest, groups)?,
             up,
             norm_out: GroupNorm::new(vb.pp("conv_norm_out"), groups, channels[0], EPS)?,
             conv_out: conv3x3(vb.pp("conv_out"), channels[0], config.out_channels)?,
+            up_dtype: vb.dtype(),
         })
     }
 
-    /// Unscaled latents in, the image (nominally in [-1, 1]) out, in the VAE's dtype.
+    /// Unscaled latents (in the head's dtype) in, the image (nominally in [-1, 1]) out, in the body's dtype.
     pub(super) fn forward(&self, latents: &Tensor, slicing: Slicing) -> candle_core::Result<Tensor> {
         // One binding, reassigned: each stage's input is freed as soon as its output exists (the memory plan
         // counts on it).
@@ -178,7 +181,7 @@ impl Decoder {
             || {
                 let xs = self.mid_first.forward(&xs, None)?;
                 let xs = self.mid_attention.forward(&xs, slicing)?;
-                self.mid_second.forward(&xs, None)
+                self.mid_second.forward(&xs, None)?.to_dtype(self.up_dtype)
             },
         )?;
         for (i, block) in self.up.iter().enumerate() {

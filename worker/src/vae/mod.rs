@@ -14,12 +14,40 @@ use crate::error::PipelineError;
 use decoder::Decoder;
 use encoder::Encoder;
 
+/// The dtypes a VAE runs in. For an f16 pipeline whose VAE config asks for it (`force_upcast`, SDXL's: its up
+/// blocks overflow in f16), diffusers' `upcast_vae`: f32, but for `post_quant_conv`, the decoder's `conv_in` and
+/// its mid block (attention included), which stay in f16, as the reference runs them with PyTorch 2's attention.
+/// Encoding (image-to-image) runs wholly in `body`, as the reference upcasts the whole VAE to encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaePrecision {
+    /// The encoder, the decoder's up blocks and output stage, and the decoded image before its f32 copy.
+    pub body: DType,
+    /// `post_quant_conv`, the decoder's `conv_in` and mid block: the dtype latents are decoded from.
+    pub head: DType,
+}
+
+impl VaePrecision {
+    /// As the reference pipeline runs a VAE whose weights are loaded for a pipeline of `dtype`.
+    pub fn for_pipeline(dtype: DType, config: &VaeConfig) -> Self {
+        if dtype == DType::F16 && config.force_upcast.unwrap_or(true) {
+            Self { body: DType::F32, head: DType::F16 }
+        } else {
+            Self::uniform(dtype)
+        }
+    }
+
+    /// Every part in `dtype`.
+    pub fn uniform(dtype: DType) -> Self {
+        Self { body: dtype, head: dtype }
+    }
+}
+
 #[derive(Debug)]
 pub struct Vae {
     encoder: Encoder,
     decoder: Decoder,
     config: VaeConfig,
-    dtype: DType,
+    precision: VaePrecision,
     /// Decode in overlapping tiles of at most this many pixels when the image is larger (`--vae-tiling`).
     tile: Option<usize>,
 }
@@ -33,7 +61,8 @@ pub struct DecodePlan {
 }
 
 impl Vae {
-    pub fn new(vb: VarBuilder, config: &VaeConfig) -> Result<Self, PipelineError> {
+    /// The VAE from `vb` (whatever its dtype: each part reads its weights in `precision`'s).
+    pub fn new(vb: VarBuilder, config: &VaeConfig, precision: VaePrecision) -> Result<Self, PipelineError> {
         config.check()?;
         if config.block_out_channels.iter().any(|c| c % config.norm_num_groups != 0) {
             return Err(PipelineError::Unsupported(format!(
@@ -41,10 +70,10 @@ impl Vae {
                 config.block_out_channels, config.norm_num_groups
             )));
         }
-        let dtype = vb.dtype();
-        let encoder = Encoder::new(&vb, config)?;
-        let decoder = Decoder::new(&vb, config)?;
-        Ok(Self { encoder, decoder, config: config.clone(), dtype, tile: None })
+        let body = vb.clone().set_dtype(precision.body);
+        let encoder = Encoder::new(&body, config)?;
+        let decoder = Decoder::new(&body, &vb.set_dtype(precision.head), config)?;
+        Ok(Self { encoder, decoder, config: config.clone(), precision, tile: None })
     }
 
     /// Turns tiled decoding on with tiles of `pixels` (the reference's default is the config's `sample_size`,
@@ -72,8 +101,8 @@ impl Vae {
         self.config.sample_size.unwrap_or(1024)
     }
 
-    pub fn dtype(&self) -> DType {
-        self.dtype
+    pub fn precision(&self) -> VaePrecision {
+        self.precision
     }
 
     /// The decoder alone, as the reference's `vae.decode`: latents already unscaled in, `[-1, 1]` nominally out.
@@ -84,7 +113,7 @@ impl Vae {
     /// [`Vae::decode_unscaled`] spending memory as `plan` says.
     pub fn decode_unscaled_with(&self, latents: &Tensor, plan: DecodePlan) -> Result<Tensor, PipelineError> {
         let (_, _, h, w) = latents.dims4()?;
-        let latents = latents.to_dtype(self.dtype)?;
+        let latents = latents.to_dtype(self.precision.head)?;
         let f = self.downscale();
         let whole = |latents: &Tensor| -> Result<Tensor, PipelineError> {
             Ok(self.decoder.forward(latents, plan.attention)?.to_dtype(DType::F32)?)
@@ -97,7 +126,7 @@ impl Vae {
 
     /// The latent distribution's mean for images in [-1, 1], before the config's scaling (image-to-image).
     pub fn encode_unscaled(&self, images: &Tensor) -> Result<Tensor, PipelineError> {
-        Ok(self.encoder.forward(&images.to_dtype(self.dtype)?)?.to_dtype(DType::F32)?)
+        Ok(self.encoder.forward(&images.to_dtype(self.precision.body)?)?.to_dtype(DType::F32)?)
     }
 
     pub fn latent_channels(&self) -> usize {
@@ -134,5 +163,28 @@ impl Vae {
             images.push(((decoded / 2.0)? + 0.5)?.clamp(0f32, 1f32)?);
         }
         Ok(Tensor::cat(&images, 0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(force_upcast: Option<bool>) -> VaeConfig {
+        let mut json: serde_json::Value =
+            serde_json::from_str(include_str!("../../architectures/sdxl-base/vae/config.json")).unwrap();
+        json["force_upcast"] = serde_json::to_value(force_upcast).unwrap();
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn an_f16_pipeline_decodes_from_an_f16_mid_block_into_f32_up_blocks_where_the_config_asks() {
+        let split = VaePrecision { body: DType::F32, head: DType::F16 };
+        assert_eq!(VaePrecision::for_pipeline(DType::F16, &config(Some(true))), split);
+        // diffusers reads a missing force_upcast as true.
+        assert_eq!(VaePrecision::for_pipeline(DType::F16, &config(None)), split);
+        assert_eq!(VaePrecision::for_pipeline(DType::F16, &config(Some(false))), VaePrecision::uniform(DType::F16));
+        assert_eq!(VaePrecision::for_pipeline(DType::F32, &config(Some(true))), VaePrecision::uniform(DType::F32));
+        assert_eq!(VaePrecision::for_pipeline(DType::BF16, &config(Some(true))), VaePrecision::uniform(DType::BF16));
     }
 }
