@@ -73,9 +73,10 @@ fn attend_slice(q: &Tensor, kt: &Tensor, v: &Tensor, scale: f64) -> candle_core:
     let name = || format!("{:?}·{:?}", q.dims(), kt.dims());
     #[cfg(feature = "cuda")]
     if crate::gpu_ops::GpuOps::ours_on(device) {
-        let scores = profile::time("attn_scores", name, device, || q.matmul(kt))?;
-        let probs =
-            profile::time("attn_softmax", name, device, || gameforge_cuda::scaled_softmax(&scores, scale as f32))?;
+        // The scale goes on q, not into the softmax: half-precision scores must be in range when they are
+        // written (the VAE's 512-wide dot products can pass f16's 65 504 unscaled), and q is the small operand.
+        let scores = profile::time("attn_scores", name, device, || (q * scale)?.matmul(kt))?;
+        let probs = profile::time("attn_softmax", name, device, || gameforge_cuda::scaled_softmax(&scores, 1.0))?;
         drop(scores);
         return profile::time(
             "attn_values",
