@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Builds what tools/gpu-bench/run.sh needs on the GPU machine, here, on a machine without a GPU: the worker's
-# CUDA build (`sdxl-worker` and its `pipeline` bench, sm_90 / CUDA 13.0) and the reference's Python wheels.
+# CUDA build with cuDNN (`sdxl-worker`, its `pipeline` and `profile` benches and gameforge-cuda's GPU tests,
+# sm_90 / CUDA 13.0) and the reference's Python wheels.
 # The GPU machine has nvcc and PyTorch but no Rust toolchain and no network, so the binaries travel built.
 #
 #   tools/gpu-bench/prepare.sh            # writes .gpu/dist/ (ignored: add /.gpu/ to .git/info/exclude)
 #
 # What it does:
 #   1. a snapshot of the repository at HEAD (`git archive`, without worker/tests/fixtures) in .gpu/src, trimmed to
-#      the workspace members the worker needs (crates/contract, crates/aws, worker) and without the worker's
+#      the workspace members the worker needs (crates/contract, crates/aws, crates/kernels, crates/cuda, worker)
+#      and without the worker's
 #      emulator dev-dependency (gameforge-localaws, only for the queue_overhead bench and tests), so that edits in
 #      the working tree do not reach the build;
 #   2. CUDA 13.0's compiler and the libraries to link against, from PyPI into a scratch venv (nvcc, cicc, the
 #      runtime headers, cuBLAS, cuRAND, NVRTC; versions pinned below: the PTX must not be newer than the GPU
-#      machine's driver, 580 = CUDA 13.0), and a link-time stand-in for the driver's libcuda.so.1 (every cu*
-#      function cudarc declares, empty; the real driver library is loaded at run time);
-#   3. `cargo build --release -p sdxl-worker --features cuda --bin sdxl-worker --bench pipeline` with
-#      CUDA_COMPUTE_CAP=90 and CUDARC_CUDA_VERSION=13000, thin LTO off and 16 codegen units (faster to build; the
-#      opt-levels are the workspace's);
-#   4. .gpu/dist/: sdxl-worker-cuda.tar.xz (both binaries, stripped), reference-site.tar.xz (the wheels of
+#      machine's driver, 580 = CUDA 13.0), and link-time stand-ins for the driver's libcuda.so.1 and for
+#      libcudnn.so.9 (every cu*/cudnn* function cudarc declares, empty; the real libraries are loaded at run time:
+#      the driver's, and cuDNN from the GPU machine's PyTorch wheels);
+#   3. `cargo build --release` of sdxl-worker (`--bin sdxl-worker --bench pipeline --bench profile`) and
+#      gameforge-cuda (`--test gpu`), both with the `cudnn` feature, with CUDA_COMPUTE_CAP=90 and
+#      CUDARC_CUDA_VERSION=13000, thin LTO off and 16 codegen units (faster to build; the opt-levels are the
+#      workspace's);
+#   4. .gpu/dist/: sdxl-worker-cuda.tar.xz (the four binaries, stripped), reference-site.tar.xz (the wheels of
 #      diffusers 0.35.2, transformers 4.57.6, tokenizers 0.22.2 and huggingface-hub 0.36.2 for Python 3.12, as
 #      tools/sdxl-reference pins them, unpacked; the rest is on the GPU machine), HEAD_COMMIT.
 #
@@ -42,7 +46,8 @@ import re, sys
 src = sys.argv[1]
 p = f"{src}/Cargo.toml"
 s = open(p).read()
-s = re.sub(r"members = \[.*?\]", 'members = ["crates/contract", "crates/aws", "worker"]', s, count=1, flags=re.S)
+members = '["crates/contract", "crates/aws", "crates/kernels", "crates/cuda", "worker"]'
+s = re.sub(r"members = \[.*?\]", f"members = {members}", s, count=1, flags=re.S)
 open(p, "w").write(s)
 p = f"{src}/worker/Cargo.toml"
 s = open(p).read()
@@ -61,14 +66,16 @@ link="$gpu/cudalink"
 rm -rf "$link"
 mkdir -p "$link/lib"
 (cd "$gpu/src" && cargo fetch -q)
-python3 - "$link/cuda_stub.c" "${CARGO_HOME:-$HOME/.cargo}" <<'PY'
+for stub in driver:cuda:libcuda.so.1 cudnn:cudnn:libcudnn.so.9; do
+    IFS=: read -r module lib soname <<<"$stub"
+    python3 - "$link/$lib.c" "${CARGO_HOME:-$HOME/.cargo}" "$module" <<'PY'
 import glob, re, sys
-(driver,) = glob.glob(f"{sys.argv[2]}/registry/src/*/cudarc-0.19.10/src/driver/sys/mod.rs")
-src = open(driver).read()
-names = sorted(set(re.findall(r'extern "C" \{\s*fn (cu\w+)\(', src)))
+(sys_rs,) = glob.glob(f"{sys.argv[2]}/registry/src/*/cudarc-0.19.10/src/{sys.argv[3]}/sys/mod.rs")
+names = sorted(set(re.findall(r'extern "C" \{\s*fn (cu\w+)\(', open(sys_rs).read())))
 open(sys.argv[1], "w").write("".join(f"void {n}(void) {{}}\n" for n in names))
 PY
-gcc -shared -fPIC -o "$link/lib/libcuda.so" "$link/cuda_stub.c" -Wl,-soname,libcuda.so.1
+    gcc -shared -fPIC -o "$link/lib/lib$lib.so" "$link/$lib.c" -Wl,-soname,"$soname"
+done
 for l in cublas cublasLt cudart nvrtc; do ln -sf "$cuda/lib/lib$l.so.13" "$link/lib/lib$l.so"; done
 ln -sf "$cuda/lib/libcurand.so.10" "$link/lib/libcurand.so"
 
@@ -77,18 +84,35 @@ ln -sf "$cuda/lib/libcurand.so.10" "$link/lib/libcurand.so"
     cd "$gpu/src"
     export PATH="$cuda/bin:$PATH" CUDA_COMPUTE_CAP=90 CUDARC_CUDA_VERSION=13000 CUDA_TOOLKIT_ROOT_DIR="$link"
     export CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
-    cargo build --release -p sdxl-worker --features cuda --bin sdxl-worker --bench pipeline
+    # One invocation: two would unify features differently (the tests' dev-dependencies) and rebuild candle.
+    cargo build --release -p sdxl-worker -p gameforge-cuda --features sdxl-worker/cudnn,gameforge-cuda/cudnn \
+        --bin sdxl-worker --bench pipeline --bench profile --test gpu \
+        --message-format=json-render-diagnostics >"$gpu/artifacts.json"
 )
 
 # 4. dist
 stage="$gpu/stage"
 rm -rf "$stage"
 mkdir -p "$stage"
-cp "$CARGO_TARGET_DIR/release/sdxl-worker" "$stage/sdxl-worker"
-bench=$(ls -t "$CARGO_TARGET_DIR"/release/deps/pipeline-* | grep -v '\.d$' | head -1)
-cp "$bench" "$stage/sdxl-pipeline-bench"
-strip "$stage/sdxl-worker" "$stage/sdxl-pipeline-bench"
-tar -C "$stage" -cf - sdxl-worker sdxl-pipeline-bench | xz -9e -T2 >"$gpu/dist/sdxl-worker-cuda.tar.xz"
+# Each binary as cargo reported it built (target name → file name in the archive).
+python3 - "$gpu/artifacts.json" "$stage" <<'PY'
+import json, shutil, sys
+names = {"sdxl-worker": "sdxl-worker", "pipeline": "sdxl-pipeline-bench", "profile": "sdxl-profile-bench",
+         "gpu": "gameforge-cuda-gpu-tests"}
+found = {}
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in names:
+        found[names[m["target"]["name"]]] = m["executable"]
+missing = sorted(set(names.values()) - set(found))
+if missing:
+    sys.exit(f"not built: {missing}")
+for name, path in found.items():
+    shutil.copy(path, f"{sys.argv[2]}/{name}")
+PY
+binaries=(sdxl-worker sdxl-pipeline-bench sdxl-profile-bench gameforge-cuda-gpu-tests)
+(cd "$stage" && strip "${binaries[@]}")
+tar -C "$stage" -cf - "${binaries[@]}" | xz -9e -T2 >"$gpu/dist/sdxl-worker-cuda.tar.xz"
 rm -rf "$stage/whl" "$stage/site"
 python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux2014_x86_64 -d "$stage/whl" \

@@ -8,12 +8,18 @@
 # Phases (each bounded by `timeout`, all together by DEADLINE seconds; every log is written to $OUT as it
 # goes, so a cut run still returns what it had):
 #   setup        unpack the binaries, find the CUDA libraries, record the card, driver and toolkit
+#   kernels      the worker's own CUDA ops (gameforge-cuda: group norm, scaled softmax, cuDNN convolution) against
+#                f64 references at SDXL's shapes in f32, f16 and bf16 (its tests/gpu.rs)
 #   correctness  `sdxl-worker generate` on the committed reference cases (tiny models) in f16 and f32, against
 #                the reference images (tools/gpu-bench/correctness.py)
 #   model        `sdxl-worker random-model` writes the full-size SDXL base architecture with random weights (fp16)
 #                (in the background, during correctness)
+#   profile      the worker's `profile` bench (zero weights, SIZE x SIZE, f16): per op, per block, enqueue against
+#                synchronised time, with candle's ops (GAMEFORGE_GPU_OPS=candle, the build before gameforge-cuda)
+#                and then the worker's own; CSVs in $OUT
 #   candle       the worker's `pipeline` bench on that model: SIZE x SIZE, STEPS steps, guidance 5 (batch 2), f16
 #   diffusers    the reference StableDiffusionXLPipeline on the same folder, same settings, fp16
+#   turbo        both again at 512 x 512, 4 steps, no guidance (an SDXL-Turbo-style job; TURBO=0 skips it)
 #                (tools/gpu-bench/diffusers_bench.py, with DIST/reference-site.tar.xz first on PYTHONPATH: diffusers,
 #                transformers 4.x, tokenizers and huggingface-hub as tools/sdxl-reference pins them; torch,
 #                accelerate, safetensors, numpy and pillow are the machine's own)
@@ -22,8 +28,10 @@
 #
 # Environment: OUT (default target/gpu-bench), DIST (default .gpu/dist), WORK (scratch, default /tmp/gpu-bench),
 # SIZE (1024), STEPS (30), RUNS (3 timed runs after one warm-up), DEADLINE (seconds for the whole script, 550),
-# MODEL (an existing model folder: skips the random-model phase), CPU=1 (check the script on a machine without a
-# GPU: the binaries get --cpu; use with MODEL=worker/tests/fixtures/tiny-sdxl-a SIZE=64 STEPS=4).
+# MODEL (an existing model folder: skips the random-model phase), ARCH (the architecture the profile builds with
+# zero weights, default worker/architectures/sdxl-base), TURBO (1: the turbo phase), CPU=1 (check the script on a
+# machine without a GPU: the binaries get --cpu, the kernels phase is skipped; use with
+# MODEL=worker/tests/fixtures/tiny-sdxl-a ARCH=worker/tests/fixtures/tiny-sdxl-a SIZE=64 STEPS=4).
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -39,6 +47,7 @@ cpu_flag=()
 [[ "${CPU:-0}" == 1 ]] && cpu_flag=(--cpu)
 fixtures="$root/worker/tests/fixtures"
 model="${MODEL:-$work/sdxl-base-random}"
+arch="${ARCH:-$root/worker/architectures/sdxl-base}"
 mkdir -p "$out" "$work"
 summary="$out/summary.txt"
 : >"$summary"
@@ -112,7 +121,8 @@ export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if ldd "$bin/sdxl-worker" 2>/dev/null | grep -q 'not found'; then
     # Anywhere else on the machine.
     more=$(timeout 60 find / -xdev \( -name 'libcublas.so.13*' -o -name 'libcurand.so.10*' -o -name 'libcudart.so.13*' \
-        -o -name 'libcuda.so.1' \) -printf '%h\n' 2>/dev/null | grep -v stubs | awk '!seen[$0]++' | paste -sd:)
+        -o -name 'libcudnn.so.9*' -o -name 'libcuda.so.1' \) -printf '%h\n' 2>/dev/null | grep -v stubs |
+        awk '!seen[$0]++' | paste -sd:)
     echo "searched the disk for the CUDA libraries: $more" >>"$out/setup.log"
     [[ -n "$more" ]] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$more"
 fi
@@ -125,6 +135,13 @@ if ldd "$bin/sdxl-worker" 2>/dev/null | grep -q 'not found'; then
     note "setup: libraries not found: $(ldd "$bin/sdxl-worker" | grep 'not found' | awk '{print $1}' | paste -sd' ')"
 fi
 note "setup: done"
+
+# ---------------------------------------------------------------- kernels
+if [[ -z "${cpu_flag[*]}" ]]; then
+    note "kernels: start"
+    timeout "$(allow 90 400)" "$bin/gameforge-cuda-gpu-tests" --test-threads=1 >"$out/kernels.log" 2>&1
+    note "kernels: exit $? — $(grep -E '^test result|FAILED|panicked' "$out/kernels.log" | head -5 | paste -sd'|')"
+fi
 
 # ---------------------------------------------------------------- model (background) + correctness
 model_pid=
@@ -150,6 +167,15 @@ note "correctness: exit $? — $(grep '^SUMMARY' "$out/correctness.log" | paste 
 [[ -n "$model_pid" ]] && wait "$model_pid"
 note "model: $model: $(tail -1 "$out/random-model.log" 2>/dev/null || echo given); $(du -sh "$model" 2>/dev/null | cut -f1)"
 
+# ---------------------------------------------------------------- profile: candle's ops, then ours
+for ops in candle gameforge; do
+    note "profile ($ops): start"
+    GAMEFORGE_GPU_OPS=$ops timeout "$(allow 60 220)" "$bin/sdxl-profile-bench" --width "$size" --height "$size" \
+        --arch "$arch" --no-compare --csv "$out/profile-$ops.csv" "${cpu_flag[@]}" \
+        >"$out/profile-$ops.log" 2>&1
+    note "profile ($ops): exit $? — $(grep -E '^== ' "$out/profile-$ops.log" | paste -sd'|')"
+done
+
 # ---------------------------------------------------------------- reference packages (background) + candle bench
 site="$work/site"
 (
@@ -160,7 +186,7 @@ site_pid=$!
 
 note "candle: start"
 poll_start candle
-timeout "$(allow 200 150)" "$bin/sdxl-pipeline-bench" --model "$model" --width "$size" --height "$size" \
+timeout "$(allow 200 170)" "$bin/sdxl-pipeline-bench" --model "$model" --width "$size" --height "$size" \
     --steps "$steps" --runs "$runs" "${cpu_flag[@]}" >"$out/candle-bench.log" 2>&1
 rc=$?
 poll_stop candle
@@ -172,9 +198,20 @@ cat "$work/site.log" >"$out/diffusers.log"
 note "diffusers: start ($(tail -1 "$work/site.log"))"
 poll_start diffusers
 PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
-    timeout "$(allow 240 5)" python3 "$here/diffusers_bench.py" "$model" --width "$size" --height "$size" \
+    timeout "$(allow 240 40)" python3 "$here/diffusers_bench.py" "$model" --width "$size" --height "$size" \
     --steps "$steps" --runs "$runs" >>"$out/diffusers.log" 2>&1
 rc=$?
 poll_stop diffusers
 note "diffusers: exit $rc — $(grep -E '^(reference|load)' "$out/diffusers.log" | paste -sd'|')"
+
+# ---------------------------------------------------------------- turbo: 512², 4 steps, unguided, both
+if [[ "${TURBO:-1}" == 1 ]]; then
+    timeout "$(allow 20 20)" "$bin/sdxl-pipeline-bench" --model "$model" --width 512 --height 512 --steps 4 \
+        --guidance 0 --runs "$runs" "${cpu_flag[@]}" >"$out/candle-turbo.log" 2>&1
+    note "turbo candle: exit $? — $(grep -E '^(unet step|vae decode|end to end|peak)' "$out/candle-turbo.log" | paste -sd'|')"
+    PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
+        timeout "$(allow 30 0)" python3 "$here/diffusers_bench.py" "$model" --width 512 --height 512 --steps 4 \
+        --guidance 0 --runs "$runs" >"$out/diffusers-turbo.log" 2>&1
+    note "turbo diffusers: exit $? — $(grep -E '^reference' "$out/diffusers-turbo.log" | paste -sd'|')"
+fi
 note "done"
