@@ -102,6 +102,14 @@ fn bad_input_gets_a_clear_error() {
         "latents have shape",
     );
 
+    // The GPU-ops switch takes two values; a third is refused before anything runs.
+    let output = worker().env("GAMEFORGE_GPU_OPS", "Candle").args(with(&["--width", "64", "--height", "64"])).output();
+    let output = output.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("GAMEFORGE_GPU_OPS=\"Candle\": expected `gameforge` or `candle`"), "{stderr}");
+    assert!(!std::path::Path::new(out).exists(), "nothing was generated");
+
     // A model folder whose weights hold integers instead of floats.
     let broken = dir.path().join("broken");
     copy_dir(&fixtures().join("tiny-sdxl-a"), &broken);
