@@ -19,7 +19,8 @@
 #                and then the worker's own; CSVs in $OUT
 #   candle       the worker's `pipeline` bench on that model: SIZE x SIZE, STEPS steps, guidance 5 (batch 2), f16
 #   diffusers    the reference StableDiffusionXLPipeline on the same folder, same settings, fp16
-#   turbo        both again at 512 x 512, 4 steps, no guidance (an SDXL-Turbo-style job; TURBO=0 skips it)
+#   turbo        both again at TURBO_SIZE x TURBO_SIZE (512), 4 steps, no guidance (an SDXL-Turbo-style job;
+#                TURBO=0 skips it)
 #                (tools/gpu-bench/diffusers_bench.py, with DIST/reference-site.tar.xz first on PYTHONPATH: diffusers,
 #                transformers 4.x, tokenizers and huggingface-hub as tools/sdxl-reference pins them; torch,
 #                accelerate, safetensors, numpy and pillow are the machine's own)
@@ -29,9 +30,9 @@
 # Environment: OUT (default target/gpu-bench), DIST (default .gpu/dist), WORK (scratch, default /tmp/gpu-bench),
 # SIZE (1024), STEPS (30), RUNS (3 timed runs after one warm-up), DEADLINE (seconds for the whole script, 550),
 # MODEL (an existing model folder: skips the random-model phase), ARCH (the architecture the profile builds with
-# zero weights, default worker/architectures/sdxl-base), TURBO (1: the turbo phase), CPU=1 (check the script on a
-# machine without a GPU: the binaries get --cpu, the kernels phase is skipped; use with
-# MODEL=worker/tests/fixtures/tiny-sdxl-a ARCH=worker/tests/fixtures/tiny-sdxl-a SIZE=64 STEPS=4).
+# zero weights, default worker/architectures/sdxl-base), TURBO (1: the turbo phase), TURBO_SIZE (512), CPU=1
+# (check the script on a machine without a GPU: the binaries get --cpu, the kernels phase only lists its tests; use with
+# MODEL=worker/tests/fixtures/tiny-sdxl-a ARCH=worker/tests/fixtures/tiny-sdxl-a SIZE=64 STEPS=4 TURBO_SIZE=64).
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -137,10 +138,13 @@ fi
 note "setup: done"
 
 # ---------------------------------------------------------------- kernels
+note "kernels: start"
 if [[ -z "${cpu_flag[*]}" ]]; then
-    note "kernels: start"
     timeout "$(allow 90 400)" "$bin/gameforge-cuda-gpu-tests" --test-threads=1 >"$out/kernels.log" 2>&1
     note "kernels: exit $? — $(grep -E '^test result|FAILED|panicked' "$out/kernels.log" | head -5 | paste -sd'|')"
+else # no GPU to run them on: only that the binary loads
+    "$bin/gameforge-cuda-gpu-tests" --list >"$out/kernels.log" 2>&1
+    note "kernels: listed only (CPU=1), exit $? — $(grep -c ': test$' "$out/kernels.log") tests"
 fi
 
 # ---------------------------------------------------------------- model (background) + correctness
@@ -198,20 +202,21 @@ cat "$work/site.log" >"$out/diffusers.log"
 note "diffusers: start ($(tail -1 "$work/site.log"))"
 poll_start diffusers
 PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
-    timeout "$(allow 240 40)" python3 "$here/diffusers_bench.py" "$model" --width "$size" --height "$size" \
+    timeout "$(allow 240 100)" python3 "$here/diffusers_bench.py" "$model" --width "$size" --height "$size" \
     --steps "$steps" --runs "$runs" >>"$out/diffusers.log" 2>&1
 rc=$?
 poll_stop diffusers
 note "diffusers: exit $rc — $(grep -E '^(reference|load)' "$out/diffusers.log" | paste -sd'|')"
 
-# ---------------------------------------------------------------- turbo: 512², 4 steps, unguided, both
+# ---------------------------------------------------------------- turbo: TURBO_SIZE², 4 steps, unguided, both
+turbo_size="${TURBO_SIZE:-512}"
 if [[ "${TURBO:-1}" == 1 ]]; then
-    timeout "$(allow 20 20)" "$bin/sdxl-pipeline-bench" --model "$model" --width 512 --height 512 --steps 4 \
-        --guidance 0 --runs "$runs" "${cpu_flag[@]}" >"$out/candle-turbo.log" 2>&1
+    timeout "$(allow 40 60)" "$bin/sdxl-pipeline-bench" --model "$model" --width "$turbo_size" \
+        --height "$turbo_size" --steps 4 --guidance 0 --runs "$runs" "${cpu_flag[@]}" >"$out/candle-turbo.log" 2>&1
     note "turbo candle: exit $? — $(grep -E '^(unet step|vae decode|end to end|peak)' "$out/candle-turbo.log" | paste -sd'|')"
     PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
-        timeout "$(allow 30 0)" python3 "$here/diffusers_bench.py" "$model" --width 512 --height 512 --steps 4 \
-        --guidance 0 --runs "$runs" >"$out/diffusers-turbo.log" 2>&1
+        timeout "$(allow 60 0)" python3 "$here/diffusers_bench.py" "$model" --width "$turbo_size" \
+        --height "$turbo_size" --steps 4 --guidance 0 --runs "$runs" >"$out/diffusers-turbo.log" 2>&1
     note "turbo diffusers: exit $? — $(grep -E '^reference' "$out/diffusers-turbo.log" | paste -sd'|')"
 fi
 note "done"
