@@ -1,7 +1,7 @@
 """Times the reference diffusers StableDiffusionXLPipeline the way `cargo bench --bench pipeline` times the worker.
 
     python3 diffusers_bench.py MODEL_DIR [--width W] [--height H] [--steps N] [--guidance G] [--runs R]
-                               [--dtype f16|f32] [--json OUT.json]
+                               [--dtype f16|f32] [--json OUT.json] [--profile OUT.csv]
 
 Same prompt, negative prompt, seeds-per-run and default scheduler (the model folder's) as the Rust bench. One
 warm-up run first; then R timed runs. Every time is taken after torch.cuda.synchronize(), so it is the GPU's
@@ -13,6 +13,9 @@ time, not the launch time:
             says force_upcast is outside it);
   * end to end: the whole pipeline call, output_type="np".
 Peak memory: torch.cuda.max_memory_allocated / max_memory_reserved over the timed runs (weights included).
+--profile: one more run under torch.profiler, after the timed ones: every kernel (on a GPU; aten ops on the CPU)
+with its calls and self time to OUT.csv, and the run's time by kind (convolution, GEMM, attention, norm, the
+rest) printed: the reference's per-kernel budget to set the worker's `profile` bench against.
 Runs on the CPU too (for checking the script without a GPU).
 """
 
@@ -40,6 +43,7 @@ def main():
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--dtype", choices=["f16", "f32"], default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--profile", default=None)
     a = p.parse_args()
 
     import diffusers
@@ -167,6 +171,64 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)
+    if a.profile:
+        with torch.inference_mode():
+            profile_run(lambda: run(0), cuda, a.profile, a.steps)
+
+
+# Kernel and op names by kind, first match wins: cuDNN's and cutlass's convolution kernels name their pass
+# (fprop, implicit gemm, conv), attention kernels their algorithm.
+KINDS = [
+    ("attention", r"fmha|flash|attention|sdpa|softmax"),
+    ("conv", r"conv|fprop|implicit_?gemm|winograd|im2col|dgrad|cudnn"),
+    ("gemm", r"gemm|matmul|\bmm\b|addmm|linear|cutlass|xmma|cublas"),
+    ("norm", r"norm"),
+]
+
+
+def kind_of(name):
+    import re
+
+    low = name.lower()
+    for kind, pattern in KINDS:
+        if re.search(pattern, low):
+            return kind
+    return "rest"
+
+
+def profile_run(run_once, cuda, path, steps):
+    import csv
+
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        run_once()
+    rows = []
+    for e in prof.key_averages():
+        device_us = getattr(e, "self_device_time_total", 0) or 0
+        cpu_us = e.self_cpu_time_total
+        # On a GPU the kernels are the budget (the CPU-side op events only launch them); on the CPU, the ops.
+        if cuda and device_us <= 0:
+            continue
+        rows.append({"name": e.key, "kind": kind_of(e.key), "calls": e.count,
+                     "self_us": device_us if cuda else cpu_us})
+    rows.sort(key=lambda r: -r["self_us"])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["name", "kind", "calls", "self_us"])
+        w.writeheader()
+        w.writerows(rows)
+    total = sum(r["self_us"] for r in rows) or 1.0
+    by_kind = {}
+    for r in rows:
+        by_kind[r["kind"]] = by_kind.get(r["kind"], 0.0) + r["self_us"]
+    where = "GPU kernels" if cuda else "CPU ops (self time)"
+    print(f"profile: one run ({steps} steps, text and decode included), {where}, {total / 1000:.1f} ms in all")
+    for kind, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"profile {kind:<10} {us / 1000:9.1f} ms  {100 * us / total:5.1f}%")
+    for r in rows[:15]:
+        print(f"profile top  {r['self_us'] / 1000:9.2f} ms {r['calls']:6d}x  {r['kind']:<9} {r['name'][:90]}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

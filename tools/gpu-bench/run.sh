@@ -18,7 +18,8 @@
 #                synchronised time, with candle's ops (GAMEFORGE_GPU_OPS=candle, the build before gameforge-cuda)
 #                and then the worker's own; CSVs in $OUT
 #   candle       the worker's `pipeline` bench on that model: SIZE x SIZE, STEPS steps, guidance 5 (batch 2), f16
-#   diffusers    the reference StableDiffusionXLPipeline on the same folder, same settings, fp16
+#   diffusers    the reference StableDiffusionXLPipeline on the same folder, same settings, fp16, then one more
+#                run under torch.profiler: its kernels by kind to $OUT/profile-diffusers.csv
 #   turbo        both again at TURBO_SIZE x TURBO_SIZE (512), 4 steps, no guidance (an SDXL-Turbo-style job;
 #                TURBO=0 skips it)
 #                (tools/gpu-bench/diffusers_bench.py, with DIST/reference-site.tar.xz first on PYTHONPATH: diffusers,
@@ -203,10 +204,10 @@ note "diffusers: start ($(tail -1 "$work/site.log"))"
 poll_start diffusers
 PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
     timeout "$(allow 240 100)" python3 "$here/diffusers_bench.py" "$model" --width "$size" --height "$size" \
-    --steps "$steps" --runs "$runs" >>"$out/diffusers.log" 2>&1
+    --steps "$steps" --runs "$runs" --profile "$out/profile-diffusers.csv" >>"$out/diffusers.log" 2>&1
 rc=$?
 poll_stop diffusers
-note "diffusers: exit $rc — $(grep -E '^(reference|load)' "$out/diffusers.log" | paste -sd'|')"
+note "diffusers: exit $rc — $(grep -E '^(reference|load|profile (conv|gemm|attention|norm|rest) )' "$out/diffusers.log" | paste -sd'|')"
 
 # ---------------------------------------------------------------- turbo: TURBO_SIZE², 4 steps, unguided, both
 turbo_size="${TURBO_SIZE:-512}"
