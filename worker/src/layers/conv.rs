@@ -65,9 +65,7 @@ impl Conv2d {
             None => Ok(xs),
         }
     }
-}
 
-impl Conv2d {
     /// The convolution without its bias, where our CPU kernel does not run it.
     fn library_conv(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         #[cfg(feature = "cudnn")]
