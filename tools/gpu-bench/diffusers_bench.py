@@ -13,9 +13,11 @@ time, not the launch time:
             says force_upcast is outside it);
   * end to end: the whole pipeline call, output_type="np".
 Peak memory: torch.cuda.max_memory_allocated / max_memory_reserved over the timed runs (weights included).
---profile: one more run under torch.profiler, after the timed ones: every kernel (on a GPU; aten ops on the CPU)
-with its calls and self time to OUT.csv, and the run's time by kind (convolution, GEMM, attention, norm, the
-rest) printed: the reference's per-kernel budget to set the worker's `profile` bench against.
+--profile: after the timed runs, torch.profiler over one run's denoising (output_type="latent", so no decode;
+per step is its total over the steps, text encoding included) and over one VAE decode as the pipeline runs it:
+every kernel (on a GPU; aten ops on the CPU) with its calls and self time to OUT.csv by section (unet_step,
+vae_decode), and each section's time by kind (convolution, GEMM, attention, norm, the rest) printed: the
+reference's per-kernel budget beside the worker's `profile` bench (compare_profiles.py puts them side by side).
 Runs on the CPU too (for checking the script without a GPU).
 """
 
@@ -173,7 +175,7 @@ def main():
             json.dump(result, f, indent=1)
     if a.profile:
         with torch.inference_mode():
-            profile_run(lambda: run(0), cuda, a.profile, a.steps)
+            profile_sections(pipe, a, cuda, sync)
 
 
 # Kernel and op names by kind, first match wins: cuDNN's and cutlass's convolution kernels name their pass
@@ -196,40 +198,67 @@ def kind_of(name):
     return "rest"
 
 
-def profile_run(run_once, cuda, path, steps):
-    import csv
-
+def profiled(fn, cuda):
+    """Each kernel (GPU) or op (CPU) of one call of fn: (name, calls, self microseconds)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
-        run_once()
+        fn()
     rows = []
     for e in prof.key_averages():
         device_us = getattr(e, "self_device_time_total", 0) or 0
-        cpu_us = e.self_cpu_time_total
         # On a GPU the kernels are the budget (the CPU-side op events only launch them); on the CPU, the ops.
         if cuda and device_us <= 0:
             continue
-        rows.append({"name": e.key, "kind": kind_of(e.key), "calls": e.count,
-                     "self_us": device_us if cuda else cpu_us})
-    rows.sort(key=lambda r: -r["self_us"])
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["name", "kind", "calls", "self_us"])
-        w.writeheader()
-        w.writerows(rows)
-    total = sum(r["self_us"] for r in rows) or 1.0
-    by_kind = {}
-    for r in rows:
-        by_kind[r["kind"]] = by_kind.get(r["kind"], 0.0) + r["self_us"]
-    where = "GPU kernels" if cuda else "CPU ops (self time)"
-    print(f"profile: one run ({steps} steps, text and decode included), {where}, {total / 1000:.1f} ms in all")
-    for kind, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
-        print(f"profile {kind:<10} {us / 1000:9.1f} ms  {100 * us / total:5.1f}%")
-    for r in rows[:15]:
-        print(f"profile top  {r['self_us'] / 1000:9.2f} ms {r['calls']:6d}x  {r['kind']:<9} {r['name'][:90]}")
-    print(f"wrote {path}")
+        rows.append((e.key, e.count, device_us if cuda else e.self_cpu_time_total))
+    return rows
 
+
+def profile_sections(pipe, a, cuda, sync):
+    import csv
+
+    device = "cuda" if cuda else "cpu"
+    latents = {}
+
+    def denoise():
+        g = torch.Generator(device=device).manual_seed(0)
+        latents["x"] = pipe(PROMPT, negative_prompt=NEGATIVE, width=a.width, height=a.height,
+                            num_inference_steps=a.steps, guidance_scale=a.guidance, generator=g,
+                            output_type="latent").images
+        sync()
+
+    def decode():
+        # As the pipeline decodes: diffusers' partial upcast of a force_upcast VAE, the latents unscaled.
+        vae = pipe.vae
+        upcast = vae.dtype == torch.float16 and vae.config.force_upcast
+        if upcast:
+            pipe.upcast_vae()
+        x = latents["x"].to(next(iter(vae.post_quant_conv.parameters())).dtype)
+        vae.decode(x / vae.config.scaling_factor, return_dict=False)
+        sync()
+        if upcast:
+            vae.to(dtype=torch.float16)
+
+    sections = [("unet_step", profiled(denoise, cuda), a.steps), ("vae_decode", profiled(decode, cuda), 1)]
+    with open(a.profile, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["section", "kind", "name", "calls", "self_ms"])
+        for section, rows, per in sections:
+            for name, calls, us in sorted(rows, key=lambda r: -r[2]):
+                w.writerow([section, kind_of(name), name, calls / per, us / 1000 / per])
+    where = "GPU kernels" if cuda else "CPU ops (self time)"
+    for section, rows, per in sections:
+        total = sum(us for _, _, us in rows) / 1000 / per
+        print(f"profile {section}: {total:.1f} ms of {where} per {'step' if per > 1 else 'decode'}")
+        by_kind = {}
+        for name, _, us in rows:
+            by_kind[kind_of(name)] = by_kind.get(kind_of(name), 0.0) + us / 1000 / per
+        for kind, ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+            print(f"profile {section} {kind:<10} {ms:9.2f} ms  {100 * ms / (total or 1):5.1f}%")
+        for name, calls, us in sorted(rows, key=lambda r: -r[2])[:10]:
+            print(f"profile {section} top {us / 1000 / per:9.3f} ms {calls / per:7.1f}x  {kind_of(name):<9} {name[:80]}")
+    print(f"wrote {a.profile}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,10 +18,11 @@
 #                synchronised time, with candle's ops (GAMEFORGE_GPU_OPS=candle, the build before gameforge-cuda)
 #                and then the worker's own; CSVs in $OUT
 #   candle       the worker's `pipeline` bench on that model: SIZE x SIZE, STEPS steps, guidance 5 (batch 2), f16
-#   diffusers    the reference StableDiffusionXLPipeline on the same folder, same settings, fp16, then one more
-#                run under torch.profiler: its kernels by kind to $OUT/profile-diffusers.csv
+#   diffusers    the reference StableDiffusionXLPipeline on the same folder, same settings, fp16, then its
+#                denoising and its decode under torch.profiler: kernels by kind to $OUT/profile-diffusers.csv
 #   turbo        both again at TURBO_SIZE x TURBO_SIZE (512), 4 steps, no guidance (an SDXL-Turbo-style job;
 #                TURBO=0 skips it)
+#   profiles     the three profiles side by side by kind (compare_profiles.py), to $OUT/profiles.txt
 #                (tools/gpu-bench/diffusers_bench.py, with DIST/reference-site.tar.xz first on PYTHONPATH: diffusers,
 #                transformers 4.x, tokenizers and huggingface-hub as tools/sdxl-reference pins them; torch,
 #                accelerate, safetensors, numpy and pillow are the machine's own)
@@ -207,7 +208,7 @@ PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=
     --steps "$steps" --runs "$runs" --profile "$out/profile-diffusers.csv" >>"$out/diffusers.log" 2>&1
 rc=$?
 poll_stop diffusers
-note "diffusers: exit $rc — $(grep -E '^(reference|load|profile (conv|gemm|attention|norm|rest) )' "$out/diffusers.log" | paste -sd'|')"
+note "diffusers: exit $rc — $(grep -E '^(reference|load|profile (unet_step|vae_decode):)' "$out/diffusers.log" | paste -sd'|')"
 
 # ---------------------------------------------------------------- turbo: TURBO_SIZE², 4 steps, unguided, both
 turbo_size="${TURBO_SIZE:-512}"
@@ -220,4 +221,6 @@ if [[ "${TURBO:-1}" == 1 ]]; then
         --height "$turbo_size" --steps 4 --guidance 0 --runs "$runs" >"$out/diffusers-turbo.log" 2>&1
     note "turbo diffusers: exit $? — $(grep -E '^reference' "$out/diffusers-turbo.log" | paste -sd'|')"
 fi
+python3 "$here/compare_profiles.py" "$out" >"$out/profiles.txt" 2>&1
+note "profiles: exit $? — $out/profiles.txt"
 note "done"

@@ -8,7 +8,8 @@
 //! op does not depend on the values. The profile mode (`sdxl_worker::profile`) records every convolution, norm
 //! and attention stage and every block; this prints the totals per kind, per block and the heaviest shapes, and
 //! for each convolution shape also times candle's own convolution and a plain matmul of the same M/N/K (the
-//! floor a convolution could reach). `--csv` writes every aggregated row.
+//! floor a convolution could reach). `--csv` writes every aggregated row, and per section its `total` (per run,
+//! profiling's synchronisation included) and the `rest` no op recorded.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -201,12 +202,13 @@ fn main() -> anyhow::Result<()> {
             }
             println!("{kind:<16} {:>6} calls {:>10.1} ms per run", count / o.runs, ms(*time) / runs);
         }
+        let rest = (ms(*total) - ms(ops) / runs).max(0.0);
         println!(
-            "{:<16} {:>6}       {:>10.1} ms per run (not recorded: adds, casts, copies, embeddings)",
-            "rest",
-            "",
-            (ms(*total) - ms(ops) / runs).max(0.0)
+            "{:<16} {:>6}       {rest:>10.1} ms per run (not recorded: adds, casts, copies, embeddings)",
+            "rest", ""
         );
+        csv.push_str(&format!("{section},total,\"\",1,{0:.3},{0:.3},NaN,NaN,NaN\n", ms(*total)));
+        csv.push_str(&format!("{section},rest,\"\",1,{rest:.3},{rest:.3},NaN,NaN,NaN\n"));
         println!("-- blocks --");
         for ((_, name), row) in rows.iter().filter(|((kind, _), _)| *kind == "block") {
             println!("{name:<16} {:>10.1} ms", ms(row.finished) / runs);
