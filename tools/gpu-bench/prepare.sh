@@ -9,9 +9,8 @@
 # What it does:
 #   1. a snapshot of the repository at HEAD (`git archive`, without worker/tests/fixtures) in .gpu/src, trimmed to
 #      the workspace members the worker needs (crates/contract, crates/aws, crates/kernels, crates/cuda, worker)
-#      and without the worker's
-#      emulator dev-dependency (gameforge-localaws, only for the queue_overhead bench and tests), so that edits in
-#      the working tree do not reach the build;
+#      and without the worker's emulator dev-dependency (gameforge-localaws, only for the queue_overhead bench and
+#      tests), so that edits in the working tree do not reach the build;
 #   2. CUDA 13.0's compiler and the libraries to link against, from PyPI into a scratch venv (nvcc, cicc, the
 #      runtime headers, cuBLAS, cuRAND, NVRTC; versions pinned below: the PTX must not be newer than the GPU
 #      machine's driver, 580 = CUDA 13.0), and link-time stand-ins for the driver's libcuda.so.1 and for
