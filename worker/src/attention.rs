@@ -71,21 +71,16 @@ fn attend_slice(q: &Tensor, kt: &Tensor, v: &Tensor, scale: f64) -> candle_core:
     // matrices (8 bytes per score); the memory planner counts on that.
     let device = q.device();
     let name = || format!("{:?}·{:?}", q.dims(), kt.dims());
+    // The scale goes on q, not on the scores: half-precision scores must be in range when they are written (the
+    // VAE's 512-wide dot products can pass f16's 65 504 unscaled), and q is the small operand.
+    let scores = profile::time("attn_scores", name, device, || (q * scale)?.matmul(kt))?;
     #[cfg(feature = "cuda")]
     if crate::gpu_ops::GpuOps::ours_on(device) {
-        // The scale goes on q, not into the softmax: half-precision scores must be in range when they are
-        // written (the VAE's 512-wide dot products can pass f16's 65 504 unscaled), and q is the small operand.
-        let scores = profile::time("attn_scores", name, device, || (q * scale)?.matmul(kt))?;
         let probs = profile::time("attn_softmax", name, device, || gameforge_cuda::scaled_softmax(&scores, 1.0))?;
         drop(scores);
-        return profile::time(
-            "attn_values",
-            || format!("{:?}·{:?}", probs.dims(), v.dims()),
-            device,
-            || probs.matmul(v),
-        );
+        let name = || format!("{:?}·{:?}", probs.dims(), v.dims());
+        return profile::time("attn_values", name, device, || probs.matmul(v));
     }
-    let scores = profile::time("attn_scores", name, device, || q.matmul(kt)? * scale)?;
     let probs = profile::time("attn_softmax", name, device, || {
         let scores = scores.to_dtype(DType::F32)?;
         candle_nn::ops::softmax_last_dim(&scores)

@@ -196,8 +196,8 @@ impl SdxlPipeline {
         }
         let default_scheduler =
             scheduler_config.class_name.as_deref().and_then(SchedulerKind::from_class).unwrap_or(SchedulerKind::Euler);
-        // The stock SDXL VAE overflows in f16 (black images); like the reference, decode in f32 unless the
-        // config says the VAE is safe in half precision.
+        // The stock SDXL VAE overflows in f16 (black images); like the reference, decode its up blocks in f32
+        // unless the config says the VAE is safe in half precision.
         let vae_precision = VaePrecision::for_pipeline(dtype, &vae_config);
         // Counted at the body's dtype, the larger: the head's few weights are read again in theirs.
         let vae_dtype = vae_precision.body;
