@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{GroupNormCase, PRECISIONS, Precision, SOFTMAX_CASES, SOFTMAX_SCALE};
+use common::{GroupNormCase, PRECISIONS, SOFTMAX_CASES, SOFTMAX_SCALE};
 use gameforge_cuda::launch::{GROUP_NORM_THREADS, GroupNormGrid, softmax_threads};
 
 /// The emulated kernels' runner, compiled once per test process.
@@ -123,9 +123,15 @@ fn the_softmax_kernel_matches_the_f64_reference() {
         for precision in PRECISIONS {
             let x = precision.round(&data);
             let threads = softmax_threads(cols).unwrap();
-            let args =
-                ["softmax", precision.name(), &rows.to_string(), &cols.to_string(), "0.125", &threads.to_string()]
-                    .map(String::from);
+            let args = [
+                "softmax",
+                precision.name(),
+                &rows.to_string(),
+                &cols.to_string(),
+                &SOFTMAX_SCALE.to_string(),
+                &threads.to_string(),
+            ]
+            .map(String::from);
             let got = run(&args, &x, x.len());
             common::check_softmax(&x, cols, SOFTMAX_SCALE, precision, &got);
         }
@@ -140,5 +146,4 @@ fn the_softmax_kernel_gives_minus_infinity_no_weight() {
     assert_eq!((got[0], got[2]), (0.0, 0.0));
     let reference = common::softmax_reference(&common::widen(&x), 5, 1.0);
     assert!(common::worst(&got, &reference, 0.2) < 1e-6, "{got:?}");
-    let _ = Precision::F32;
 }

@@ -70,7 +70,9 @@ fn scaled_softmax_matches_the_f64_reference() {
         let data: Vec<f32> = common::values(rows * cols, seed as u64).iter().map(|v| v * spread).collect();
         for precision in PRECISIONS {
             let x = precision.round(&data);
-            let got = download(&gameforge_cuda::scaled_softmax(&upload(&x, &[rows, cols], precision), 0.125).unwrap());
+            let got = download(
+                &gameforge_cuda::scaled_softmax(&upload(&x, &[rows, cols], precision), SOFTMAX_SCALE as f32).unwrap(),
+            );
             common::check_softmax(&x, cols, SOFTMAX_SCALE, precision, &got);
         }
     }
