@@ -5,7 +5,9 @@
 //! workspace on every call. Here an f16/bf16 convolution is cuDNN's "pseudo-half" configuration (data in half,
 //! arithmetic in float) on tensor cores; f32 allows TF32 tensor cores as PyTorch's cuDNN default does. The
 //! descriptors and the algorithm (cuDNN's heuristic choice, as PyTorch without `benchmark`) are made once per
-//! shape, and one workspace per device grows to the largest any shape needs.
+//! shape, and one workspace per device grows to the largest any shape needs. When that workspace cannot be
+//! allocated (the device is full), the convolution runs with implicit GEMM, which needs none, rather than fail:
+//! slower, but the job goes on (PyTorch too falls back to algorithms with smaller workspaces).
 // cuDNN's launch is FFI: the descriptors below describe exactly the buffers passed to it.
 #![allow(unsafe_code)]
 
@@ -28,8 +30,19 @@ use half::{bf16, f16};
 /// `conv2d(xs, weight)` with square stride and padding, no dilation or groups, over NCHW `xs` and OIHW `weight`
 /// of one dtype (f32, f16 or bf16) on a CUDA device. No bias: add it after.
 pub fn conv2d(xs: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    xs.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &Conv2dOp { stride, padding })
+    xs.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &Conv2dOp { stride, padding, without_workspace: false })
 }
+
+/// [`conv2d`] as it runs when its workspace cannot be allocated: implicit GEMM, no workspace. For the GPU tests,
+/// which cannot fill a device on purpose.
+#[doc(hidden)]
+pub fn conv2d_without_workspace(xs: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    xs.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &Conv2dOp { stride, padding, without_workspace: true })
+}
+
+/// The algorithm that needs no workspace and runs every configuration here.
+const NO_WORKSPACE: sys::cudnnConvolutionFwdAlgo_t =
+    sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct ConvKey {
@@ -134,6 +147,8 @@ thread_local! {
 struct Conv2dOp {
     stride: usize,
     padding: usize,
+    /// Skip the preferred algorithm (tests of the fallback).
+    without_workspace: bool,
 }
 
 impl Conv2dOp {
@@ -160,26 +175,26 @@ impl Conv2dOp {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => entry.insert(Prepared::new(&per_device.handle, &key)?),
             };
-            if per_device.workspace.as_ref().is_none_or(|w| w.len() < prepared.workspace) {
+            let mut algorithm = if self.without_workspace { NO_WORKSPACE } else { prepared.algorithm };
+            if algorithm != NO_WORKSPACE && per_device.workspace.as_ref().is_none_or(|w| w.len() < prepared.workspace) {
                 // The old one goes first: the two need not both fit. Stream order keeps earlier convolutions'
                 // use of it before the free.
                 per_device.workspace = None;
                 // SAFETY: cuDNN's scratch; it is written before it is read.
-                per_device.workspace = Some(unsafe { device.alloc::<u8>(prepared.workspace.max(1))? });
+                match unsafe { device.alloc::<u8>(prepared.workspace.max(1)) } {
+                    Ok(workspace) => per_device.workspace = Some(workspace),
+                    // No room: this call goes without; the next one tries again.
+                    Err(_) => algorithm = NO_WORKSPACE,
+                }
             }
+            let workspace = if algorithm == NO_WORKSPACE { None } else { per_device.workspace.as_mut() };
             let forward =
                 ConvForward { conv: &prepared.conv, x: &prepared.input, w: &prepared.filter, y: &prepared.output };
             // SAFETY: `input`, `filter` and `out` are contiguous NCHW/OIHW buffers of exactly the descriptors'
-            // shapes and dtype (checked by the caller and by `key`), on the stream the handle is bound to.
+            // shapes and dtype (checked by the caller and by `key`), on the stream the handle is bound to; the
+            // workspace is at least what `algorithm` asked for (implicit GEMM asks for none).
             unsafe {
-                forward.launch(
-                    prepared.algorithm,
-                    per_device.workspace.as_mut(),
-                    (T::from_f64(1.0), T::from_f64(0.0)),
-                    &input,
-                    &filter,
-                    &mut out,
-                )
+                forward.launch(algorithm, workspace, (T::from_f64(1.0), T::from_f64(0.0)), &input, &filter, &mut out)
             }
             .map_err(candle_core::Error::wrap)
         })?;

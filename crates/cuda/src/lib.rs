@@ -20,4 +20,4 @@ pub use kernels::{group_norm, scaled_softmax};
 #[cfg(feature = "cudnn")]
 mod conv;
 #[cfg(feature = "cudnn")]
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_without_workspace};

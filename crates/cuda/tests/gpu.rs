@@ -91,6 +91,8 @@ fn scaled_softmax_gives_minus_infinity_no_weight() {
 mod conv {
     use super::*;
 
+    type Conv = fn(&Tensor, &Tensor, usize, usize) -> candle_core::Result<Tensor>;
+
     fn conv_reference(x: &[f64], w: &[f64], xd: [usize; 4], wd: [usize; 4], stride: usize, pad: usize) -> Vec<f64> {
         let ([b, c, h, wi], [o, _, k, _]) = (xd, wd);
         let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (wi + 2 * pad - k) / stride + 1);
@@ -123,6 +125,8 @@ mod conv {
         out
     }
 
+    /// The preferred algorithm, and implicit GEMM without a workspace (what runs when the device has no room
+    /// for the preferred one's).
     #[test]
     fn conv2d_matches_the_f64_reference() {
         // ([batch, in, h, w], out, kernel, stride, padding): SDXL's 3×3 at a small plane, its stride-2
@@ -140,25 +144,34 @@ mod conv {
                 let xr = precision.round(&common::values(x_len, seed as u64));
                 let wr = precision.round(&common::values(w_len, 50 + seed as u64));
                 let (x, w) = (upload(&xr, &xd, precision), upload(&wr, &wd, precision));
-                let got = gameforge_cuda::conv2d(&x, &w, stride, pad).unwrap();
                 let reference = conv_reference(&common::widen(&xr), &common::widen(&wr), xd, wd, stride, pad);
                 // Sums of c·k² products of order 1 with random signs: of order √(c·k²); TF32 (10-bit mantissa)
                 // for f32 is PyTorch's default for cuDNN, so f32 is held to f16's bound.
                 let scale = ((xd[1] * k * k) as f64).sqrt();
                 let bound = if precision == Precision::F32 { Precision::F16 } else { precision }.tolerance();
-                let err = common::worst(&download(&got), &reference, scale);
-                assert!(err < 4.0 * bound, "{xd:?}→{o} k{k} s{stride} p{pad} {precision:?}: worst {err}");
+                for (algorithm, conv) in [
+                    ("preferred", gameforge_cuda::conv2d as Conv),
+                    ("no workspace", gameforge_cuda::conv2d_without_workspace),
+                ] {
+                    let got = conv(&x, &w, stride, pad).unwrap();
+                    let err = common::worst(&download(&got), &reference, scale);
+                    let what = format!("{xd:?}→{o} k{k} s{stride} p{pad} {precision:?} {algorithm}");
+                    assert!(err < 4.0 * bound, "{what}: worst {err}");
+                }
             }
         }
     }
 
-    /// 4 608 ones summed: in half precision the sum stops at 2 048 (2 049 is not an f16), in float it is exact.
+    /// 4 608 ones summed: in half precision the sum stops at 2 048 (2 049 is not an f16), in float it is exact;
+    /// with either algorithm.
     #[test]
     fn half_precision_convolutions_accumulate_in_float() {
         let ones = |dims: &[usize]| Tensor::ones(dims, DType::F16, &gpu()).unwrap();
-        let out = gameforge_cuda::conv2d(&ones(&[1, 512, 5, 5]), &ones(&[2, 512, 3, 3]), 1, 1).unwrap();
-        let centre = download(&out.narrow(2, 2, 1).unwrap().narrow(3, 2, 1).unwrap());
-        assert_eq!(centre, vec![4608.0, 4608.0]);
+        for conv in [gameforge_cuda::conv2d as Conv, gameforge_cuda::conv2d_without_workspace] {
+            let out = conv(&ones(&[1, 512, 5, 5]), &ones(&[2, 512, 3, 3]), 1, 1).unwrap();
+            let centre = download(&out.narrow(2, 2, 1).unwrap().narrow(3, 2, 1).unwrap());
+            assert_eq!(centre, vec![4608.0, 4608.0]);
+        }
     }
 
     #[test]
