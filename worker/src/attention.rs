@@ -6,7 +6,9 @@
 //! On the CPU in f32 it is `gameforge_kernels::attention`, which works a block of queries at a time by itself
 //! (no score matrix beyond one block per thread, whatever the slicing) and runs every head's blocks in parallel.
 //! On CUDA the scale and the softmax are one kernel (`gameforge_cuda::scaled_softmax`) that reads the scores in
-//! their own dtype and computes in f32 registers, unless `GAMEFORGE_GPU_OPS=candle`.
+//! their own dtype and computes in f32 registers, unless `GAMEFORGE_GPU_OPS=candle`. With the `flash-attn`
+//! feature, half-precision attention on sm_80 and newer is flash attention instead, which holds no score matrix
+//! at all, so it is never sliced.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, bail};
 use gameforge_kernels::AttentionShape;
@@ -46,11 +48,21 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, slicing: Slicing) 
             q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &CpuAttention { scale: scale as f32 })
         });
     }
+    #[cfg(feature = "flash-attn")]
+    if crate::gpu_ops::GpuOps::ours_on(q.device()) && gameforge_cuda::flash::flash_attention_runs(q, k, v)? {
+        let name = || format!("{:?}·{:?}", q.dims(), k.dims());
+        return profile::time("attention", name, q.device(), || gameforge_cuda::flash::flash_attention(q, k, v, scale));
+    }
     attend_sliced(q, k, v, scale, slicing)
 }
 
 /// candle's ops, a slice of queries at a time.
 fn attend_sliced(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, slicing: Slicing) -> candle_core::Result<Tensor> {
+    // candle's matmul wants its operands' matrices contiguous (the heads come in as views).
+    let name = || format!("{:?}", q.dims());
+    let (q, k, v) =
+        profile::time("heads", name, q.device(), || Ok((q.contiguous()?, k.contiguous()?, v.contiguous()?)))?;
+    let (q, k, v) = (&q, &k, &v);
     let (batch, heads, queries, _) = q.dims4()?;
     let keys = k.dim(2)?;
     let kt = k.t()?;

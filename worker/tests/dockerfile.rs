@@ -37,11 +37,17 @@ fn the_worker_image_is_built_as_the_service_expects() {
     let runtime_start = all.iter().rposition(|(k, _)| k == "FROM").unwrap();
     let runtime = &all[runtime_start..];
 
-    // Build: locked, the worker only, with CUDA.
-    assert!(
-        all.iter()
-            .any(|(k, v)| k == "RUN" && v.contains("cargo build --release --locked -p sdxl-worker --features cudnn"))
-    );
+    // Build: locked, the worker only, with cuDNN, and flash attention where the card has it (sm_80 and newer);
+    // cudaforge fetches flash attention's CUTLASS with git.
+    let build = all
+        .iter()
+        .find(|(k, v)| k == "RUN" && v.contains("cargo build"))
+        .map(|(_, v)| v.as_str())
+        .expect("a cargo build");
+    assert!(build.contains(r#"cargo build --release --locked -p sdxl-worker --features "${features}""#), "{build}");
+    assert!(build.contains("features=cudnn &&"), "{build}");
+    assert!(build.contains(r#"if [ "${CUDA_COMPUTE_CAP}" -ge 80 ]; then features=cudnn,flash-attn; fi"#), "{build}");
+    assert!(all.iter().any(|(k, v)| k == "RUN" && v.contains("apt-get install") && v.contains(" git ")));
     // Apt: no recommends, lists removed in the same layer.
     for (_, run) in all.iter().filter(|(k, v)| k == "RUN" && v.contains("apt-get install")) {
         assert!(run.contains("--no-install-recommends") && run.contains("rm -rf /var/lib/apt/lists/*"), "{run}");

@@ -30,10 +30,12 @@ fn fleet_instance_types() -> Vec<String> {
     fleet["instance_types"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
 }
 
-/// The container's build decides how convolutions find scratch memory.
+/// The container's build decides how convolutions find scratch memory (the T4's build and the others' both
+/// start from `cudnn`). Flash attention, in the sm_80 builds, is not counted: the estimate keeps the sliced
+/// attention's scores, an upper bound for it.
 fn fleet_kernels() -> ConvKernels {
     let dockerfile = std::fs::read_to_string(repo().join("worker/Dockerfile")).unwrap();
-    if dockerfile.contains("--features cudnn") { ConvKernels::Cudnn } else { ConvKernels::CudaIm2col }
+    if dockerfile.contains("features=cudnn") { ConvKernels::Cudnn } else { ConvKernels::CudaIm2col }
 }
 
 /// SDXL base's weights as a GPU run holds them: f16, except the VAE, upcast to f32 as its config asks.

@@ -7,9 +7,13 @@
 //! - [`conv2d`] (feature `cudnn`): cuDNN's forward convolution with float accumulation for f16/bf16 (PyTorch's
 //!   choice; candle's cuDNN path accumulates f16 in half precision), tensor cores allowed (TF32 for f32, as
 //!   PyTorch allows for cuDNN by default), the algorithm chosen once per shape and one workspace kept per device.
+//! - [`flash::flash_attention`] (feature `flash-attn`): candle-flash-attn's FlashAttention-2 kernels on sm_80 and
+//!   newer, where no score matrix is written at all.
 //!
-//! Without the `cuda` feature only [`launch`], the ops' launch arithmetic, is built.
+//! Without the `cuda` feature only [`launch`] and [`flash::flash_attention_fits`], the ops' launch arithmetic and
+//! which attentions flash attention runs, are built.
 
+pub mod flash;
 pub mod launch;
 
 #[cfg(feature = "cuda")]

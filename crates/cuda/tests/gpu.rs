@@ -184,3 +184,84 @@ mod conv {
         assert_eq!(download(&gameforge_cuda::conv2d(&x, &w, 1, 1).unwrap()), first);
     }
 }
+
+#[cfg(feature = "flash-attn")]
+mod flash {
+    use super::*;
+    use gameforge_cuda::flash::{flash_attention, flash_attention_runs};
+
+    /// softmax(q kᵀ · scale) v per (batch · head), all `(rows, tokens, dim)` row-major.
+    fn attention_reference(
+        q: &[f64],
+        k: &[f64],
+        v: &[f64],
+        rows: usize,
+        queries: usize,
+        keys: usize,
+        dim: usize,
+    ) -> Vec<f64> {
+        let scale = (dim as f64).powf(-0.5);
+        let mut out = vec![0.0; rows * queries * dim];
+        for r in 0..rows {
+            let (k, v) = (&k[r * keys * dim..][..keys * dim], &v[r * keys * dim..][..keys * dim]);
+            for i in 0..queries {
+                let q = &q[(r * queries + i) * dim..][..dim];
+                let scores: Vec<f64> =
+                    k.chunks(dim).map(|k| q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale).collect();
+                let probs = common::softmax_reference(&scores, keys, 1.0);
+                let o = &mut out[(r * queries + i) * dim..][..dim];
+                for (p, v) in probs.iter().zip(v.chunks(dim)) {
+                    o.iter_mut().zip(v).for_each(|(o, v)| *o += p * v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Flash attention against the f64 reference, with the heads as views of `(batch, tokens, heads · dim)`
+    /// activations (as the UNet passes them), and the reference's `(batch, heads, tokens, dim)` order out.
+    #[test]
+    fn flash_attention_matches_the_f64_reference() {
+        // (batch, heads, queries, keys, dim): UNet self-attention at a 32² latent, cross-attention on 77 tokens,
+        // the VAE's one 512-wide head, odd token counts, a head width between the compiled ones.
+        let cases = [
+            (2, 4, 1024, 1024, 64),
+            (2, 10, 256, 77, 64),
+            (1, 1, 1024, 1024, 512),
+            (1, 3, 333, 191, 64),
+            (2, 2, 100, 100, 40),
+        ];
+        for (seed, &(batch, heads, queries, keys, dim)) in cases.iter().enumerate() {
+            for precision in [Precision::F16, Precision::Bf16] {
+                let tokens_major = |tokens: usize, s: u64| {
+                    let x = precision.round(&common::values(batch * tokens * heads * dim, s));
+                    let t = upload(&x, &[batch, tokens, heads, dim], precision).transpose(1, 2).unwrap();
+                    // The reference's order, (batch, heads, tokens, dim), on the host.
+                    let host = t.to_dtype(DType::F64).unwrap().contiguous().unwrap();
+                    (t, host.flatten_all().unwrap().to_vec1::<f64>().unwrap())
+                };
+                let seed = 10 * seed as u64;
+                let ((q, qh), (k, kh), (v, vh)) =
+                    (tokens_major(queries, seed), tokens_major(keys, seed + 1), tokens_major(keys, seed + 2));
+                assert!(flash_attention_runs(&q, &k, &v).unwrap(), "a {dim}-wide {precision:?} head");
+                let got = flash_attention(&q, &k, &v, (dim as f64).powf(-0.5)).unwrap();
+                assert_eq!(got.dims(), &[batch, heads, queries, dim]);
+                let reference = attention_reference(&qh, &kh, &vh, batch * heads, queries, keys, dim);
+                // Weighted means of values in [-1, 1): of order 1/√keys; the probabilities are rounded to the
+                // dtype before the second product, as PyTorch's flash attention does.
+                let err = common::worst(&download(&got.contiguous().unwrap()), &reference, 0.1);
+                let what = format!("{batch}×{heads}×{queries}·{keys}×{dim} {precision:?}");
+                assert!(err < 4.0 * precision.tolerance(), "{what}: worst {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn flash_attention_leaves_f32_to_the_sliced_path() {
+        let x = Tensor::zeros((1, 2, 16, 64), DType::F32, &gpu()).unwrap();
+        assert!(!flash_attention_runs(&x, &x, &x).unwrap());
+        let h = x.to_dtype(DType::F16).unwrap();
+        assert!(flash_attention_runs(&h, &h, &h).unwrap());
+        assert!(!flash_attention_runs(&h, &h, &x).unwrap());
+    }
+}

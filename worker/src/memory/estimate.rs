@@ -29,7 +29,7 @@ pub enum ConvKernels {
     /// candle's CUDA kernel without cuDNN: the full im2col matrix (kernel² × the input) plus the product.
     CudaIm2col,
     /// cuDNN: a workspace of the algorithm cuDNN picks, assumed no larger than the input (not measured on the
-    /// fleet's cards yet).
+    /// fleet's cards yet; where the device has no room for it, gameforge-cuda runs the convolution with none).
     Cudnn,
 }
 

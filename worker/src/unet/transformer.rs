@@ -59,21 +59,18 @@ impl Attention {
         {
             return Ok((k.clone(), v.clone()));
         }
-        let k = self.split_heads(self.to_k.forward(context)?)?;
-        let v = self.split_heads(self.to_v.forward(context)?)?;
+        // Made contiguous once here rather than in every step's attention.
+        let k = self.split_heads(self.to_k.forward(context)?)?.contiguous()?;
+        let v = self.split_heads(self.to_v.forward(context)?)?.contiguous()?;
         *cache = Some((context.id(), k.clone(), v.clone()));
         Ok((k, v))
     }
 
-    /// `(b, tokens, heads · d)` → `(b, heads, tokens, d)`, contiguous.
+    /// `(b, tokens, heads · d)` → `(b, heads, tokens, d)`, a view: flash attention reads it by its strides, and
+    /// `attend`'s other paths copy it where they need to.
     fn split_heads(&self, x: Tensor) -> candle_core::Result<Tensor> {
         let (b, m, inner) = x.dims3()?;
-        profile::time(
-            "heads",
-            || format!("{:?}", x.dims()),
-            x.device(),
-            || x.reshape((b, m, self.heads, inner / self.heads))?.transpose(1, 2)?.contiguous(),
-        )
+        x.reshape((b, m, self.heads, inner / self.heads))?.transpose(1, 2)
     }
 
     pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>, slicing: Slicing) -> candle_core::Result<Tensor> {
