@@ -94,7 +94,7 @@ ln -sf "$cuda/lib/libcurand.so.10" "$link/lib/libcurand.so"
 # 3. CUTLASS for flash attention
 (
     cd "$gpu/src"
-    flash_src="$(cargo metadata --format-version 1 | python3 -c '
+    flash_src="$(cargo metadata --format-version 1 --all-features | python3 -c '
 import json, sys
 (p,) = [p for p in json.load(sys.stdin)["packages"] if p["name"] == "candle-flash-attn"]
 print(p["manifest_path"].rsplit("/", 1)[0])')"
