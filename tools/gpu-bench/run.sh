@@ -8,8 +8,9 @@
 # Phases (each bounded by `timeout`, all together by DEADLINE seconds; every log is written to $OUT as it
 # goes, so a cut run still returns what it had):
 #   setup        unpack the binaries, find the CUDA libraries, record the card, driver and toolkit
-#   kernels      the worker's own CUDA ops (gameforge-cuda: group norm, scaled softmax, cuDNN convolution) against
-#                f64 references at SDXL's shapes in f32, f16 and bf16 (its tests/gpu.rs)
+#   kernels      the worker's own CUDA ops (gameforge-cuda: group norm, scaled softmax, cuDNN convolution with
+#                and without a workspace, flash attention) against f64 references at SDXL's shapes in f32, f16
+#                and bf16 (its tests/gpu.rs)
 #   correctness  `sdxl-worker generate` on the committed reference cases (tiny models) in f16 and f32, against
 #                the reference images (tools/gpu-bench/correctness.py)
 #   model        `sdxl-worker random-model` writes the full-size SDXL base architecture with random weights (fp16)
