@@ -155,7 +155,7 @@ binaries=(sdxl-worker sdxl-pipeline-bench sdxl-profile-bench gameforge-cuda-gpu-
 (cd "$stage" && strip "${binaries[@]}")
 # Each binary holds the same flash-attention kernels (tens of MB): a dictionary larger than one binary lets xz
 # store them once (the GPU machine needs as much memory to unpack).
-tar -C "$stage" -cf - "${binaries[@]}" | xz -T1 --lzma2=preset=9e,dict=512MiB >"$gpu/dist/sdxl-worker-cuda.tar.xz"
+tar -C "$stage" -cf - "${binaries[@]}" | xz -T1 --lzma2=preset=9,dict=512MiB >"$gpu/dist/sdxl-worker-cuda.tar.xz"
 rm -rf "$stage/whl" "$stage/site"
 python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux2014_x86_64 -d "$stage/whl" \
