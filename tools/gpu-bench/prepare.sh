@@ -153,7 +153,7 @@ for name, path in found.items():
 PY
 binaries=(sdxl-worker sdxl-pipeline-bench sdxl-profile-bench gameforge-cuda-gpu-tests)
 (cd "$stage" && strip "${binaries[@]}")
-# Each binary holds the same flash-attention kernels (tens of MB): a dictionary larger than one binary lets xz
+# Each binary holds the same flash-attention kernels (about 240 MB): a dictionary larger than one binary lets xz
 # store them once (the GPU machine needs as much memory to unpack).
 tar -C "$stage" -cf - "${binaries[@]}" | xz -T1 --lzma2=preset=9,dict=512MiB >"$gpu/dist/sdxl-worker-cuda.tar.xz"
 rm -rf "$stage/whl" "$stage/site"
