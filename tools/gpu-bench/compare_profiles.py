@@ -35,32 +35,36 @@ OURS = {
 }
 
 
-def ours(path):
-    """{(section, kind): ms per run}, or None when the file is missing."""
+def summed(path, entries):
+    """{(section, kind): ms} summed over `entries(row)`'s (key, ms) for each row, or None when the file is missing."""
     if not os.path.exists(path):
         return None
     out = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            if row["kind"] == "block":
-                continue
-            kind = OURS.get(row["kind"], "rest")
-            key = (row["section"], kind)
-            out[key] = out.get(key, 0.0) + float(row["finished_ms"])
+            for key, ms in entries(row):
+                out[key] = out.get(key, 0.0) + ms
     return out
+
+
+def ours(path):
+    """The worker's records by the reference's kinds (blocks contain op records: skipped)."""
+
+    def entries(row):
+        if row["kind"] != "block":
+            yield (row["section"], OURS.get(row["kind"], "rest")), float(row["finished_ms"])
+
+    return summed(path, entries)
 
 
 def reference(path):
-    if not os.path.exists(path):
-        return None
-    out = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            ms = float(row["self_ms"])
-            for kind in (row["kind"], "total"):
-                key = (row["section"], kind)
-                out[key] = out.get(key, 0.0) + ms
-    return out
+    """The reference's kernels by kind, and each also in the section's total."""
+
+    def entries(row):
+        for kind in (row["kind"], "total"):
+            yield (row["section"], kind), float(row["self_ms"])
+
+    return summed(path, entries)
 
 
 def cell(table, key):

@@ -65,9 +65,9 @@ pub fn flash_attention_runs(
     Ok(flash_attention_fits(half, q.dim(3)?, v.dim(3)?, capability).is_ok())
 }
 
-/// `softmax(q kᵀ · scale) v` over `(batch, heads, tokens, dim)` tensors with a contiguous last dimension (any
-/// other strides: the kernels take them, so splitting the heads needs no copy), where [`flash_attention_runs`].
-/// The result is `(batch, heads, queries, dim)`, a transposed view of the kernels' output.
+/// `softmax(q kᵀ · scale) v` over `(batch, heads, tokens, dim)` tensors, where [`flash_attention_runs`]. The
+/// kernels take strides, so heads split as views need no copy; only a tensor whose last dimension is not
+/// contiguous is copied. The result is `(batch, heads, queries, dim)`, a transposed view of the kernels' output.
 #[cfg(feature = "flash-attn")]
 pub fn flash_attention(
     q: &candle_core::Tensor,
